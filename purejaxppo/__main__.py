@@ -1,0 +1,5 @@
+import sys
+
+from purejaxppo.cli import main
+
+sys.exit(main())

@@ -1,0 +1,168 @@
+"""Configuration: static settings (shapes, counts, switches) and traced hyperparameters.
+
+`PPOConfig` is frozen and hashable: everything in it decides shapes or control flow, so a
+change recompiles. `Hyperparams` is a pytree of numbers: every field may be traced, so a
+`jax.vmap` over any of them (a sweep) is one compiled call.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import jax
+import numpy as np
+from flax import struct
+
+ACTIVATIONS = ("tanh", "relu", "gelu")
+NETWORKS = ("mlp", "cnn")
+
+
+class ConfigError(ValueError):
+    """Invalid configuration, raised before anything is compiled."""
+
+
+@dataclasses.dataclass(frozen=True)
+class PPOConfig:
+    """Static settings of a PPO run; a change of any field recompiles.
+
+    `total_timesteps` is rounded down to whole updates of `num_envs * num_steps` env steps.
+    """
+
+    env: str = "CartPole-v1"
+    num_envs: int = 4
+    num_steps: int = 128
+    total_timesteps: int = 500_000
+    update_epochs: int = 4
+    num_minibatches: int = 4
+    hidden_sizes: tuple[int, ...] = (64, 64)
+    activation: str = "tanh"
+    network: str = "mlp"
+    anneal_lr: bool = True
+    normalize_advantages: bool = True
+    clip_value_loss: bool = True
+
+    def __post_init__(self) -> None:
+        validate_config(self)
+
+    @property
+    def batch_size(self) -> int:
+        """Env steps collected per update: `num_envs * num_steps`."""
+        return self.num_envs * self.num_steps
+
+    @property
+    def minibatch_size(self) -> int:
+        return self.batch_size // self.num_minibatches
+
+    @property
+    def num_updates(self) -> int:
+        return self.total_timesteps // self.batch_size
+
+    def replace(self, **changes: Any) -> PPOConfig:
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int | np.integer) and not isinstance(value, bool)
+
+
+def validate_config(config: PPOConfig) -> None:
+    """Raise `ConfigError` with a one-line reason if `config` cannot be trained."""
+    if not isinstance(config.env, str) or not config.env:
+        raise ConfigError(f"env must be a non-empty environment name, got {config.env!r}")
+    for name in ("num_envs", "num_steps", "total_timesteps", "update_epochs", "num_minibatches"):
+        value = getattr(config, name)
+        if not _is_int(value) or value <= 0:
+            raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+    if config.batch_size % config.num_minibatches:
+        raise ConfigError(
+            f"num_envs * num_steps = {config.num_envs} * {config.num_steps} = "
+            f"{config.batch_size} is not divisible by num_minibatches = {config.num_minibatches}"
+        )
+    if config.total_timesteps < config.batch_size:
+        raise ConfigError(
+            f"total_timesteps = {config.total_timesteps} is less than one update "
+            f"(num_envs * num_steps = {config.batch_size})"
+        )
+    sizes = config.hidden_sizes
+    if not isinstance(sizes, tuple) or not sizes or not all(_is_int(s) and s > 0 for s in sizes):
+        raise ConfigError(f"hidden_sizes must be a non-empty tuple of positive ints, got {sizes!r}")
+    if config.activation not in ACTIVATIONS:
+        raise ConfigError(f"activation must be one of {ACTIVATIONS}, got {config.activation!r}")
+    if config.network not in NETWORKS:
+        raise ConfigError(f"network must be one of {NETWORKS}, got {config.network!r}")
+    for name in ("anneal_lr", "normalize_advantages", "clip_value_loss"):
+        if not isinstance(getattr(config, name), bool):
+            raise ConfigError(f"{name} must be true or false, got {getattr(config, name)!r}")
+
+
+@struct.dataclass
+class Hyperparams:
+    """Traced hyperparameters: scalars for one run, or arrays `[R]` for R runs under vmap."""
+
+    learning_rate: float = 2.5e-4
+    gamma: float = 0.99
+    gae_lambda: float = 0.95
+    clip_eps: float = 0.2
+    ent_coef: float = 0.01
+    vf_coef: float = 0.5
+    max_grad_norm: float = 0.5
+    reward_scale: float = 1.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+
+# Valid ranges: (low, high, low inclusive, high inclusive).
+HYPERPARAM_RANGES: Mapping[str, tuple[float, float, bool, bool]] = {
+    "learning_rate": (0.0, 1.0, False, True),
+    "gamma": (0.0, 1.0, True, True),
+    "gae_lambda": (0.0, 1.0, True, True),
+    "clip_eps": (0.0, math.inf, False, False),
+    "ent_coef": (0.0, math.inf, True, False),
+    "vf_coef": (0.0, math.inf, True, False),
+    "max_grad_norm": (0.0, math.inf, False, False),
+    "reward_scale": (0.0, math.inf, False, False),
+}
+
+HYPERPARAM_NAMES = tuple(f.name for f in dataclasses.fields(Hyperparams))
+CONFIG_NAMES = tuple(f.name for f in dataclasses.fields(PPOConfig))
+
+
+def _describe_range(low: float, high: float, low_in: bool, high_in: bool) -> str:
+    left = "[" if low_in else "("
+    right = "]" if high_in else ")"
+    return f"{left}{low:g}, {high:g}{right}"
+
+
+def validate_hyperparams(hp: Hyperparams) -> None:
+    """Raise `ConfigError` if any (concrete) hyperparameter is not a finite number in range."""
+    for name, (low, high, low_in, high_in) in HYPERPARAM_RANGES.items():
+        value = getattr(hp, name)
+        if isinstance(value, jax.core.Tracer):
+            continue
+        try:
+            array = np.asarray(value, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{name} must be a number, got {value!r}") from None
+        if not np.all(np.isfinite(array)):
+            raise ConfigError(f"{name} must be a finite number, got {value!r}")
+        above = array > low if not low_in else array >= low
+        below = array < high if not high_in else array <= high
+        if not np.all(above & below):
+            bad = array[~(above & below)].ravel()[0] if array.ndim else array
+            raise ConfigError(
+                f"{name} = {float(bad):g} is out of range {_describe_range(low, high, low_in, high_in)}"
+            )
+
+
+def stack_hyperparams(settings: list[Hyperparams]) -> Hyperparams:
+    """Stack R scalar settings into one `Hyperparams` of `[R]` float32 arrays (a run axis)."""
+    if not settings:
+        raise ConfigError("at least one hyperparameter setting is needed")
+    return jax.tree.map(lambda *xs: np.asarray(xs, dtype=np.float32), *settings)

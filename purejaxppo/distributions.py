@@ -1,0 +1,61 @@
+"""Action distributions as small pytrees: categorical (discrete) and diagonal Gaussian.
+
+Each offers `sample(key)`, `log_prob(action)`, `entropy()` and `mode()`; batch shape is
+whatever leading shape the parameters have (e.g. `[N]` in a rollout, `[B]` in a minibatch).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+_LOG_2PI = math.log(2.0 * math.pi)
+
+
+class Categorical(NamedTuple):
+    """Categorical over the last axis of `logits` `[..., num_actions]`."""
+
+    logits: jax.Array
+
+    def sample(self, key: jax.Array) -> jax.Array:
+        return jax.random.categorical(key, self.logits)
+
+    def log_prob(self, action: jax.Array) -> jax.Array:
+        log_p = jax.nn.log_softmax(self.logits)
+        return jnp.take_along_axis(log_p, action[..., None].astype(jnp.int32), axis=-1)[..., 0]
+
+    def entropy(self) -> jax.Array:
+        log_p = jax.nn.log_softmax(self.logits)
+        return -jnp.sum(jnp.exp(log_p) * log_p, axis=-1)
+
+    def mode(self) -> jax.Array:
+        return jnp.argmax(self.logits, axis=-1)
+
+
+class DiagGaussian(NamedTuple):
+    """Independent normals over the last axis: `mean` `[..., D]`, `log_std` broadcastable."""
+
+    mean: jax.Array
+    log_std: jax.Array
+
+    def sample(self, key: jax.Array) -> jax.Array:
+        noise = jax.random.normal(key, self.mean.shape, self.mean.dtype)
+        return self.mean + jnp.exp(self.log_std) * noise
+
+    def log_prob(self, action: jax.Array) -> jax.Array:
+        z = (action - self.mean) * jnp.exp(-self.log_std)
+        per_dim = -0.5 * z * z - self.log_std - 0.5 * _LOG_2PI
+        return jnp.sum(per_dim, axis=-1)
+
+    def entropy(self) -> jax.Array:
+        per_dim = jnp.broadcast_to(self.log_std + 0.5 * (1.0 + _LOG_2PI), self.mean.shape)
+        return jnp.sum(per_dim, axis=-1)
+
+    def mode(self) -> jax.Array:
+        return self.mean
+
+
+Distribution = Categorical | DiagGaussian

@@ -1,0 +1,195 @@
+"""Outputs of a run on the host: metrics.csv, summary.json, config.json, learning_curve.png."""
+
+from __future__ import annotations
+
+import csv
+import importlib.metadata
+import json
+import platform
+import warnings
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+
+from purejaxppo.config import Hyperparams, PPOConfig
+from purejaxppo.population import Population, Timing, final_returns
+from purejaxppo.train import METRIC_NAMES, Metrics
+
+LIBRARIES = ("purejaxppo", "jax", "jaxlib", "flax", "optax", "gymnax", "chex")
+
+
+def library_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for name in LIBRARIES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def device_description() -> str:
+    device = jax.devices()[0]
+    kind = getattr(device, "device_kind", device.platform)
+    return f"{device.platform}:{kind} x{jax.device_count()}"
+
+
+def return_stats(values: np.ndarray) -> dict[str, Any]:
+    """mean/std/min/max over runs (NaN-aware: a run with no finished episode is skipped)."""
+    finite = values[np.isfinite(values)]
+    per_run = [None if not np.isfinite(v) else round(float(v), 4) for v in values]
+    if finite.size == 0:
+        return {"mean": None, "std": None, "min": None, "max": None, "per_run": per_run}
+    return {
+        "mean": float(finite.mean()),
+        "std": float(finite.std()),
+        "min": float(finite.min()),
+        "max": float(finite.max()),
+        "per_run": per_run,
+    }
+
+
+def build_summary(
+    config: PPOConfig,
+    population: Population,
+    metrics: Metrics,
+    timing: Timing,
+    env_steps_per_run: int,
+) -> dict[str, Any]:
+    finals = final_returns(metrics)
+    env_steps = env_steps_per_run * population.num_runs
+    summary: dict[str, Any] = {
+        "env": config.env,
+        "num_runs": population.num_runs,
+        "num_updates": config.num_updates,
+        "env_steps_per_run": env_steps_per_run,
+        "env_steps": env_steps,
+        "final_return": return_stats(finals),
+        "sps": env_steps / timing.run_s,
+        "compile_s": timing.compile_s,
+        "run_s": timing.run_s,
+        "device": device_description(),
+        "versions": library_versions(),
+    }
+    if any(population.swept):
+        summary["groups"] = [
+            {"setting": setting, "final_return": return_stats(finals[runs])}
+            for setting, runs in population.groups()
+        ]
+    return summary
+
+
+def write_json(path: Path, data: Any) -> None:
+    path.write_text(json.dumps(data, indent=2, default=_json_default) + "\n")
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"cannot serialise {type(value)}")
+
+
+def write_config(
+    path: Path,
+    config: PPOConfig,
+    hp: Hyperparams,
+    seed: int,
+    num_seeds: int,
+    sweep: dict[str, list[float]],
+    extra: dict[str, Any],
+) -> None:
+    write_json(
+        path,
+        {
+            "config": config.to_dict(),
+            "hyperparams": {k: float(v) for k, v in hp.to_dict().items()},
+            "seed": seed,
+            "num_seeds": num_seeds,
+            "sweep": sweep,
+            **extra,
+        },
+    )
+
+
+def write_metrics_csv(
+    path: Path, population: Population, metrics: Metrics, env_steps: np.ndarray
+) -> None:
+    """One row per run x update: run, seed, swept values, update, env_steps, every metric."""
+    swept_names = list(population.swept[0]) if population.swept else []
+    columns = {name: np.asarray(getattr(metrics, name)) for name in METRIC_NAMES}
+    with path.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["run", "seed", *(f"setting.{n}" for n in swept_names), "update", "env_steps", *METRIC_NAMES])
+        for run in range(population.num_runs):
+            prefix = [run, population.seeds[run], *population.swept[run].values()]
+            rows = zip(*(columns[n][run].tolist() for n in METRIC_NAMES), strict=True)
+            for update, values in enumerate(rows):
+                writer.writerow([*prefix, update + 1, int(env_steps[update]), *map(_fmt, values)])
+
+
+def _fmt(value: float | int) -> str:
+    if isinstance(value, int):
+        return str(value)
+    return "" if not np.isfinite(value) else f"{value:.6g}"
+
+
+def plot_learning_curve(
+    path: Path, population: Population, metrics: Metrics, env_steps: np.ndarray, title: str
+) -> None:
+    """Mean completed-episode return across runs with a min-max band, one line per setting."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    returns = np.asarray(metrics.episode_return, dtype=np.float64)
+    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=120)
+    for setting, runs in population.groups():
+        curves = returns[runs]
+        with warnings.catch_warnings():  # all-NaN columns: no run has finished an episode yet
+            warnings.simplefilter("ignore", RuntimeWarning)
+            mean = np.nanmean(curves, axis=0)
+            low, high = np.nanmin(curves, axis=0), np.nanmax(curves, axis=0)
+        label = ", ".join(f"{k}={v:g}" for k, v in setting.items()) or "mean"
+        (line,) = ax.plot(env_steps, mean, lw=1.5, label=f"{label} ({len(runs)} runs)")
+        ax.fill_between(env_steps, low, high, color=line.get_color(), alpha=0.2, lw=0)
+    ax.set_xlabel("environment steps per run")
+    ax.set_ylabel("episode return")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="best", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def print_summary(summary: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    def fmt(stats: dict[str, Any]) -> tuple[str, str, str]:
+        if stats["mean"] is None:
+            return "n/a", "n/a", "n/a"
+        return f"{stats['mean']:.1f}", f"{stats['std']:.1f}", f"{stats['min']:.1f}"
+
+    table = Table(title=f"{summary['env']}: {summary['num_runs']} runs")
+    for column in ("setting", "runs", "final return", "std", "min"):
+        table.add_column(column, justify="left" if column == "setting" else "right")
+    groups = summary.get("groups") or [
+        {"setting": {}, "final_return": summary["final_return"]}
+    ]
+    for group in groups:
+        setting = ", ".join(f"{k}={v:g}" for k, v in group["setting"].items()) or "all"
+        runs = len(group["final_return"]["per_run"])
+        table.add_row(setting, str(runs), *fmt(group["final_return"]))
+    console = Console()
+    console.print(table)
+    console.print(
+        f"env steps {summary['env_steps']:,} ({summary['env_steps_per_run']:,} per run)  "
+        f"SPS {summary['sps']:,.0f}  compile {summary['compile_s']:.1f} s  "
+        f"run {summary['run_s']:.1f} s  device {summary['device']}"
+    )

@@ -1,0 +1,73 @@
+"""Rollout: one `lax.scan` over `num_steps`, acting in all N envs at once."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from purejaxppo.envs import EnvRunner, EnvSpec, step_envs
+from purejaxppo.networks import ActorCritic
+
+
+class Transition(NamedTuple):
+    """A rollout of T steps in N envs, time-major.
+
+    obs `[T, N, *obs_shape]`; action `[T, N]` (discrete) or `[T, N, D]` (continuous, the
+    unclipped sample); the rest `[T, N]`. `next_value[t]` is the value of the observation that
+    followed step t *before* any auto-reset (`info["final_observation"]`), so a truncated
+    episode bootstraps from where it was cut. `episode_return` / `episode_length` describe
+    the episode that ended at step t and are meaningful only where `terminated | truncated`.
+    """
+
+    obs: jax.Array
+    action: jax.Array
+    log_prob: jax.Array
+    value: jax.Array
+    next_value: jax.Array
+    reward: jax.Array
+    terminated: jax.Array
+    truncated: jax.Array
+    episode_return: jax.Array
+    episode_length: jax.Array
+
+
+def collect_rollout(
+    network: ActorCritic,
+    spec: EnvSpec,
+    params: dict,
+    runner: EnvRunner,
+    key: jax.Array,
+    num_steps: int,
+) -> tuple[EnvRunner, Transition]:
+    """Act for `num_steps` in every env of `runner`; returns the new runner and the rollout."""
+
+    def act_and_step(runner: EnvRunner, key: jax.Array):
+        key_act, key_env = jax.random.split(key)
+        dist, value = network.apply(params, runner.obs)
+        action = dist.sample(key_act)
+        runner_next, step = step_envs(spec, key_env, runner, action)
+        return runner_next, (runner.obs, action, dist.log_prob(action), value, step)
+
+    keys = jax.random.split(key, num_steps)
+    runner, (obs, action, log_prob, value, step) = jax.lax.scan(act_and_step, runner, keys)
+    next_value = network.apply(params, step.final_obs, method=ActorCritic.value)
+    transition = Transition(
+        obs=obs,
+        action=action,
+        log_prob=log_prob,
+        value=value,
+        next_value=next_value,
+        reward=step.reward,
+        terminated=step.terminated,
+        truncated=step.truncated,
+        episode_return=step.episode_return,
+        episode_length=step.episode_length,
+    )
+    return runner, transition
+
+
+def episode_ends(transition: Transition) -> jax.Array:
+    """`[T, N]` bool: an episode ended (terminated or truncated) at this step."""
+    return jnp.logical_or(transition.terminated, transition.truncated)

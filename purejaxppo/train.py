@@ -1,0 +1,188 @@
+"""The trainer: `make_train(config)` returns `train(key, hyperparams) -> TrainOutput`.
+
+`train` is init followed by `lax.scan(update_step)` over `num_updates`, and `update_step` is
+
+    rollout -> gae -> update -> metrics
+
+one top-level function per stage. `train` is pure: `jax.jit` compiles it once and
+`jax.vmap` maps it over seeds (keys) and over `Hyperparams` (sweeps).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, NamedTuple
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+from gymnax.environments.environment import Environment
+
+from purejaxppo.config import Hyperparams, PPOConfig
+from purejaxppo.envs import EnvRunner, EnvSpec, make_env, reset_envs
+from purejaxppo.gae import compute_gae
+from purejaxppo.loss import LossInfo
+from purejaxppo.networks import ActorCritic, make_network
+from purejaxppo.rollout import Transition, collect_rollout, episode_ends
+from purejaxppo.update import flatten_rollout, learning_rate_at, make_optimizer, update_policy
+
+
+class TrainState(NamedTuple):
+    """Everything that carries from one update to the next."""
+
+    params: Any
+    opt_state: Any
+    runner: EnvRunner
+    key: jax.Array
+    update: jax.Array  # int32, number of updates done
+
+
+class Metrics(NamedTuple):
+    """Scalars per update (`[U]` after a scan; `[R, U]` for R runs).
+
+    `episode_return` / `episode_length` are means over the episodes that *ended* in that
+    update, NaN where `episodes == 0`.
+    """
+
+    episode_return: jax.Array
+    episode_length: jax.Array
+    episodes: jax.Array
+    total_loss: jax.Array
+    policy_loss: jax.Array
+    value_loss: jax.Array
+    entropy: jax.Array
+    approx_kl: jax.Array
+    clip_fraction: jax.Array
+    explained_variance: jax.Array
+    learning_rate: jax.Array
+    grad_norm: jax.Array
+
+
+METRIC_NAMES = Metrics._fields
+
+
+class TrainOutput(NamedTuple):
+    state: TrainState
+    metrics: Metrics
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Trainer:
+    """The static parts of a run: config, env, network. Call it as `train(key, hp)`."""
+
+    config: PPOConfig
+    spec: EnvSpec
+    network: ActorCritic
+
+    def __call__(self, key: jax.Array, hp: Hyperparams) -> TrainOutput:
+        return train(self, key, hp)
+
+    def init(self, key: jax.Array, hp: Hyperparams) -> TrainState:
+        return init_state(self, key, hp)
+
+    def update_step(self, state: TrainState, hp: Hyperparams) -> tuple[TrainState, Metrics]:
+        return update_step(self, hp, state)
+
+    def run_updates(
+        self, state: TrainState, hp: Hyperparams, num_updates: int
+    ) -> tuple[TrainState, Metrics]:
+        return run_updates(self, hp, state, num_updates)
+
+    def env_steps(self, updates: Any) -> np.ndarray:
+        """Env steps consumed after `updates` updates, as int64 (no 32-bit overflow)."""
+        return np.asarray(updates, dtype=np.int64) * self.config.batch_size
+
+
+def make_train(
+    config: PPOConfig, env: Environment | None = None, env_params: Any = None
+) -> Trainer:
+    """Build the trainer for `config`; `env` overrides `config.env` with a gymnax instance."""
+    spec = make_env(config.env if env is None else env, env_params)
+    return Trainer(config, spec, make_network(config, spec))
+
+
+def init_state(trainer: Trainer, key: jax.Array, hp: Hyperparams) -> TrainState:
+    """Initialise network parameters, optimizer state and `num_envs` envs."""
+    key, key_net, key_env = jax.random.split(key, 3)
+    runner = reset_envs(trainer.spec, key_env, trainer.config.num_envs)
+    params = trainer.network.init(key_net, runner.obs[:1])
+    opt_state = make_optimizer(trainer.config, hp).init(params)
+    return TrainState(params, opt_state, runner, key, jnp.zeros((), jnp.int32))
+
+
+def update_step(trainer: Trainer, hp: Hyperparams, state: TrainState) -> tuple[TrainState, Metrics]:
+    """One PPO update: rollout -> gae -> update -> metrics."""
+    config = trainer.config
+    key, key_rollout, key_update = jax.random.split(state.key, 3)
+    runner, transition = collect_rollout(
+        trainer.network, trainer.spec, state.params, state.runner, key_rollout, config.num_steps
+    )
+    advantage, target = compute_gae(
+        hp.reward_scale * transition.reward,
+        transition.value,
+        transition.next_value,
+        transition.terminated,
+        transition.truncated,
+        hp.gamma,
+        hp.gae_lambda,
+    )
+    chex.assert_shape([advantage, target, transition.value], (config.num_steps, config.num_envs))
+    params, opt_state, loss_info, grad_norm = update_policy(
+        trainer.network,
+        config,
+        hp,
+        state.params,
+        state.opt_state,
+        flatten_rollout(transition, advantage, target),
+        key_update,
+    )
+    metrics = summarize_update(
+        transition, target, loss_info, grad_norm, learning_rate_at(config, hp, state.update)
+    )
+    return TrainState(params, opt_state, runner, key, state.update + 1), metrics
+
+
+def summarize_update(
+    transition: Transition,
+    target: jax.Array,
+    loss_info: LossInfo,
+    grad_norm: jax.Array,
+    learning_rate: jax.Array,
+) -> Metrics:
+    """Reduce one update's `[T, N]` data to scalars."""
+    ended = episode_ends(transition)
+    episodes = jnp.sum(ended, dtype=jnp.int32)
+    denom = jnp.maximum(episodes, 1)
+    mean_return = jnp.sum(jnp.where(ended, transition.episode_return, 0.0)) / denom
+    mean_length = jnp.sum(jnp.where(ended, transition.episode_length, 0)) / denom
+    residual_var = jnp.var(target - transition.value)
+    explained_variance = 1.0 - residual_var / jnp.maximum(jnp.var(target), 1e-8)
+    return Metrics(
+        episode_return=jnp.where(episodes > 0, mean_return, jnp.nan),
+        episode_length=jnp.where(episodes > 0, mean_length, jnp.nan),
+        episodes=episodes,
+        total_loss=loss_info.total_loss,
+        policy_loss=loss_info.policy_loss,
+        value_loss=loss_info.value_loss,
+        entropy=loss_info.entropy,
+        approx_kl=loss_info.approx_kl,
+        clip_fraction=loss_info.clip_fraction,
+        explained_variance=explained_variance,
+        learning_rate=jnp.asarray(learning_rate, jnp.float32),
+        grad_norm=grad_norm,
+    )
+
+
+def run_updates(
+    trainer: Trainer, hp: Hyperparams, state: TrainState, num_updates: int
+) -> tuple[TrainState, Metrics]:
+    """`num_updates` update steps in one `lax.scan`; metrics are `[num_updates]`."""
+    return jax.lax.scan(lambda s, _: update_step(trainer, hp, s), state, None, num_updates)
+
+
+def train(trainer: Trainer, key: jax.Array, hp: Hyperparams) -> TrainOutput:
+    """The whole run: init, then `config.num_updates` updates."""
+    state = init_state(trainer, key, hp)
+    state, metrics = run_updates(trainer, hp, state, trainer.config.num_updates)
+    return TrainOutput(state, metrics)
