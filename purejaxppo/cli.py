@@ -49,11 +49,17 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--total-timesteps", type=int, help="env steps per run")
     train.add_argument("--seed", type=int, help="first seed; runs use seed, seed+1, ...")
     train.add_argument(
-        "--set", action="append", default=[], metavar="NAME=VALUE",
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
         help="set any config field or hyperparameter, e.g. --set learning_rate=3e-4",
     )
     train.add_argument(
-        "--sweep", action="append", default=[], metavar="NAME=V1,V2,...",
+        "--sweep",
+        action="append",
+        default=[],
+        metavar="NAME=V1,V2,...",
         help="sweep a hyperparameter: every value x every seed in one compiled call",
     )
     train.add_argument("--out", type=Path, help="output directory (default: runs/<name>-<time>)")
@@ -209,14 +215,22 @@ def run_train(request: TrainRequest, argv: Sequence[str]) -> int:
     env_steps = trainer.env_steps(range(1, config.num_updates + 1))
     out = request.out
     report.write_config(
-        out / "config.json", config, request.hyperparams, request.seed, request.num_seeds,
-        request.sweep, {"name": request.name, "argv": list(argv)},
+        out / "config.json",
+        config,
+        request.hyperparams,
+        request.seed,
+        request.num_seeds,
+        request.sweep,
+        {"name": request.name, "argv": list(argv)},
     )
     report.write_metrics_csv(out / "metrics.csv", population, metrics, env_steps)
     summary = report.build_summary(config, population, metrics, timing, int(env_steps[-1]))
     report.write_json(out / "summary.json", summary)
     report.plot_learning_curve(
-        out / "learning_curve.png", population, metrics, env_steps,
+        out / "learning_curve.png",
+        population,
+        metrics,
+        env_steps,
         f"{config.env} ({population.num_runs} runs)",
     )
     report.print_summary(summary)

@@ -157,7 +157,8 @@ def validate_hyperparams(hp: Hyperparams) -> None:
         if not np.all(above & below):
             bad = array[~(above & below)].ravel()[0] if array.ndim else array
             raise ConfigError(
-                f"{name} = {float(bad):g} is out of range {_describe_range(low, high, low_in, high_in)}"
+                f"{name} = {float(bad):g} is out of range "
+                f"{_describe_range(low, high, low_in, high_in)}"
             )
 
 

@@ -1,7 +1,8 @@
 """Generalised advantage estimation that tells termination from truncation.
 
     delta_t = r_t + gamma * (1 - terminated_t) * next_value_t - value_t
-    A_t     = delta_t + gamma * lambda * (1 - done_t) * A_{t+1},   done_t = terminated_t | truncated_t
+    A_t     = delta_t + gamma * lambda * (1 - done_t) * A_{t+1}
+    done_t  = terminated_t or truncated_t
     target_t = A_t + value_t
 
 `next_value_t` is V(final_observation_t): the observation after step t before auto-reset.

@@ -24,8 +24,41 @@ _ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
 }
 
 
+def orthogonal_init(scale: float = 1.0) -> Callable[..., jax.Array]:
+    """Initializer: a Haar-random orthogonal matrix times `scale`, by Gram-Schmidt in jnp.
+
+    The shape is read as `[prod(shape[:-1]), shape[-1]]`; the smaller side is orthonormal.
+    Same distribution as `flax.linen.initializers.orthogonal`, but without LAPACK's QR: under
+    `vmap` over seeds that QR becomes one batched LAPACK call, which jaxlib 0.10 splits over
+    its intra-op thread pool and which deadlocks intermittently on a 2-core CPU.
+    """
+
+    def init(key: jax.Array, shape: Sequence[int], dtype: jnp.dtype = jnp.float32) -> jax.Array:
+        rows, cols = math.prod(shape[:-1]), shape[-1]
+        gaussian = jax.random.normal(key, (max(rows, cols), min(rows, cols)), jnp.float32)
+        q = orthonormal_columns(gaussian)
+        q = q if rows >= cols else q.T
+        return (scale * q).reshape(shape).astype(dtype)
+
+    return init
+
+
+def orthonormal_columns(a: jax.Array) -> jax.Array:
+    """Q of the QR decomposition of `a` `[m, k]` (m >= k) with R's diagonal positive.
+
+    Classical Gram-Schmidt, each column orthogonalised twice (enough in float32)."""
+
+    def add_column(j: jax.Array, q: jax.Array) -> jax.Array:
+        v = a[:, j]
+        for _ in range(2):
+            v = v - q @ (q.T @ v)  # columns not yet set are zero and project nothing
+        return q.at[:, j].set(v / jnp.sqrt(jnp.sum(v * v)))
+
+    return jax.lax.fori_loop(0, a.shape[1], add_column, jnp.zeros_like(a))
+
+
 def _dense(features: int, scale: float) -> nn.Dense:
-    return nn.Dense(features, kernel_init=nn.initializers.orthogonal(scale))
+    return nn.Dense(features, kernel_init=orthogonal_init(scale))
 
 
 class Tower(nn.Module):
@@ -45,7 +78,9 @@ class Tower(nn.Module):
         x = obs
         if self.conv:
             x = x.reshape((-1, *obs.shape[obs.ndim - self.obs_ndim :]))
-            x = nn.relu(nn.Conv(16, (3, 3), kernel_init=nn.initializers.orthogonal(math.sqrt(2)))(x))
+            x = nn.relu(
+                nn.Conv(16, (3, 3), kernel_init=orthogonal_init(math.sqrt(2)))(x)
+            )
         x = x.reshape((*batch_shape, -1))
         for width in self.hidden_sizes:
             x = act(_dense(width, math.sqrt(2))(x))

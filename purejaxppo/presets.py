@@ -14,22 +14,18 @@ PRESETS: dict[str, tuple[PPOConfig, Hyperparams]] = {
         PPOConfig(env="Acrobot-v1", num_envs=16, num_steps=128, total_timesteps=500_000),
         Hyperparams(learning_rate=5e-4),
     ),
+    # Measured on the 2-core CPU: 4 seeds end at about -165 (random policy: about -1200).
+    # Rewards scaled by 0.1 keep value targets O(10); larger minibatches keep it fast on CPU.
     "pendulum": (
         PPOConfig(
             env="Pendulum-v1",
             num_envs=16,
             num_steps=128,
-            total_timesteps=1_000_000,
+            total_timesteps=500_000,
             update_epochs=10,
-            num_minibatches=32,
+            num_minibatches=8,
         ),
-        Hyperparams(
-            learning_rate=1e-3,
-            gamma=0.95,
-            ent_coef=0.0,
-            max_grad_norm=0.5,
-            reward_scale=0.1,
-        ),
+        Hyperparams(learning_rate=1e-3, gamma=0.95, ent_coef=0.0, reward_scale=0.1),
     ),
     "breakout-minatar": (
         PPOConfig(

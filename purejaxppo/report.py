@@ -123,7 +123,16 @@ def write_metrics_csv(
     columns = {name: np.asarray(getattr(metrics, name)) for name in METRIC_NAMES}
     with path.open("w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["run", "seed", *(f"setting.{n}" for n in swept_names), "update", "env_steps", *METRIC_NAMES])
+        writer.writerow(
+            [
+                "run",
+                "seed",
+                *(f"setting.{n}" for n in swept_names),
+                "update",
+                "env_steps",
+                *METRIC_NAMES,
+            ]
+        )
         for run in range(population.num_runs):
             prefix = [run, population.seeds[run], *population.swept[run].values()]
             rows = zip(*(columns[n][run].tolist() for n in METRIC_NAMES), strict=True)
@@ -179,9 +188,7 @@ def print_summary(summary: dict[str, Any]) -> None:
     table = Table(title=f"{summary['env']}: {summary['num_runs']} runs")
     for column in ("setting", "runs", "final return", "std", "min"):
         table.add_column(column, justify="left" if column == "setting" else "right")
-    groups = summary.get("groups") or [
-        {"setting": {}, "final_return": summary["final_return"]}
-    ]
+    groups = summary.get("groups") or [{"setting": {}, "final_return": summary["final_return"]}]
     for group in groups:
         setting = ", ".join(f"{k}={v:g}" for k, v in group["setting"].items()) or "all"
         runs = len(group["final_return"]["per_run"])

@@ -34,9 +34,7 @@ def make_optimizer(config: PPOConfig, hp: Hyperparams) -> optax.GradientTransfor
     )
 
 
-def flatten_rollout(
-    transition: Transition, advantage: jax.Array, target: jax.Array
-) -> Batch:
+def flatten_rollout(transition: Transition, advantage: jax.Array, target: jax.Array) -> Batch:
     """`[T, N, ...]` rollout and GAE -> `[T * N, ...]` samples."""
     batch = Batch(
         obs=transition.obs,

@@ -38,8 +38,13 @@ def test_gae_matches_python_loop(seed):
     assert (terminated & truncated).any()
 
     advantage, target = compute_gae(
-        jnp.asarray(reward), jnp.asarray(value), jnp.asarray(next_value),
-        jnp.asarray(terminated), jnp.asarray(truncated), gamma, lam,
+        jnp.asarray(reward),
+        jnp.asarray(value),
+        jnp.asarray(next_value),
+        jnp.asarray(terminated),
+        jnp.asarray(truncated),
+        gamma,
+        lam,
     )
     chex.assert_shape([advantage, target], (steps, envs))
     want_adv, want_target = reference_gae(

@@ -34,4 +34,6 @@ def test_value_loss_plain_and_clipped():
     value, old, target = jnp.array([3.0]), jnp.array([1.0]), jnp.array([2.5])
     np.testing.assert_allclose(value_loss(value, old, target, 0.2, clip=False), 0.5 * 0.25)
     # clipped value 1.2 is further from the target: max picks (1.2 - 2.5)^2
-    np.testing.assert_allclose(value_loss(value, old, target, 0.2, clip=True), 0.5 * 1.3**2, rtol=1e-6)
+    np.testing.assert_allclose(
+        value_loss(value, old, target, 0.2, clip=True), 0.5 * 1.3**2, rtol=1e-6
+    )

@@ -4,14 +4,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import probe_config
 
-from purejaxppo import Hyperparams, PPOConfig, make_train
-from purejaxppo import probes
+from purejaxppo import Hyperparams, make_train, probes
 
-PROBE = PPOConfig(
-    env="probe", num_envs=16, num_steps=16, total_timesteps=16 * 16 * 120,
-    update_epochs=4, num_minibatches=4, hidden_sizes=(32, 32),
-)
+PROBE = probe_config(num_steps=16, num_updates=120)
 HP = Hyperparams(learning_rate=3e-3, gamma=0.9, ent_coef=0.0)
 
 

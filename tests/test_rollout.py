@@ -63,8 +63,10 @@ def test_vmap_over_seeds_equals_separate_runs(trainer):
     for i in range(3):
         alone = single(keys[i], Hyperparams())
         chex.assert_trees_all_close(
-            jax.tree.map(lambda x, i=i: x[i], batched.state.params), alone.state.params,
-            rtol=1e-4, atol=1e-5,
+            jax.tree.map(lambda x, i=i: x[i], batched.state.params),
+            alone.state.params,
+            rtol=1e-4,
+            atol=1e-5,
         )
         np.testing.assert_allclose(
             batched.metrics.episode_return[i], alone.metrics.episode_return, rtol=1e-4
@@ -84,8 +86,10 @@ def test_vmap_over_learning_rates_equals_separate_runs_and_compiles_once(trainer
     for i, rate in enumerate(rates):
         alone = single(key, Hyperparams(learning_rate=rate))
         chex.assert_trees_all_close(
-            jax.tree.map(lambda x, i=i: x[i], batched.state.params), alone.state.params,
-            rtol=1e-4, atol=1e-5,
+            jax.tree.map(lambda x, i=i: x[i], batched.state.params),
+            alone.state.params,
+            rtol=1e-4,
+            atol=1e-5,
         )
         np.testing.assert_allclose(batched.metrics.learning_rate[i], alone.metrics.learning_rate)
         finals.append(alone.state.params)

@@ -5,16 +5,14 @@ older JAX PPO code does) learns a much smaller value."""
 import jax
 import jax.numpy as jnp
 import numpy as np
+from conftest import probe_config
 
-from purejaxppo import Hyperparams, PPOConfig, make_train
+from purejaxppo import Hyperparams, make_train
 from purejaxppo.probes import TruncatedConstant
 
 GAMMA = 0.9
 LIMIT = 8
-CONFIG = PPOConfig(
-    env="probe", num_envs=16, num_steps=32, total_timesteps=16 * 32 * 250,
-    update_epochs=4, num_minibatches=4, hidden_sizes=(32, 32),
-)
+CONFIG = probe_config(num_steps=32, num_updates=250)
 HP = Hyperparams(learning_rate=3e-3, gamma=GAMMA, ent_coef=0.0)
 
 

@@ -1,0 +1,16 @@
+"""Shared test helpers."""
+
+from purejaxppo import PPOConfig
+
+
+def probe_config(num_steps: int, num_updates: int) -> PPOConfig:
+    """A small, fast config for probe-style tasks (the env is passed to make_train)."""
+    return PPOConfig(
+        env="probe",
+        num_envs=16,
+        num_steps=num_steps,
+        total_timesteps=16 * num_steps * num_updates,
+        update_epochs=4,
+        num_minibatches=4,
+        hidden_sizes=(32, 32),
+    )

@@ -1,0 +1,127 @@
+"""The command line: bad input fails fast with one clear line; a small run writes its outputs."""
+
+import csv
+import json
+import subprocess
+import sys
+
+import pytest
+
+from purejaxppo.cli import main
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--env", "NoSuchEnv-v0"], "unknown environment 'NoSuchEnv-v0'"),
+        (["--env", "Cartpole-v1"], "did you mean CartPole-v1"),
+        (["--preset", "nope"], "unknown preset 'nope'"),
+        (["--set", "num_minibatches=3"], "is not divisible by num_minibatches = 3"),
+        (["--num-envs", "0"], "num_envs must be a positive integer"),
+        (["--total-timesteps", "-5"], "total_timesteps must be a positive integer"),
+        (["--num-seeds", "0"], "num_seeds must be a positive integer"),
+        (["--set", "update_epochs=0"], "update_epochs must be a positive integer"),
+        (["--set", "learning_rate=-1"], "learning_rate = -1 is out of range"),
+        (["--set", "gamma=1.5"], "gamma = 1.5 is out of range"),
+        (["--set", "clip_eps=abc"], "clip_eps must be a number, got 'abc'"),
+        (["--set", "ent_coef=nan"], "ent_coef must be a finite number"),
+        (["--set", "vf_coef=-0.5"], "vf_coef = -0.5 is out of range"),
+        (["--set", "num_steps=ten"], "cannot parse 'ten' as a value of num_steps"),
+        (["--set", "no_such=1"], "unknown setting 'no_such' in --set"),
+        (["--set", "learning_rate"], "--set takes NAME=VALUE"),
+        (["--sweep", "no_such=1,2"], "unknown setting 'no_such' in --sweep"),
+        (["--sweep", "num_envs=4,8"], "cannot sweep 'num_envs'"),
+        (["--sweep", "learning_rate=1e-3,x"], "learning_rate must be a number, got 'x'"),
+        (["--sweep", "gamma=0.9,2"], "gamma = 2 is out of range"),
+        (["--num-seeds", "two"], "invalid int value: 'two'"),
+        (["--out", "/proc/purejaxppo-cannot-write"], "cannot write to output directory"),
+    ],
+)
+def test_bad_input_one_line_error(args, message, capsys):
+    code = main(["train", *args])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.startswith("purejaxppo: error: ")
+    assert message in err
+    assert err.count("\n") == 1, err
+
+
+def test_bad_input_no_traceback_from_process():
+    proc = subprocess.run(
+        [sys.executable, "-m", "purejaxppo", "train", "--env", "Bogus-v0"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.strip().startswith("purejaxppo: error: unknown environment")
+
+
+def test_train_with_sweep_writes_outputs(tmp_path, capsys):
+    out = tmp_path / "run"
+    code = main(
+        [
+            "train",
+            "--preset",
+            "cartpole",
+            "--num-seeds",
+            "2",
+            "--total-timesteps",
+            "5120",
+            "--sweep",
+            "learning_rate=2.5e-4,1e-3",
+            "--out",
+            str(out),
+        ]
+    )
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "final return" in printed and "SPS" in printed
+    config = json.loads((out / "config.json").read_text())
+    assert config["config"]["env"] == "CartPole-v1"
+    assert config["sweep"] == {"learning_rate": [2.5e-4, 1e-3]}
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["num_runs"] == 4
+    assert summary["env_steps"] == 4 * 10 * 512
+    assert len(summary["final_return"]["per_run"]) == 4
+    assert summary["final_return"]["mean"] > 8  # CartPole returns are at least ~8
+    assert summary["sps"] > 0 and summary["compile_s"] > 0 and summary["run_s"] > 0
+    assert summary["versions"]["gymnax"].startswith("1.")
+    assert [g["setting"] for g in summary["groups"]] == [
+        {"learning_rate": 2.5e-4},
+        {"learning_rate": 1e-3},
+    ]
+    with (out / "metrics.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 4 * 10
+    assert rows[0]["setting.learning_rate"] == "0.00025"
+    assert rows[-1]["env_steps"] == "5120" and rows[-1]["run"] == "3"
+    assert (out / "learning_curve.png").stat().st_size > 10_000
+
+    # config.json reruns the same thing.
+    again = tmp_path / "again"
+    assert main(["train", "--config", str(out / "config.json"), "--out", str(again)]) == 0
+    assert (
+        json.loads((again / "summary.json").read_text())["final_return"]["per_run"]
+        == (summary["final_return"]["per_run"])
+    )
+
+
+def test_nan_loss_is_reported_with_its_update(tmp_path, capsys):
+    code = main(
+        [
+            "train",
+            "--preset",
+            "cartpole",
+            "--total-timesteps",
+            "2048",
+            "--set",
+            "reward_scale=1e38",
+            "--out",
+            str(tmp_path),
+        ]
+    )
+    err = capsys.readouterr().err
+    assert code == 3
+    assert "the loss became NaN/inf at update 1 of run 0" in err
