@@ -78,9 +78,7 @@ class Tower(nn.Module):
         x = obs
         if self.conv:
             x = x.reshape((-1, *obs.shape[obs.ndim - self.obs_ndim :]))
-            x = nn.relu(
-                nn.Conv(16, (3, 3), kernel_init=orthogonal_init(math.sqrt(2)))(x)
-            )
+            x = nn.relu(nn.Conv(16, (3, 3), kernel_init=orthogonal_init(math.sqrt(2)))(x))
         x = x.reshape((*batch_shape, -1))
         for width in self.hidden_sizes:
             x = act(_dense(width, math.sqrt(2))(x))
