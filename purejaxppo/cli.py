@@ -36,25 +36,35 @@ class _Parser(argparse.ArgumentParser):
         raise ConfigError(message)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="purejaxppo", description="PPO in one jitted JAX function.")
-    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    train = commands.add_parser("train", help="train one or many runs in one compiled call")
-    source = train.add_mutually_exclusive_group()
+def _add_source_arguments(parser: argparse.ArgumentParser) -> None:
+    source = parser.add_mutually_exclusive_group()
     source.add_argument("--preset", help=f"one of: {', '.join(PRESETS)} (default: cartpole)")
     source.add_argument("--env", help="a registered gymnax environment name")
     source.add_argument("--config", type=Path, help="a config.json written by an earlier run")
-    train.add_argument("--num-seeds", type=int, help="independent runs per setting")
-    train.add_argument("--num-envs", type=int, help="parallel envs per run")
-    train.add_argument("--total-timesteps", type=int, help="env steps per run")
-    train.add_argument("--seed", type=int, help="first seed; runs use seed, seed+1, ...")
-    train.add_argument(
+    parser.add_argument(
         "--set",
         action="append",
         default=[],
         metavar="NAME=VALUE",
         help="set any config field or hyperparameter, e.g. --set learning_rate=3e-4",
     )
+    parser.add_argument("--total-timesteps", type=int, help="env steps per run")
+    parser.add_argument(
+        "--compilation-cache",
+        type=Path,
+        metavar="DIR",
+        help="persistent XLA compilation cache: a later run of the same program skips compiling",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="purejaxppo", description="PPO in one jitted JAX function.")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    train = commands.add_parser("train", help="train one or many runs in one compiled call")
+    _add_source_arguments(train)
+    train.add_argument("--num-seeds", type=int, help="independent runs per setting")
+    train.add_argument("--num-envs", type=int, help="parallel envs per run")
+    train.add_argument("--seed", type=int, help="first seed; runs use seed, seed+1, ...")
     train.add_argument(
         "--sweep",
         action="append",
@@ -63,6 +73,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="sweep a hyperparameter: every value x every seed in one compiled call",
     )
     train.add_argument("--out", type=Path, help="output directory (default: runs/<name>-<time>)")
+
+    bench = commands.add_parser("bench", help="steps per second against the env-only floor")
+    _add_source_arguments(bench)
+    bench.add_argument(
+        "--num-envs", default="4,64,512,2048", help="comma list (default %(default)s)"
+    )
+    bench.add_argument("--num-seeds", default="1,16", help="comma list (default %(default)s)")
+    bench.add_argument("--repeats", type=int, default=3, help="timed calls per point (median)")
+    bench.add_argument(
+        "--min-updates", type=int, default=4, help="raise total_timesteps to this many updates"
+    )
+    bench.add_argument("--out", type=Path, help="output directory (default: runs/bench-<time>)")
+    bench.add_argument("--profile", type=Path, metavar="DIR", help="jax.profiler trace of one call")
     return parser
 
 
@@ -130,12 +153,12 @@ def _load_config_file(path: Path) -> tuple[PPOConfig, Hyperparams, dict[str, Any
         raise ConfigError(f"cannot read config file {path}: {error}") from None
 
 
-def resolve_train_request(args: argparse.Namespace) -> TrainRequest:
-    """Turn parsed arguments into a validated request; raise ConfigError on any bad input."""
+def resolve_base(args: argparse.Namespace) -> tuple[str, PPOConfig, Hyperparams, dict[str, Any]]:
+    """Preset / env / config file, then --set and --total-timesteps; validated."""
     saved: dict[str, Any] = {}
     if args.config is not None:
         config, hp, saved = _load_config_file(args.config)
-        name = Path(config.env).name
+        name = saved.get("name", config.env)
     elif args.env is not None:
         config, hp, name = PPOConfig(env=args.env), Hyperparams(), args.env
     else:
@@ -150,13 +173,31 @@ def resolve_train_request(args: argparse.Namespace) -> TrainRequest:
         key, text = _split_assignment(item, "--set")
         target = hp_changes if key in HYPERPARAM_NAMES else config_changes
         target[key] = parse_value(key, text)
-    for flag, key in (("num_envs", "num_envs"), ("total_timesteps", "total_timesteps")):
-        if getattr(args, flag) is not None:
-            config_changes[key] = getattr(args, flag)
+    if args.total_timesteps is not None:
+        config_changes["total_timesteps"] = args.total_timesteps
+    if isinstance(args.num_envs, int):
+        config_changes["num_envs"] = args.num_envs
     config = config.replace(**config_changes)  # validates
     hp = hp.replace(**hp_changes)
     validate_hyperparams(hp)
+    if args.compilation_cache is not None:
+        enable_compilation_cache(args.compilation_cache)
+    return name, config, hp, saved
 
+
+def enable_compilation_cache(path: Path) -> None:
+    """Persist compiled programs under `path` (every program, however fast it compiled)."""
+    import jax
+
+    prepare_output_dir(path)
+    jax.config.update("jax_compilation_cache_dir", str(path))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
+
+
+def resolve_train_request(args: argparse.Namespace) -> TrainRequest:
+    """Turn parsed arguments into a validated request; raise ConfigError on any bad input."""
+    name, config, hp, saved = resolve_base(args)
     sweep: dict[str, list[float]] = dict(saved.get("sweep", {})) if not args.sweep else {}
     for item in args.sweep:
         key, text = _split_assignment(item, "--sweep")
@@ -248,6 +289,59 @@ def run_train(request: TrainRequest, argv: Sequence[str]) -> int:
     return 0
 
 
+def parse_int_list(flag: str, text: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise ConfigError(f"{flag} takes a comma list of integers, got {text!r}") from None
+    if not values or any(v <= 0 for v in values):
+        raise ConfigError(f"{flag} takes positive integers, got {text!r}")
+    return values
+
+
+def run_bench(args: argparse.Namespace) -> int:
+    from purejaxppo import bench, report
+
+    num_envs = parse_int_list("--num-envs", args.num_envs)
+    num_seeds = parse_int_list("--num-seeds", args.num_seeds)
+    if args.repeats < 1:
+        raise ConfigError(f"--repeats must be at least 1, got {args.repeats}")
+    args.num_envs = None  # a list here, applied per point below
+    name, config, hp, _ = resolve_base(args)
+    if args.min_updates < 1:
+        raise ConfigError(f"--min-updates must be at least 1, got {args.min_updates}")
+    for envs in num_envs:  # every grid point is valid before anything compiles
+        bench.grid_point_config(config, envs, args.min_updates)
+    from purejaxppo.envs import make_env
+
+    make_env(config.env)
+    out = args.out or Path("runs") / f"bench-{time.strftime('%Y%m%d-%H%M%S')}"
+    prepare_output_dir(out)
+    if args.profile is not None:
+        prepare_output_dir(args.profile)
+    device, versions = report.device_description(), report.library_versions()
+
+    def show(row: dict[str, Any]) -> None:
+        print(
+            f"  {row['num_envs']:>6} envs x {row['num_seeds']:>4} runs: compile "
+            f"{row['compile_s']:.2f} s, SPS {row['sps']:,.0f}, env-only {row['env_only_sps']:,.0f}"
+            f" ({100 * row['fraction_of_floor']:.1f}%)",
+            flush=True,
+        )
+
+    print(f"bench {name} ({config.env}) on {device}", flush=True)
+    rows = bench.run_grid(
+        config, hp, num_envs, num_seeds, args.repeats, args.profile, show, args.min_updates
+    )
+    for row in rows:
+        row.update(device=device, versions=versions, hyperparams=hp.to_dict(), name=name)
+    report.write_json(out / "bench.json", rows)
+    bench.plot_grid(rows, out)
+    bench.print_rows(rows)
+    print(f"wrote {out}/bench.json, sps_vs_num_envs.png, fraction_of_floor.png")
+    return 0
+
+
 def _setting_text(setting: dict[str, float]) -> str:
     return "".join(f", {k}={v:g}" for k, v in setting.items())
 
@@ -258,6 +352,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         if args.command == "train":
             return run_train(resolve_train_request(args), argv)
+        if args.command == "bench":
+            return run_bench(args)
     except ConfigError as error:
         print(f"purejaxppo: error: {error}", file=sys.stderr)
         return EXIT_USAGE

@@ -1,0 +1,223 @@
+"""Steps-per-second profiling: compile time apart from run time, the env-only floor, memory.
+
+For each point of a grid (num_envs x num_seeds) it compiles `jit(vmap(train))` and, beside
+it, an env-only program with the same env, the same num_envs x num_seeds and the same
+`lax.scan` shape (num_updates x num_steps) but random actions and no learner: the floor.
+`fraction_of_floor = sps / env_only_sps` tells how much the learner costs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import resource
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from purejaxppo.config import Hyperparams, PPOConfig, stack_hyperparams
+from purejaxppo.envs import EnvSpec, reset_envs, step_envs
+from purejaxppo.train import Trainer, make_train
+
+
+@dataclasses.dataclass(frozen=True)
+class Timed:
+    compile_s: float
+    run_s: float  # median of the timed calls
+    run_times: tuple[float, ...]
+
+
+def time_compiled(
+    fn: Callable, args: Sequence[Any], repeats: int, trace_dir: Path | None = None
+) -> Timed:
+    """Lower+compile `jit(fn)` (timed), one warm-up call (discarded), then `repeats` timed calls,
+    each ended by `block_until_ready`. With `trace_dir`, the last call is profiled."""
+    jitted = jax.jit(fn)
+    start = time.perf_counter()
+    compiled = jitted.lower(*args).compile()
+    compile_s = time.perf_counter() - start
+    jax.block_until_ready(compiled(*args))
+    times = []
+    for i in range(repeats):
+        profile = trace_dir is not None and i == repeats - 1
+        if profile:
+            jax.profiler.start_trace(str(trace_dir))
+        start = time.perf_counter()
+        jax.block_until_ready(compiled(*args))
+        times.append(time.perf_counter() - start)
+        if profile:
+            jax.profiler.stop_trace()
+    return Timed(compile_s, statistics.median(times), tuple(times))
+
+
+def random_action(spec: EnvSpec, key: jax.Array, num_envs: int) -> jax.Array:
+    """Uniform random actions `[N]` (discrete) or `[N, D]` within bounds (continuous)."""
+    if spec.discrete:
+        return jax.random.randint(key, (num_envs,), 0, spec.action_dim)
+    return jax.random.uniform(
+        key, (num_envs, spec.action_dim), minval=spec.action_low, maxval=spec.action_high
+    )
+
+
+def make_env_only(spec: EnvSpec, config: PPOConfig) -> Callable[[jax.Array], jax.Array]:
+    """One run of the floor: num_updates x num_steps env steps of N envs, random actions.
+    Returns the reward sum so nothing is optimised away."""
+
+    def env_only(key: jax.Array) -> jax.Array:
+        key, key_reset = jax.random.split(key)
+        runner = reset_envs(spec, key_reset, config.num_envs)
+
+        def step(carry, key):
+            runner, total = carry
+            key_act, key_env = jax.random.split(key)
+            action = random_action(spec, key_act, config.num_envs)
+            runner, result = step_envs(spec, key_env, runner, action)
+            return (runner, total + result.reward.sum()), None
+
+        def rollout(carry, key):
+            carry, _ = jax.lax.scan(step, carry, jax.random.split(key, config.num_steps))
+            return carry, None
+
+        keys = jax.random.split(key, config.num_updates)
+        (_, total), _ = jax.lax.scan(rollout, (runner, jnp.zeros(())), keys)
+        return total
+
+    return env_only
+
+
+def peak_memory_bytes() -> tuple[int, str]:
+    """Peak bytes in use on the first device (GPU/TPU), or the process max RSS (CPU)."""
+    device = jax.devices()[0]
+    stats = device.memory_stats() if device.platform != "cpu" else None
+    if stats and "peak_bytes_in_use" in stats:
+        return int(stats["peak_bytes_in_use"]), "device_peak_bytes_in_use"
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, "process_max_rss"
+
+
+def bench_point(
+    trainer: Trainer, hp: Hyperparams, num_seeds: int, repeats: int, trace_dir: Path | None = None
+) -> dict[str, Any]:
+    """Time the trainer and its env-only floor at one (num_envs, num_seeds) point."""
+    config = trainer.config
+    keys = jax.random.split(jax.random.key(0), num_seeds)
+    hps = stack_hyperparams([hp] * num_seeds)
+    env_steps = num_seeds * config.num_updates * config.batch_size
+    train = time_compiled(jax.vmap(trainer), (keys, hps), repeats, trace_dir)
+    floor = time_compiled(jax.vmap(make_env_only(trainer.spec, config)), (keys,), repeats)
+    peak, peak_kind = peak_memory_bytes()
+    sps, floor_sps = env_steps / train.run_s, env_steps / floor.run_s
+    return {
+        "env": config.env,
+        "num_envs": config.num_envs,
+        "num_seeds": num_seeds,
+        "num_updates": config.num_updates,
+        "env_steps": env_steps,
+        "compile_s": train.compile_s,
+        "run_s": train.run_s,
+        "run_times": list(train.run_times),
+        "sps": sps,
+        "env_only_compile_s": floor.compile_s,
+        "env_only_run_s": floor.run_s,
+        "env_only_sps": floor_sps,
+        "fraction_of_floor": sps / floor_sps,
+        "peak_bytes": peak,
+        "peak_bytes_kind": peak_kind,
+        "config": config.to_dict(),
+    }
+
+
+def run_grid(
+    config: PPOConfig,
+    hp: Hyperparams,
+    num_envs: Sequence[int],
+    num_seeds: Sequence[int],
+    repeats: int,
+    trace_dir: Path | None = None,
+    on_row: Callable[[dict[str, Any]], None] | None = None,
+    min_updates: int = 4,
+) -> list[dict[str, Any]]:
+    """Every (num_envs, num_seeds) point; each trains `config.total_timesteps` env steps per
+    run, raised where needed to `min_updates` updates so wide points still time a scan."""
+    rows = []
+    for envs in num_envs:
+        trainer = make_train(grid_point_config(config, envs, min_updates))
+        for seeds in num_seeds:
+            profile_here = trace_dir if (trace_dir is not None and not rows) else None
+            row = bench_point(trainer, hp, seeds, repeats, profile_here)
+            rows.append(row)
+            if on_row is not None:
+                on_row(row)
+    return rows
+
+
+def grid_point_config(config: PPOConfig, num_envs: int, min_updates: int) -> PPOConfig:
+    steps = max(config.total_timesteps, num_envs * config.num_steps * min_updates)
+    return config.replace(num_envs=num_envs, total_timesteps=steps)
+
+
+def plot_grid(rows: list[dict[str, Any]], out_dir: Path) -> list[Path]:
+    """`sps_vs_num_envs.png` (trainer solid, env-only floor dashed, one colour per num_seeds)
+    and `fraction_of_floor.png`."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    seeds = sorted({r["num_seeds"] for r in rows})
+    env = rows[0]["env"]
+    paths = [out_dir / "sps_vs_num_envs.png", out_dir / "fraction_of_floor.png"]
+    fig_sps, ax_sps = plt.subplots(figsize=(7, 4.2), dpi=120)
+    fig_frac, ax_frac = plt.subplots(figsize=(7, 4.2), dpi=120)
+    for s in seeds:
+        part = sorted((r for r in rows if r["num_seeds"] == s), key=lambda r: r["num_envs"])
+        envs = [r["num_envs"] for r in part]
+        (line,) = ax_sps.plot(envs, [r["sps"] for r in part], "o-", label=f"PPO, {s} run(s)")
+        ax_sps.plot(
+            envs,
+            [r["env_only_sps"] for r in part],
+            "o--",
+            color=line.get_color(),
+            alpha=0.6,
+            label=f"env only, {s} run(s)",
+        )
+        ax_frac.plot(envs, [100 * r["fraction_of_floor"] for r in part], "o-", label=f"{s} run(s)")
+    for ax, ylabel in ((ax_sps, "env steps per second (all runs)"), (ax_frac, "% of env-only SPS")):
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("num_envs per run")
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=8)
+    ax_sps.set_yscale("log")
+    ax_sps.set_title(f"{env}: throughput")
+    ax_frac.set_title(f"{env}: trainer SPS as a fraction of the env-only floor")
+    for fig, path in ((fig_sps, paths[0]), (fig_frac, paths[1])):
+        fig.tight_layout()
+        fig.savefig(path)
+        plt.close(fig)
+    return paths
+
+
+def print_rows(rows: list[dict[str, Any]]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{rows[0]['env']}: PPO against the env-only floor")
+    columns = ("envs", "runs", "compile s", "run s", "SPS", "env-only SPS", "% floor", "peak MiB")
+    for column in columns:
+        table.add_column(column, justify="right")
+    for r in rows:
+        table.add_row(
+            str(r["num_envs"]),
+            str(r["num_seeds"]),
+            f"{r['compile_s']:.2f}",
+            f"{r['run_s']:.3f}",
+            f"{r['sps']:,.0f}",
+            f"{r['env_only_sps']:,.0f}",
+            f"{100 * r['fraction_of_floor']:.1f}",
+            f"{r['peak_bytes'] / 2**20:,.0f}",
+        )
+    Console().print(table)

@@ -1,0 +1,69 @@
+"""`purejaxppo bench`: the floor really steps the envs; the grid writes JSON, plots and table."""
+
+import json
+
+import jax
+import pytest
+
+from purejaxppo import PPOConfig, make_env
+from purejaxppo.bench import make_env_only
+from purejaxppo.cli import main
+
+
+def test_env_only_floor_takes_every_step():
+    # CartPole pays reward 1 per step, so the reward sum counts the steps taken.
+    config = PPOConfig(num_envs=3, num_steps=8, total_timesteps=3 * 8 * 5)
+    floor = jax.jit(jax.vmap(make_env_only(make_env("CartPole-v1"), config)))
+    totals = floor(jax.random.split(jax.random.key(0), 2))
+    assert totals.tolist() == [3 * 8 * 5] * 2
+
+
+def test_bench_grid_writes_rows_and_plots(tmp_path, capsys):
+    code = main(
+        [
+            "bench",
+            "--num-envs",
+            "2,4",
+            "--num-seeds",
+            "1,2",
+            "--total-timesteps",
+            "256",
+            "--set",
+            "num_steps=16",
+            "--repeats",
+            "2",
+            "--min-updates",
+            "2",
+            "--out",
+            str(tmp_path),
+        ]
+    )
+    assert code == 0
+    rows = json.loads((tmp_path / "bench.json").read_text())
+    assert [(r["num_envs"], r["num_seeds"]) for r in rows] == [(2, 1), (2, 2), (4, 1), (4, 2)]
+    for r in rows:
+        updates = max(256 // (r["num_envs"] * 16), 2)
+        assert r["env_steps"] == r["num_seeds"] * updates * r["num_envs"] * 16
+        assert r["sps"] == pytest.approx(r["env_steps"] / r["run_s"])
+        assert r["fraction_of_floor"] == pytest.approx(r["sps"] / r["env_only_sps"])
+        assert 0 < r["fraction_of_floor"] < 1  # a learner cannot beat its own env
+        assert r["compile_s"] > 0 and r["peak_bytes"] > 0 and len(r["run_times"]) == 2
+        assert r["env"] == "CartPole-v1" and r["versions"]["jax"] and r["device"]
+    for name in ("sps_vs_num_envs.png", "fraction_of_floor.png"):
+        assert (tmp_path / name).stat().st_size > 10_000
+    assert "env-only SPS" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--num-envs", "4,x"], "--num-envs takes a comma list of integers"),
+        (["--num-seeds", "0"], "--num-seeds takes positive integers"),
+        (["--num-envs", "3", "--set", "num_steps=5"], "is not divisible by num_minibatches"),
+        (["--repeats", "0"], "--repeats must be at least 1"),
+        (["--env", "Nope-v0"], "unknown environment 'Nope-v0'"),
+    ],
+)
+def test_bench_bad_input(args, message, capsys):
+    assert main(["bench", *args]) == 2
+    assert message in capsys.readouterr().err
