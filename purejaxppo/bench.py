@@ -8,7 +8,6 @@ it, an env-only program with the same env, the same num_envs x num_seeds and the
 
 from __future__ import annotations
 
-import dataclasses
 import resource
 import statistics
 import time
@@ -24,42 +23,44 @@ from purejaxppo.envs import EnvSpec, reset_envs, step_envs
 from purejaxppo.train import Trainer, make_train
 
 
-@dataclasses.dataclass(frozen=True)
-class Timed:
-    compile_s: float
-    run_s: float  # median of the timed calls
-    run_times: tuple[float, ...]
-
-
-def time_compiled(
-    fn: Callable, args: Sequence[Any], repeats: int, trace_dir: Path | None = None
-) -> Timed:
-    """Lower+compile `jit(fn)` (timed), one warm-up call (discarded), then `repeats` timed calls,
-    each ended by `block_until_ready`. With `trace_dir`, the last call is profiled."""
-    jitted = jax.jit(fn)
+def compile_timed(fn: Callable, args: Sequence[Any]) -> tuple[Callable, float]:
+    """`jit(fn).lower(*args).compile()` and the seconds it took (trace + lower + compile)."""
     start = time.perf_counter()
-    compiled = jitted.lower(*args).compile()
-    compile_s = time.perf_counter() - start
-    jax.block_until_ready(compiled(*args))
-    times = []
-    for i in range(repeats):
-        profile = trace_dir is not None and i == repeats - 1
-        if profile:
-            jax.profiler.start_trace(str(trace_dir))
-        start = time.perf_counter()
+    compiled = jax.jit(fn).lower(*args).compile()
+    return compiled, time.perf_counter() - start
+
+
+def time_alternating(
+    programs: Sequence[tuple[Callable, Sequence[Any]]],
+    repeats: int,
+    trace_dir: Path | None = None,
+) -> list[list[float]]:
+    """Seconds per call of each compiled program: one warm-up call each (discarded), then
+    `repeats` rounds calling them in turn, each ended by `block_until_ready`. Alternating
+    keeps slow drifts of a noisy machine out of the ratios. With `trace_dir`, the first
+    program's last call is written as a `jax.profiler` trace."""
+    for compiled, args in programs:
         jax.block_until_ready(compiled(*args))
-        times.append(time.perf_counter() - start)
-        if profile:
-            jax.profiler.stop_trace()
-    return Timed(compile_s, statistics.median(times), tuple(times))
+    times: list[list[float]] = [[] for _ in programs]
+    for round_ in range(repeats):
+        for i, (compiled, args) in enumerate(programs):
+            profile = trace_dir is not None and i == 0 and round_ == repeats - 1
+            if profile:
+                jax.profiler.start_trace(str(trace_dir))
+            start = time.perf_counter()
+            jax.block_until_ready(compiled(*args))
+            times[i].append(time.perf_counter() - start)
+            if profile:
+                jax.profiler.stop_trace()
+    return times
 
 
-def random_action(spec: EnvSpec, key: jax.Array, num_envs: int) -> jax.Array:
-    """Uniform random actions `[N]` (discrete) or `[N, D]` within bounds (continuous)."""
+def random_action(spec: EnvSpec, key: jax.Array, shape: tuple[int, ...]) -> jax.Array:
+    """Uniform random actions `[*shape]` (discrete) or `[*shape, D]` within bounds."""
     if spec.discrete:
-        return jax.random.randint(key, (num_envs,), 0, spec.action_dim)
+        return jax.random.randint(key, shape, 0, spec.action_dim)
     return jax.random.uniform(
-        key, (num_envs, spec.action_dim), minval=spec.action_low, maxval=spec.action_high
+        key, (*shape, spec.action_dim), minval=spec.action_low, maxval=spec.action_high
     )
 
 
@@ -71,15 +72,18 @@ def make_env_only(spec: EnvSpec, config: PPOConfig) -> Callable[[jax.Array], jax
         key, key_reset = jax.random.split(key)
         runner = reset_envs(spec, key_reset, config.num_envs)
 
-        def step(carry, key):
+        def step(carry, inputs):
             runner, total = carry
-            key_act, key_env = jax.random.split(key)
-            action = random_action(spec, key_act, config.num_envs)
-            runner, result = step_envs(spec, key_env, runner, action)
+            keys, action = inputs
+            runner, result = step_envs(spec, keys, runner, action)
             return (runner, total + result.reward.sum()), None
 
         def rollout(carry, key):
-            carry, _ = jax.lax.scan(step, carry, jax.random.split(key, config.num_steps))
+            # As lean as the trainer's rollout: keys and actions drawn for all steps at once.
+            key_act, key_env = jax.random.split(key)
+            keys = jax.random.split(key_env, (config.num_steps, config.num_envs))
+            actions = random_action(spec, key_act, (config.num_steps, config.num_envs))
+            carry, _ = jax.lax.scan(step, carry, (keys, actions))
             return carry, None
 
         keys = jax.random.split(key, config.num_updates)
@@ -106,22 +110,27 @@ def bench_point(
     keys = jax.random.split(jax.random.key(0), num_seeds)
     hps = stack_hyperparams([hp] * num_seeds)
     env_steps = num_seeds * config.num_updates * config.batch_size
-    train = time_compiled(jax.vmap(trainer), (keys, hps), repeats, trace_dir)
-    floor = time_compiled(jax.vmap(make_env_only(trainer.spec, config)), (keys,), repeats)
+    train, compile_s = compile_timed(jax.vmap(trainer), (keys, hps))
+    floor, floor_compile_s = compile_timed(jax.vmap(make_env_only(trainer.spec, config)), (keys,))
+    train_times, floor_times = time_alternating(
+        [(train, (keys, hps)), (floor, (keys,))], repeats, trace_dir
+    )
+    run_s, floor_run_s = statistics.median(train_times), statistics.median(floor_times)
     peak, peak_kind = peak_memory_bytes()
-    sps, floor_sps = env_steps / train.run_s, env_steps / floor.run_s
+    sps, floor_sps = env_steps / run_s, env_steps / floor_run_s
     return {
         "env": config.env,
         "num_envs": config.num_envs,
         "num_seeds": num_seeds,
         "num_updates": config.num_updates,
         "env_steps": env_steps,
-        "compile_s": train.compile_s,
-        "run_s": train.run_s,
-        "run_times": list(train.run_times),
+        "compile_s": compile_s,
+        "run_s": run_s,
+        "run_times": train_times,
         "sps": sps,
-        "env_only_compile_s": floor.compile_s,
-        "env_only_run_s": floor.run_s,
+        "env_only_compile_s": floor_compile_s,
+        "env_only_run_s": floor_run_s,
+        "env_only_run_times": floor_times,
         "env_only_sps": floor_sps,
         "fraction_of_floor": sps / floor_sps,
         "peak_bytes": peak,

@@ -112,10 +112,9 @@ def reset_envs(spec: EnvSpec, key: jax.Array, num_envs: int) -> EnvRunner:
 
 
 def step_envs(
-    spec: EnvSpec, key: jax.Array, runner: EnvRunner, action: jax.Array
+    spec: EnvSpec, keys: jax.Array, runner: EnvRunner, action: jax.Array
 ) -> tuple[EnvRunner, EnvStep]:
-    """Step N envs once (auto-resetting finished ones) and update episode statistics."""
-    keys = jax.random.split(key, runner.obs.shape[0])
+    """Step N envs once with keys `[N]` (auto-resetting finished ones); update episode stats."""
     step = jax.vmap(spec.env.step, in_axes=(0, 0, 0, None))
     obs, env_state, reward, terminated, truncated, info = step(
         keys, runner.env_state, env_action(spec, action), spec.params

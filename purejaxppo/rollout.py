@@ -43,14 +43,14 @@ def collect_rollout(
 ) -> tuple[EnvRunner, Transition]:
     """Act for `num_steps` in every env of `runner`; returns the new runner and the rollout."""
 
-    def act_and_step(runner: EnvRunner, key: jax.Array):
-        key_act, key_env = jax.random.split(key)
+    def act_and_step(runner: EnvRunner, keys: jax.Array):
         dist, value = network.apply(params, runner.obs)
-        action = dist.sample(key_act)
-        runner_next, step = step_envs(spec, key_env, runner, action)
+        action = dist.sample(keys[0])
+        runner_next, step = step_envs(spec, keys[1:], runner, action)
         return runner_next, (runner.obs, action, dist.log_prob(action), value, step)
 
-    keys = jax.random.split(key, num_steps)
+    # All keys of the rollout in one op: [T, 1 + N] (one to act, one per env to step).
+    keys = jax.random.split(key, (num_steps, 1 + runner.obs.shape[0]))
     runner, (obs, action, log_prob, value, step) = jax.lax.scan(act_and_step, runner, keys)
     next_value = network.apply(params, step.final_obs, method=ActorCritic.value)
     transition = Transition(
