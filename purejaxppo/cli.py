@@ -27,6 +27,7 @@ from purejaxppo.presets import PRESETS
 
 EXIT_USAGE = 2
 EXIT_NAN = 3
+MAX_SEED = 2**32 - 1
 
 
 class _Parser(argparse.ArgumentParser):
@@ -146,11 +147,25 @@ def _load_config_file(path: Path) -> tuple[PPOConfig, Hyperparams, dict[str, Any
         data = json.loads(path.read_text())
         fields = dict(data["config"])
         fields["hidden_sizes"] = tuple(fields["hidden_sizes"])
-        return PPOConfig(**fields), Hyperparams(**data["hyperparams"]), data
+        config, hp = PPOConfig(**fields), Hyperparams(**data["hyperparams"])
+    except ConfigError:
+        raise
     except (OSError, ValueError, KeyError, TypeError) as error:
-        if isinstance(error, ConfigError):
-            raise
         raise ConfigError(f"cannot read config file {path}: {error}") from None
+    sweep = data.get("sweep", {})
+    valid_sweep = isinstance(sweep, dict) and all(
+        isinstance(v, list) and v and all(_is_number(x) for x in v) for v in sweep.values()
+    )
+    if not valid_sweep:
+        raise ConfigError(f"config file {path}: sweep must map names to lists of numbers")
+    for name in ("seed", "num_seeds"):
+        if name in data and not (isinstance(data[name], int) and not isinstance(data[name], bool)):
+            raise ConfigError(f"config file {path}: {name} must be an integer")
+    return config, hp, data
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def resolve_base(args: argparse.Namespace) -> tuple[str, PPOConfig, Hyperparams, dict[str, Any]]:
@@ -198,7 +213,8 @@ def enable_compilation_cache(path: Path) -> None:
 def resolve_train_request(args: argparse.Namespace) -> TrainRequest:
     """Turn parsed arguments into a validated request; raise ConfigError on any bad input."""
     name, config, hp, saved = resolve_base(args)
-    sweep: dict[str, list[float]] = dict(saved.get("sweep", {})) if not args.sweep else {}
+    saved_sweep = {k: [float(v) for v in vs] for k, vs in saved.get("sweep", {}).items()}
+    sweep: dict[str, list[float]] = saved_sweep if not args.sweep else {}
     for item in args.sweep:
         key, text = _split_assignment(item, "--sweep")
         if key not in HYPERPARAM_NAMES:
@@ -209,6 +225,10 @@ def resolve_train_request(args: argparse.Namespace) -> TrainRequest:
         values = [_parse_float(key, v) for v in text.split(",") if v.strip()]
         if not values:
             raise ConfigError(f"--sweep {key} has no values")
+        if key in sweep:
+            raise ConfigError(f"--sweep {key} is given twice: put all its values in one list")
+        if len(set(values)) != len(values):
+            raise ConfigError(f"--sweep {key} repeats a value: {text}")
         for value in values:
             validate_hyperparams(hp.replace(**{key: value}))
         sweep[key] = values
@@ -217,8 +237,10 @@ def resolve_train_request(args: argparse.Namespace) -> TrainRequest:
     seed = args.seed if args.seed is not None else saved.get("seed", 0)
     if num_seeds <= 0:
         raise ConfigError(f"num_seeds must be a positive integer, got {num_seeds}")
-    if seed < 0:
-        raise ConfigError(f"seed must be a non-negative integer, got {seed}")
+    if not 0 <= seed <= MAX_SEED - (num_seeds - 1):
+        raise ConfigError(
+            f"seeds {seed}..{seed + num_seeds - 1} must lie in 0..{MAX_SEED} (32-bit seeds)"
+        )
     out = args.out or Path("runs") / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
     return TrainRequest(name, config, hp, seed, num_seeds, sweep, out)
 
@@ -237,6 +259,7 @@ def prepare_output_dir(path: Path) -> None:
 def run_train(request: TrainRequest, argv: Sequence[str]) -> int:
     # Heavy imports after validation keep `--help` and input errors instant.
     from purejaxppo import report
+    from purejaxppo.memory import check_fits
     from purejaxppo.population import build_population, first_nonfinite_update, train_population
     from purejaxppo.train import make_train
 
@@ -244,6 +267,7 @@ def run_train(request: TrainRequest, argv: Sequence[str]) -> int:
     population = build_population(
         request.hyperparams, request.seed, request.num_seeds, request.sweep
     )
+    check_fits(request.config, trainer.spec, population.num_runs)
     prepare_output_dir(request.out)
     config = request.config
     print(
@@ -313,8 +337,12 @@ def run_bench(args: argparse.Namespace) -> int:
     for envs in num_envs:  # every grid point is valid before anything compiles
         bench.grid_point_config(config, envs, args.min_updates)
     from purejaxppo.envs import make_env
+    from purejaxppo.memory import check_fits
 
-    make_env(config.env)
+    spec = make_env(config.env)
+    for envs in num_envs:
+        point = bench.grid_point_config(config, envs, args.min_updates)
+        check_fits(point, spec, max(num_seeds))
     out = args.out or Path("runs") / f"bench-{time.strftime('%Y%m%d-%H%M%S')}"
     prepare_output_dir(out)
     if args.profile is not None:

@@ -18,6 +18,7 @@ from purejaxppo.config import (
     stack_hyperparams,
     validate_hyperparams,
 )
+from purejaxppo.memory import check_compiled_fits
 from purejaxppo.train import Trainer, TrainOutput
 
 
@@ -93,6 +94,7 @@ def train_population(trainer: Trainer, population: Population) -> tuple[TrainOut
     start = time.perf_counter()
     compiled = train_runs.lower(population.keys, population.hyperparams).compile()
     compile_s = time.perf_counter() - start
+    check_compiled_fits(compiled)
     start = time.perf_counter()
     output = jax.block_until_ready(compiled(population.keys, population.hyperparams))
     return output, Timing(compile_s, time.perf_counter() - start)

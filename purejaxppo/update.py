@@ -15,10 +15,11 @@ from purejaxppo.rollout import Transition
 
 
 def learning_rate_at(config: PPOConfig, hp: Hyperparams, update: jax.Array) -> jax.Array:
-    """Learning rate during update number `update` (0-based): linear decay to 0 if annealed."""
+    """Learning rate during update number `update` (0-based): linear decay to 0 if annealed
+    (and 0, never negative, past `num_updates`)."""
     if not config.anneal_lr:
         return jnp.asarray(hp.learning_rate, jnp.float32)
-    return hp.learning_rate * (1.0 - update / config.num_updates)
+    return hp.learning_rate * jnp.maximum(0.0, 1.0 - update / config.num_updates)
 
 
 def make_optimizer(config: PPOConfig, hp: Hyperparams) -> optax.GradientTransformation:

@@ -125,3 +125,43 @@ def test_nan_loss_is_reported_with_its_update(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 3
     assert "the loss became NaN/inf at update 1 of run 0" in err
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--seed", str(2**32)], "must lie in 0..4294967295"),
+        (["--seed", str(2**32 - 2), "--num-seeds", "4"], "must lie in 0..4294967295"),
+        (["--sweep", "gamma=0.9", "--sweep", "gamma=0.99"], "--sweep gamma is given twice"),
+        (["--sweep", "learning_rate=1e-3,0.001"], "--sweep learning_rate repeats a value"),
+    ],
+)
+def test_more_bad_input(args, message, capsys):
+    assert main(["train", *args]) == 2
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"sweep": None}, "sweep must map names to lists of numbers"),
+        ({"sweep": {"gamma": 0.9}}, "sweep must map names to lists of numbers"),
+        ({"seed": "0"}, "seed must be an integer"),
+        ({"num_seeds": 2.0}, "num_seeds must be an integer"),
+        ({"config": {"env": "CartPole-v1", "num_envs": 0}}, "cannot read config file"),
+    ],
+)
+def test_bad_config_file(tmp_path, change, message, capsys):
+    data = {
+        "config": {"env": "CartPole-v1", "hidden_sizes": [64, 64]},
+        "hyperparams": {},
+        "seed": 0,
+        "num_seeds": 1,
+        "sweep": {},
+    }
+    data.update(change)
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(data))
+    assert main(["train", "--config", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1

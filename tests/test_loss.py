@@ -37,3 +37,11 @@ def test_value_loss_plain_and_clipped():
     np.testing.assert_allclose(
         value_loss(value, old, target, 0.2, clip=True), 0.5 * 1.3**2, rtol=1e-6
     )
+
+
+def test_value_loss_clipped_takes_the_larger_error():
+    # Overshoot: the unclipped value 3 is further from target 1.5 than the clipped 1.2.
+    value, old, target = jnp.array([3.0]), jnp.array([1.0]), jnp.array([1.5])
+    np.testing.assert_allclose(
+        value_loss(value, old, target, 0.2, clip=True), 0.5 * 1.5**2, rtol=1e-6
+    )

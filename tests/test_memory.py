@@ -1,0 +1,63 @@
+"""The memory model against XLA's own analysis; an impossible population is refused early."""
+
+import jax
+import pytest
+
+from purejaxppo import ConfigError, Hyperparams, PPOConfig, make_train
+from purejaxppo.cli import main
+from purejaxppo.config import stack_hyperparams
+from purejaxppo.memory import check_fits, estimate_bytes
+
+
+@pytest.mark.parametrize(
+    ("env", "num_envs", "runs", "hidden", "minibatches"),
+    [
+        ("CartPole-v1", 64, 1, (64, 64), 4),
+        ("CartPole-v1", 256, 2, (64, 64), 4),
+        ("CartPole-v1", 128, 1, (256, 256), 8),
+        ("Pendulum-v1", 64, 1, (64, 64), 8),
+        ("Breakout-MinAtar", 32, 1, (64,), 4),
+    ],
+)
+def test_model_tracks_xla_memory_analysis(env, num_envs, runs, hidden, minibatches):
+    config = PPOConfig(
+        env=env,
+        num_envs=num_envs,
+        num_steps=128,
+        total_timesteps=num_envs * 128 * 2,
+        hidden_sizes=hidden,
+        num_minibatches=minibatches,
+    )
+    trainer = make_train(config)
+    keys = jax.random.split(jax.random.key(0), runs)
+    hps = stack_hyperparams([Hyperparams()] * runs)
+    analysis = jax.jit(jax.vmap(trainer)).lower(keys, hps).compile().memory_analysis()
+    xla = analysis.temp_size_in_bytes + analysis.output_size_in_bytes
+    model = estimate_bytes(config, trainer.spec, runs)
+    assert xla / 1.5 < model < xla * 2, (model, xla)
+
+
+def test_population_that_cannot_fit_is_refused():
+    trainer = make_train(PPOConfig(num_envs=4096, total_timesteps=4096 * 128))
+    with pytest.raises(ConfigError, match=r"need about .* GiB, but 1.0 GiB is free"):
+        check_fits(trainer.config, trainer.spec, num_runs=64, free=2**30)
+    check_fits(trainer.config, trainer.spec, num_runs=1, free=2**30)  # one run fits
+
+
+def test_cli_refuses_oversized_population_before_compiling(capsys):
+    code = main(
+        [
+            "train",
+            "--num-envs",
+            "65536",
+            "--num-seeds",
+            "4096",
+            "--total-timesteps",
+            "10000000",
+            "--out",
+            "/tmp/never",
+        ]
+    )
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "GiB" in err and "at most" in err and err.count("\n") == 1
