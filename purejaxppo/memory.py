@@ -75,7 +75,6 @@ def check_fits(config: PPOConfig, spec: EnvSpec, num_runs: int, free: int | None
             f"{num_runs} run(s) x {config.num_envs} envs x {config.num_steps} steps need about "
             f"{need / 2**30:.1f} GiB, but {free / 2**30:.1f} GiB is free on "
             f"{jax.devices()[0].platform}; at most {fit} run(s) fit: use fewer runs or envs"
-            ""
         )
 
 
