@@ -96,3 +96,19 @@ def test_vmap_over_learning_rates_equals_separate_runs_and_compiles_once(trainer
     # The learning rate really changed the outcome.
     a, b = (jax.tree.leaves(p)[0] for p in finals[:2])
     assert not np.allclose(a, b)
+
+
+def test_stages_in_pieces_equal_one_call(trainer):
+    hp = Hyperparams()
+    key = jax.random.key(7)
+    whole = jax.jit(trainer)(key, hp)
+    state = trainer.init(key, hp)
+    state, first = jax.jit(trainer.run_updates, static_argnums=2)(state, hp, 2)
+    state, one = jax.jit(trainer.update_step)(state, hp)
+    state, rest = jax.jit(trainer.run_updates, static_argnums=2)(state, hp, SMALL.num_updates - 3)
+    chex.assert_trees_all_close(state.params, whole.state.params, rtol=1e-6, atol=1e-7)
+    joined = jax.tree.map(
+        lambda a, b, c: np.concatenate([a, np.asarray(b)[None], c]), first, one, rest
+    )
+    chex.assert_trees_all_close(joined, whole.metrics, rtol=1e-6, atol=1e-7)
+    assert int(state.update) == SMALL.num_updates
