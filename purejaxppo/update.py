@@ -11,6 +11,7 @@ import optax
 from purejaxppo.config import Hyperparams, PPOConfig
 from purejaxppo.loss import Batch, LossInfo, ppo_loss
 from purejaxppo.networks import ActorCritic
+from purejaxppo.permutation import random_permutation
 from purejaxppo.rollout import Transition
 
 
@@ -51,7 +52,7 @@ def flatten_rollout(transition: Transition, advantage: jax.Array, target: jax.Ar
 def shuffle_into_minibatches(batch: Batch, key: jax.Array, num_minibatches: int) -> Batch:
     """`[B, ...]` -> `[num_minibatches, B / num_minibatches, ...]` in a random order."""
     size = batch.obs.shape[0]
-    order = jax.random.permutation(key, size)
+    order = random_permutation(key, size)
     return jax.tree.map(
         lambda x: jnp.take(x, order, axis=0).reshape((num_minibatches, -1, *x.shape[1:])), batch
     )
