@@ -44,3 +44,17 @@ def test_gaussian_sample_moments():
     samples = np.asarray(dist.sample(jax.random.key(1)))
     assert abs(samples.mean() - 1.5) < 0.01
     assert abs(samples.std() - 0.4) < 0.01
+
+
+def test_mode_is_the_most_likely_action_for_any_batch_shape():
+    logits = jax.random.normal(jax.random.key(2), (3, 4, 5))
+    mode = Categorical(logits).mode()
+    assert mode.shape == (3, 4)
+    np.testing.assert_array_equal(mode, np.argmax(np.asarray(logits), axis=-1))
+    log_p = jax.nn.log_softmax(logits)
+    np.testing.assert_array_equal(Categorical(logits).log_prob(mode), jnp.max(log_p, axis=-1))
+    mean = jax.random.normal(jax.random.key(3), (3, 4, 2))
+    gaussian = DiagGaussian(mean, jnp.array([0.1, -0.4]))  # log_std broadcast over the batch
+    np.testing.assert_array_equal(gaussian.mode(), mean)
+    nudged = gaussian.log_prob(mean + 0.01)
+    assert np.all(np.asarray(gaussian.log_prob(gaussian.mode())) > np.asarray(nudged))

@@ -1,0 +1,259 @@
+"""Evaluation: play each of E fresh envs for exactly one episode with a trained policy.
+
+`evaluate_policy` is pure and jittable (one run, unbatched params); `evaluate_runs` is the
+same under `jit(vmap)` over a run axis `[R]`, as `TrainOutput.state.params` has after a
+population was trained; `summarize_eval` reduces the result per run on the host.
+
+Actions go through `step_envs`, so continuous actions are clipped to the action bounds
+exactly as in training (`envs.env_action`). Each env is reset once; its first episode's
+return and length are recorded at its first `terminated | truncated`, and whatever it plays
+after the auto-reset is masked out. The loop stops when every env is done or after
+`max_steps` steps; an env still running then has `finished == False` and holds the return
+and length of its episode so far.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from purejaxppo.config import ConfigError
+from purejaxppo.distributions import Distribution
+from purejaxppo.envs import EnvRunner, EnvSpec, reset_envs, step_envs
+from purejaxppo.networks import ActorCritic
+from purejaxppo.train import Trainer
+
+
+class EvalResult(NamedTuple):
+    """One episode per env: `[E]` for one run (`evaluate_policy`), `[R, E]` for R runs.
+
+    `returns` (float32) and `lengths` (int32) are the first episode's undiscounted return and
+    step count; where `finished` is False the episode was cut by `max_steps` and they are
+    those of the partial episode.
+    """
+
+    returns: Any
+    lengths: Any
+    finished: Any
+
+
+class _Loop(NamedTuple):
+    """The carry of the evaluation loop; all `[E]` except `step` and `key`."""
+
+    step: jax.Array  # int32 scalar, steps taken so far
+    key: jax.Array
+    runner: EnvRunner
+    done: jax.Array  # bool: this env's first episode has ended
+    returns: jax.Array
+    lengths: jax.Array
+
+
+def default_max_steps(spec: EnvSpec) -> int | None:
+    """The env's time limit (`env_params.max_steps_in_episode`), or None if it has none."""
+    limit = getattr(spec.params, "max_steps_in_episode", None)
+    return None if limit is None else int(limit)
+
+
+def resolve_max_steps(spec: EnvSpec, max_steps: int | None) -> int:
+    """`max_steps`, defaulting to the env's time limit; `ConfigError` if neither exists."""
+    if max_steps is None:
+        max_steps = default_max_steps(spec)
+        if max_steps is None:
+            raise ConfigError(
+                f"{spec.name} has no time limit (env_params.max_steps_in_episode); "
+                "pass max_steps to bound the evaluation"
+            )
+    if isinstance(max_steps, bool) or not isinstance(max_steps, int | np.integer):
+        raise ConfigError(f"max_steps must be a positive integer, got {max_steps!r}")
+    if max_steps < 1:
+        raise ConfigError(f"max_steps must be a positive integer, got {max_steps!r}")
+    return int(max_steps)
+
+
+def _check_num_episodes(num_episodes: int) -> None:
+    if isinstance(num_episodes, bool) or not isinstance(num_episodes, int | np.integer):
+        raise ConfigError(f"num_episodes must be a positive integer, got {num_episodes!r}")
+    if num_episodes < 1:
+        raise ConfigError(f"num_episodes must be a positive integer, got {num_episodes!r}")
+
+
+def policy_distribution(trainer: Trainer, params: Any, obs: jax.Array) -> Distribution:
+    """The action distribution for observations `obs` `[E, *obs_shape]` (batch `[E]`).
+
+    Hook: this is the one place evaluation feeds observations to the network. When
+    observation normalisation exists, normalise `obs` here with the training statistics
+    (carried beside the network parameters in `params`).
+    """
+    return trainer.network.apply(params, obs, method=ActorCritic.policy)
+
+
+def select_action(
+    trainer: Trainer, params: Any, obs: jax.Array, key: jax.Array, deterministic: bool
+) -> jax.Array:
+    """Actions `[E]` (discrete) or `[E, D]` (continuous, unclipped): the mode or a sample."""
+    dist = policy_distribution(trainer, params, obs)
+    return dist.mode() if deterministic else dist.sample(key)
+
+
+def play_first_episodes(
+    trainer: Trainer,
+    params: Any,
+    runner: EnvRunner,
+    key: jax.Array,
+    deterministic: bool,
+    max_steps: int,
+) -> EvalResult:
+    """Play the E envs of a freshly reset `runner` until each ends its first episode.
+
+    Returns an `EvalResult` of `[E]` arrays. The `lax.while_loop` stops once all envs are
+    done or after `max_steps` steps.
+    """
+    num_envs = runner.obs.shape[0]
+    chex.assert_shape(runner.obs, (num_envs, *trainer.spec.obs_shape))
+
+    def running(loop: _Loop) -> jax.Array:
+        return (loop.step < max_steps) & ~jnp.all(loop.done)
+
+    def one_step(loop: _Loop) -> _Loop:
+        key, key_act, key_env = jax.random.split(loop.key, 3)
+        action = select_action(trainer, params, loop.runner.obs, key_act, deterministic)
+        env_keys = jax.random.split(key_env, num_envs)
+        runner, step = step_envs(trainer.spec, env_keys, loop.runner, action)
+        ended = (step.terminated | step.truncated) & ~loop.done
+        return _Loop(
+            step=loop.step + 1,
+            key=key,
+            runner=runner,
+            done=loop.done | ended,
+            returns=jnp.where(ended, step.episode_return, loop.returns),
+            lengths=jnp.where(ended, step.episode_length, loop.lengths),
+        )
+
+    start = _Loop(
+        step=jnp.zeros((), jnp.int32),
+        key=key,
+        runner=runner,
+        done=jnp.zeros((num_envs,), bool),
+        returns=jnp.zeros((num_envs,), jnp.float32),
+        lengths=jnp.zeros((num_envs,), jnp.int32),
+    )
+    end = jax.lax.while_loop(running, one_step, start)
+    # An env not done has never reset, so its runner holds its first (partial) episode.
+    result = EvalResult(
+        returns=jnp.where(end.done, end.returns, end.runner.episode_return),
+        lengths=jnp.where(end.done, end.lengths, end.runner.episode_length),
+        finished=end.done,
+    )
+    chex.assert_shape(list(result), (num_envs,))
+    return result
+
+
+def evaluate_policy(
+    trainer: Trainer,
+    params: Any,
+    key: jax.Array,
+    num_episodes: int,
+    deterministic: bool,
+    max_steps: int | None = None,
+) -> EvalResult:
+    """Evaluate one run's `params` (no run axis) on `num_episodes` envs in parallel.
+
+    Pure and jittable with `trainer`, `num_episodes`, `deterministic` and `max_steps` static.
+    `deterministic` acts with the distribution's mode (argmax / mean), else samples.
+    `max_steps` defaults to the env's time limit. Returns an `EvalResult` of `[E]` arrays,
+    E = `num_episodes`.
+    """
+    _check_num_episodes(num_episodes)
+    max_steps = resolve_max_steps(trainer.spec, max_steps)
+    key_reset, key_play = jax.random.split(key)
+    runner = reset_envs(trainer.spec, key_reset, num_episodes)
+    return play_first_episodes(trainer, params, runner, key_play, deterministic, max_steps)
+
+
+def _evaluate_runs(
+    trainer: Trainer,
+    params_r: Any,
+    keys: jax.Array,
+    num_episodes: int,
+    deterministic: bool,
+    max_steps: int | None,
+) -> EvalResult:
+    def one_run(params: Any, key: jax.Array) -> EvalResult:
+        return evaluate_policy(trainer, params, key, num_episodes, deterministic, max_steps)
+
+    return jax.vmap(one_run)(params_r, keys)
+
+
+# One compiled function per (trainer, num_episodes, deterministic, max_steps) and run count:
+# jit's cache is keyed on the static arguments (a `Trainer` hashes by identity).
+_evaluate_runs_jit = jax.jit(
+    _evaluate_runs, static_argnames=("trainer", "num_episodes", "deterministic", "max_steps")
+)
+
+
+def num_runs(params_r: Any) -> int:
+    """The size R of the leading run axis shared by every leaf of `params_r`."""
+    leaves = jax.tree.leaves(params_r)
+    if not leaves or jnp.ndim(leaves[0]) == 0:
+        raise ConfigError("params_R must have a leading run axis [R] on every leaf")
+    runs = int(jnp.shape(leaves[0])[0])
+    chex.assert_tree_shape_prefix(params_r, (runs,))
+    return runs
+
+
+def evaluate_runs(
+    trainer: Trainer,
+    params_r: Any,
+    key: jax.Array,
+    num_episodes: int,
+    deterministic: bool,
+    max_steps: int | None = None,
+) -> EvalResult:
+    """`evaluate_policy` for each of R runs (`params_r` leaves `[R, ...]`) in one jitted call.
+
+    Run r uses key `jax.random.split(key, R)[r]`. Returns an `EvalResult` of numpy `[R, E]`
+    arrays. Compiles once per (trainer, num_episodes, deterministic, max_steps, R).
+    """
+    _check_num_episodes(num_episodes)
+    max_steps = resolve_max_steps(trainer.spec, max_steps)
+    keys = jax.random.split(key, num_runs(params_r))
+    result = _evaluate_runs_jit(
+        trainer, params_r, keys, int(num_episodes), bool(deterministic), max_steps
+    )
+    return EvalResult(*(np.asarray(x) for x in jax.device_get(tuple(result))))
+
+
+def summarize_eval(result: EvalResult) -> list[dict[str, float | int]]:
+    """Per run: return mean/std/min/max and mean length over its *finished* episodes.
+
+    `result` holds `[R, E]` arrays (or `[E]` for one run, treated as R = 1). A run with no
+    finished episode gets NaN statistics. Keys: `return_mean`, `return_std`, `return_min`,
+    `return_max`, `length_mean`, `episodes_finished`, `episodes`.
+    """
+    returns = np.atleast_2d(np.asarray(result.returns, np.float64))
+    lengths = np.atleast_2d(np.asarray(result.lengths, np.float64))
+    finished = np.atleast_2d(np.asarray(result.finished, bool))
+    if not returns.shape == lengths.shape == finished.shape:
+        raise ValueError(
+            f"EvalResult fields differ in shape: {returns.shape}, {lengths.shape}, {finished.shape}"
+        )
+    summaries = []
+    for ret, length, fin in zip(returns, lengths, finished, strict=True):
+        done_returns, done_lengths = ret[fin], length[fin]
+        any_done = done_returns.size > 0
+        summaries.append(
+            {
+                "return_mean": float(done_returns.mean()) if any_done else float("nan"),
+                "return_std": float(done_returns.std()) if any_done else float("nan"),
+                "return_min": float(done_returns.min()) if any_done else float("nan"),
+                "return_max": float(done_returns.max()) if any_done else float("nan"),
+                "length_mean": float(done_lengths.mean()) if any_done else float("nan"),
+                "episodes_finished": int(fin.sum()),
+                "episodes": int(fin.size),
+            }
+        )
+    return summaries
