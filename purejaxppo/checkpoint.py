@@ -100,8 +100,9 @@ def read_meta(out: Path) -> dict[str, Any]:
             step, args=ocp.args.Composite(meta=ocp.args.JsonRestore())
         )["meta"]
     except Exception as error:  # orbax raises many types for a damaged directory
-        raise CheckpointError(f"checkpoint {checkpoint_dir(out) / str(step)} is unreadable: "
-                              f"{_first_line(error)}") from None
+        raise CheckpointError(
+            f"checkpoint {checkpoint_dir(out) / str(step)} is unreadable: {_first_line(error)}"
+        ) from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT_VERSION:
         raise CheckpointError(
             f"checkpoint {checkpoint_dir(out) / str(step)} has format "

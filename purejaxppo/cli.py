@@ -15,6 +15,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from purejaxppo.config import (
     CONFIG_NAMES,
     HYPERPARAM_NAMES,
@@ -74,6 +76,44 @@ def build_parser() -> argparse.ArgumentParser:
         help="sweep a hyperparameter: every value x every seed in one compiled call",
     )
     train.add_argument("--out", type=Path, help="output directory (default: runs/<name>-<time>)")
+    train.add_argument(
+        "--chunk-updates",
+        type=int,
+        metavar="K",
+        help="updates per compiled chunk of the host loop (default: about 1/20 of the run)",
+    )
+    train.add_argument(
+        "--checkpoint-every",
+        type=int,
+        default=10,
+        metavar="CHUNKS",
+        help="save a checkpoint every N chunks, and always at the end (0: only at the end)",
+    )
+    train.add_argument(
+        "--resume", type=Path, metavar="DIR", help="continue the run saved in DIR (its --out)"
+    )
+    train.add_argument(
+        "--eval-every",
+        type=int,
+        default=0,
+        metavar="CHUNKS",
+        help="evaluate the deterministic policy every N chunks into metrics.csv (0: never)",
+    )
+    train.add_argument(
+        "--eval-episodes", type=int, default=16, help="episodes per run and evaluation"
+    )
+    train.add_argument(
+        "--tensorboard",
+        action="store_true",
+        help="also write TensorBoard logs to OUT/tensorboard (needs purejaxppo[tensorboard])",
+    )
+    train.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    evaluate = commands.add_parser("eval", help="play the saved policies of a trained run")
+    evaluate.add_argument("run_dir", type=Path, help="the --out directory of a train run")
+    evaluate.add_argument("--episodes", type=int, default=32, help="episodes per run and mode")
+    evaluate.add_argument("--seed", type=int, default=0, help="seed of the evaluation envs")
+    evaluate.add_argument("--out", type=Path, help="results file (default: RUN_DIR/eval.json)")
 
     bench = commands.add_parser("bench", help="steps per second against the env-only floor")
     _add_source_arguments(bench)
@@ -101,6 +141,13 @@ class TrainRequest:
     num_seeds: int
     sweep: dict[str, list[float]]
     out: Path
+    chunk_updates: int | None = None
+    checkpoint_every: int = 10
+    eval_every: int = 0
+    eval_episodes: int = 16
+    tensorboard: bool = False
+    progress: bool = True
+    resume: bool = False
 
 
 def parse_value(name: str, text: str) -> Any:
@@ -212,6 +259,12 @@ def enable_compilation_cache(path: Path) -> None:
 
 def resolve_train_request(args: argparse.Namespace) -> TrainRequest:
     """Turn parsed arguments into a validated request; raise ConfigError on any bad input."""
+    loop_options = resolve_loop_options(args)
+    if args.resume is not None:
+        request = resolve_resume(args)
+        return dataclasses.replace(
+            request, **{**loop_options, "chunk_updates": request.chunk_updates}
+        )
     name, config, hp, saved = resolve_base(args)
     saved_sweep = {k: [float(v) for v in vs] for k, vs in saved.get("sweep", {}).items()}
     sweep: dict[str, list[float]] = saved_sweep if not args.sweep else {}
@@ -242,7 +295,91 @@ def resolve_train_request(args: argparse.Namespace) -> TrainRequest:
             f"seeds {seed}..{seed + num_seeds - 1} must lie in 0..{MAX_SEED} (32-bit seeds)"
         )
     out = args.out or Path("runs") / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    return TrainRequest(name, config, hp, seed, num_seeds, sweep, out)
+    from purejaxppo.checkpoint import latest_updates
+
+    if latest_updates(out) is not None:
+        raise ConfigError(
+            f"{out} already holds a checkpointed run: --resume {out}, or another --out"
+        )
+    request = TrainRequest(name, config, hp, seed, num_seeds, sweep, out, **loop_options)
+    check_chunk_updates(request)
+    return request
+
+
+def resolve_loop_options(args: argparse.Namespace) -> dict[str, Any]:
+    for flag, value, low in (
+        ("--chunk-updates", args.chunk_updates, 1),
+        ("--checkpoint-every", args.checkpoint_every, 0),
+        ("--eval-every", args.eval_every, 0),
+        ("--eval-episodes", args.eval_episodes, 1),
+    ):
+        if value is not None and value < low:
+            raise ConfigError(f"{flag} must be an integer >= {low}, got {value}")
+    return {
+        "chunk_updates": args.chunk_updates,
+        "checkpoint_every": args.checkpoint_every,
+        "eval_every": args.eval_every,
+        "eval_episodes": args.eval_episodes,
+        "tensorboard": args.tensorboard,
+        "progress": not args.no_progress,
+    }
+
+
+def check_chunk_updates(request: TrainRequest) -> None:
+    updates = request.config.num_updates
+    if request.chunk_updates is not None and request.chunk_updates > updates:
+        raise ConfigError(
+            f"--chunk-updates {request.chunk_updates} is more than the run's {updates} updates"
+        )
+
+
+RESUME_CONFLICTS = (
+    "preset",
+    "env",
+    "config",
+    "num_seeds",
+    "num_envs",
+    "seed",
+    "total_timesteps",
+    "out",
+)
+
+
+def resolve_resume(args: argparse.Namespace) -> TrainRequest:
+    """The request saved with the newest checkpoint in `args.resume`."""
+    from purejaxppo.checkpoint import CheckpointError, read_meta
+
+    given = [f"--{n.replace('_', '-')}" for n in RESUME_CONFLICTS if getattr(args, n) is not None]
+    given += [flag for flag in ("--set", "--sweep") if getattr(args, flag[2:])]
+    if given:
+        raise ConfigError(
+            f"--resume continues a run with its saved settings; drop {', '.join(given)}"
+        )
+    meta = read_meta(args.resume)
+    try:
+        fields = dict(meta["config"])
+        fields["hidden_sizes"] = tuple(fields["hidden_sizes"])
+        config, hp = PPOConfig(**fields), Hyperparams(**meta["hyperparams"])
+        sweep = {k: [float(v) for v in vs] for k, vs in meta["sweep"].items()}
+        request = TrainRequest(
+            meta["name"],
+            config,
+            hp,
+            int(meta["seed"]),
+            int(meta["num_seeds"]),
+            sweep,
+            args.resume,
+            chunk_updates=args.chunk_updates or int(meta["chunk_updates"]),
+            resume=True,
+        )
+    except (KeyError, TypeError, ValueError) as error:
+        raise CheckpointError(
+            f"checkpoint metadata in {args.resume} is incomplete or invalid: {error}"
+        ) from None
+    if args.compilation_cache is not None:
+        enable_compilation_cache(args.compilation_cache)
+    check_chunk_updates(request)
+    return request
 
 
 def prepare_output_dir(path: Path) -> None:
@@ -257,28 +394,60 @@ def prepare_output_dir(path: Path) -> None:
 
 
 def run_train(request: TrainRequest, argv: Sequence[str]) -> int:
+    """Train in chunks: progress bar, metrics.csv as chunks finish, checkpoints, evaluation;
+    then summary.json and learning_curve.png. SIGINT/SIGTERM stop at a chunk boundary."""
     # Heavy imports after validation keep `--help` and input errors instant.
     from purejaxppo import report
+    from purejaxppo.checkpoint import CheckpointError, open_manager, restore_checkpoint
+    from purejaxppo.loop import (
+        LOCAL_RUNS,
+        StopOnSignals,
+        abstract_train_state,
+        compile_chunked,
+        default_chunk_updates,
+        run_chunked,
+    )
     from purejaxppo.memory import check_fits
-    from purejaxppo.population import build_population, first_nonfinite_update, train_population
+    from purejaxppo.population import build_population, first_nonfinite_update
+    from purejaxppo.progress import TrainProgress
     from purejaxppo.train import make_train
 
-    trainer = make_train(request.config)  # unknown env -> ConfigError, before compiling
+    config, out, runs = request.config, request.out, LOCAL_RUNS
+    trainer = make_train(config)  # unknown env -> ConfigError, before compiling
     population = build_population(
         request.hyperparams, request.seed, request.num_seeds, request.sweep
     )
-    check_fits(request.config, trainer.spec, population.num_runs)
-    prepare_output_dir(request.out)
-    config = request.config
+    check_fits(config, trainer.spec, population.num_runs)
+    prepare_output_dir(out)
+    chunk_updates = request.chunk_updates or default_chunk_updates(config.num_updates)
+    meta = {
+        "name": request.name,
+        "env": config.env,
+        "config": config.to_dict(),
+        "hyperparams": {k: float(v) for k, v in request.hyperparams.to_dict().items()},
+        "seed": request.seed,
+        "num_seeds": request.num_seeds,
+        "sweep": request.sweep,
+        "seeds": list(population.seeds),
+        "num_updates": config.num_updates,
+        "chunk_updates": chunk_updates,
+    }
+    resume, updates_done = None, 0
+    if request.resume:
+        restored = restore_checkpoint(
+            out, abstract_train_state(trainer, population, runs), population.num_runs
+        )
+        if restored.meta.get("seeds") != meta["seeds"]:
+            raise CheckpointError(f"checkpoint in {out} is of other runs than its metadata says")
+        updates_done = restored.updates_done
+        resume = (restored.state, restored.metrics, updates_done)
     print(
         f"training {population.num_runs} run(s) of {config.env}: {config.num_updates} updates x "
-        f"{config.num_envs} envs x {config.num_steps} steps, one compiled call",
+        f"{config.num_envs} envs x {config.num_steps} steps, in chunks of {chunk_updates} updates"
+        + (f", resuming after update {updates_done}" if request.resume else ""),
         flush=True,
     )
-    output, timing = train_population(trainer, population)
-    metrics = output.metrics
-    env_steps = trainer.env_steps(range(1, config.num_updates + 1))
-    out = request.out
+    program = compile_chunked(trainer, population, chunk_updates, updates_done, runs)
     report.write_config(
         out / "config.json",
         config,
@@ -288,28 +457,161 @@ def run_train(request: TrainRequest, argv: Sequence[str]) -> int:
         request.sweep,
         {"name": request.name, "argv": list(argv)},
     )
-    report.write_metrics_csv(out / "metrics.csv", population, metrics, env_steps)
-    summary = report.build_summary(config, population, metrics, timing, int(env_steps[-1]))
-    report.write_json(out / "summary.json", summary)
-    report.plot_learning_curve(
-        out / "learning_curve.png",
-        population,
-        metrics,
-        env_steps,
-        f"{config.env} ({population.num_runs} runs)",
+    logs: list[Any] = [report.MetricsCsv(out / "metrics.csv", population, config.batch_size)]
+    if resume is not None:
+        logs[0].append(resume[1], 0)
+    if request.tensorboard:
+        logs.append(report.TensorBoardLog(out / "tensorboard", population, config.batch_size))
+    manager = open_manager(out)
+    chunks_done = 0
+
+    def on_chunk(run: Any, done: Any) -> None:
+        nonlocal chunks_done
+        chunks_done += 1
+        first = done.updates_done - int(np.asarray(done.chunk_metrics.total_loss).shape[-1])
+        evaluation = None
+        if request.eval_every and chunks_done % request.eval_every == 0:
+            evaluation = mean_eval_returns(trainer, run.state.params, population, request)
+        for log in logs:
+            log.append(done.chunk_metrics, first, evaluation)
+        bar.update(done)
+        periodic = request.checkpoint_every and chunks_done % request.checkpoint_every == 0
+        if periodic and done.updates_done < config.num_updates:
+            save(run)
+
+    def save(run: Any) -> None:
+        from purejaxppo.checkpoint import save_checkpoint
+
+        save_checkpoint(manager, run.state, run.metrics, {**meta, "updates_done": run.updates_done})
+
+    steps_per_update = config.batch_size * population.num_runs
+    enabled = request.progress
+    with (
+        StopOnSignals() as stop,
+        TrainProgress(config.num_updates, updates_done, steps_per_update, enabled) as bar,
+    ):
+        run = run_chunked(
+            program, population, resume=resume, on_chunk=on_chunk, stop_requested=stop.requested
+        )
+    if run.updates_done > updates_done or resume is None:
+        save(run)
+    manager.close()
+    for log in logs[1:]:
+        log.close()
+    metrics = run.metrics
+    env_steps = trainer.env_steps(range(1, run.updates_done + 1))
+    summary = report.build_summary(
+        config, population, metrics, run.timing, run.updates_done - updates_done
     )
+    report.write_json(out / "summary.json", summary)
+    if run.updates_done > 0:
+        report.plot_learning_curve(
+            out / "learning_curve.png",
+            population,
+            metrics,
+            env_steps,
+            f"{config.env} ({population.num_runs} runs)",
+        )
     report.print_summary(summary)
-    print(f"wrote {out}/config.json, metrics.csv, summary.json, learning_curve.png")
+    print(f"wrote {out}/config.json, metrics.csv, summary.json, learning_curve.png, checkpoints/")
+    if stop.signal_number is not None:
+        print(
+            f"purejaxppo: stopped after {run.updates_done} of {config.num_updates} updates; "
+            f"checkpoint saved. Continue with: purejaxppo train --resume {out}",
+            file=sys.stderr,
+        )
+        return 128 + stop.signal_number
     nonfinite = first_nonfinite_update(metrics)
     if nonfinite is not None:
-        run, update = nonfinite
+        run_index, update = nonfinite
         print(
-            f"purejaxppo: error: the loss became NaN/inf at update {update + 1} of run {run} "
-            f"(seed {population.seeds[run]}{_setting_text(population.swept[run])}); "
-            "lower the learning rate or reward_scale",
+            f"purejaxppo: error: the loss became NaN/inf at update {update + 1} of run "
+            f"{run_index} (seed {population.seeds[run_index]}"
+            f"{_setting_text(population.swept[run_index])}); lower the learning rate or "
+            "reward_scale",
             file=sys.stderr,
         )
         return EXIT_NAN
+    return 0
+
+
+def mean_eval_returns(
+    trainer: Any, params: Any, population: Any, request: TrainRequest
+) -> np.ndarray:
+    """Per run `[R]`: mean deterministic return over `eval_episodes` fresh episodes."""
+    import jax
+
+    from purejaxppo.evaluate import evaluate_runs
+    from purejaxppo.loop import unpad_runs
+
+    params = unpad_runs(params, population.num_runs)
+    result = evaluate_runs(
+        trainer, params, jax.random.key(request.seed), request.eval_episodes, True
+    )
+    finished = np.asarray(result.finished)
+    returns = np.where(finished, np.asarray(result.returns, dtype=np.float64), 0.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(finished.any(-1), returns.sum(-1) / finished.sum(-1), np.nan)
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    """`purejaxppo eval DIR`: the newest checkpoint's policies, deterministic and sampled."""
+    if args.episodes < 1:
+        raise ConfigError(f"--episodes must be at least 1, got {args.episodes}")
+    if not 0 <= args.seed <= MAX_SEED:
+        raise ConfigError(f"--seed must lie in 0..{MAX_SEED}")
+    args_resume = argparse.Namespace(
+        resume=args.run_dir,
+        compilation_cache=None,
+        set=[],
+        sweep=[],
+        chunk_updates=None,
+        **{name: None for name in RESUME_CONFLICTS},
+    )
+    request = resolve_resume(args_resume)
+    out = args.out or request.out / "eval.json"
+    prepare_output_dir(out.parent)
+
+    import jax
+
+    from purejaxppo import report
+    from purejaxppo.checkpoint import restore_checkpoint
+    from purejaxppo.evaluate import evaluate_runs, summarize_eval
+    from purejaxppo.loop import abstract_train_state
+    from purejaxppo.population import build_population
+    from purejaxppo.train import make_train
+
+    trainer = make_train(request.config)
+    population = build_population(
+        request.hyperparams, request.seed, request.num_seeds, request.sweep
+    )
+    restored = restore_checkpoint(
+        request.out, abstract_train_state(trainer, population), population.num_runs
+    )
+    key = jax.random.key(args.seed)
+    results: dict[str, list[dict[str, Any]]] = {}
+    for mode, deterministic in (("deterministic", True), ("stochastic", False)):
+        result = evaluate_runs(trainer, restored.state.params, key, args.episodes, deterministic)
+        results[mode] = summarize_eval(result)
+    rows = []
+    for run in range(population.num_runs):
+        row = {"run": run, "seed": population.seeds[run], "setting": population.swept[run]}
+        for mode in results:
+            row[mode] = results[mode][run]
+        rows.append(row)
+    report.write_json(
+        out,
+        {
+            "run_dir": str(request.out),
+            "env": request.config.env,
+            "updates_done": restored.updates_done,
+            "episodes": args.episodes,
+            "eval_seed": args.seed,
+            "runs": rows,
+        },
+    )
+    report.print_eval(request.config.env, restored.updates_done, rows)
+    print(f"wrote {out}")
     return 0
 
 
@@ -382,6 +684,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_train(resolve_train_request(args), argv)
         if args.command == "bench":
             return run_bench(args)
+        if args.command == "eval":
+            return run_eval(args)
     except ConfigError as error:
         print(f"purejaxppo: error: {error}", file=sys.stderr)
         return EXIT_USAGE

@@ -17,6 +17,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import signal
+import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
@@ -142,20 +145,35 @@ def unpad_runs(tree: Any, num_runs: int) -> Any:
     return jax.tree.map(lambda x: x[:num_runs], tree)
 
 
+@dataclasses.dataclass(frozen=True)
+class ChunkedProgram:
+    """Compiled init (None when resuming) and one compiled chunk per distinct chunk size."""
+
+    runs: RunAxis
+    num_padded: int
+    init: Callable | None
+    chunks: dict[int, Callable]
+    chunk_updates: int
+    num_updates: int
+    compile_s: float
+
+
 def compile_chunked(
     trainer: Trainer,
     population: Population,
-    sizes: Sequence[int],
+    chunk_updates: int,
+    updates_done: int = 0,
     runs: RunAxis = LOCAL_RUNS,
-    need_init: bool = True,
-) -> tuple[Callable | None, dict[int, Callable], float]:
-    """Compile init (if needed) and one chunk program per distinct size; seconds it took."""
+) -> ChunkedProgram:
+    """Compile init (unless `updates_done > 0`) and the chunk programs; time it all."""
+    num_updates = trainer.config.num_updates
+    sizes = chunk_sizes(num_updates, chunk_updates, updates_done)
     num_padded = runs.padded(population.num_runs)
     keys = runs.put(pad_runs(population.keys, num_padded))
     hps = runs.put(pad_runs(population.hyperparams, num_padded))
     start = time.perf_counter()
     init_fn = runs.map(trainer.init)
-    init = init_fn.lower(keys, hps).compile() if need_init else None
+    init = init_fn.lower(keys, hps).compile() if updates_done == 0 else None
     abstract_state = jax.eval_shape(init_fn, keys, hps)
     chunks = {}
     for size in sorted(set(sizes)):
@@ -166,7 +184,66 @@ def compile_chunked(
         compiled = runs.map(run_chunk, donate_argnums=(0,)).lower(abstract_state, hps).compile()
         check_compiled_fits(compiled)
         chunks[size] = compiled
-    return init, chunks, time.perf_counter() - start
+    compile_s = time.perf_counter() - start
+    return ChunkedProgram(runs, num_padded, init, chunks, chunk_updates, num_updates, compile_s)
+
+
+def abstract_train_state(
+    trainer: Trainer, population: Population, runs: RunAxis = LOCAL_RUNS
+) -> TrainState:
+    """Shapes, dtypes and placement of the population's state, as the chunks take it."""
+    num_padded = runs.padded(population.num_runs)
+    keys = runs.put(pad_runs(population.keys, num_padded))
+    hps = runs.put(pad_runs(population.hyperparams, num_padded))
+    return jax.eval_shape(runs.map(trainer.init), keys, hps)
+
+
+def run_chunked(
+    program: ChunkedProgram,
+    population: Population,
+    *,
+    resume: tuple[TrainState, Metrics, int] | None = None,
+    on_chunk: Callable[[ChunkedRun, ChunkDone], None] | None = None,
+    stop_requested: Callable[[], bool] = lambda: False,
+) -> ChunkedRun:
+    """Run the chunks of `program`. `resume=(state, metrics, updates_done)` continues a run
+    (state placed as the program takes it, metrics numpy `[R, updates_done]`).
+    `on_chunk(run, done)` is called after each chunk."""
+    runs = program.runs
+    hps = runs.put(pad_runs(population.hyperparams, program.num_padded))
+    start = time.perf_counter()
+    if resume is None:
+        if program.init is None:
+            raise ValueError("this program was compiled to resume: pass resume=(...)")
+        state = program.init(runs.put(pad_runs(population.keys, program.num_padded)), hps)
+        metrics, updates_done = empty_metrics(population.num_runs), 0
+    else:
+        state, metrics, updates_done = resume
+    sizes = chunk_sizes(program.num_updates, program.chunk_updates, updates_done)
+    missing = set(sizes) - set(program.chunks)
+    if missing:
+        raise ValueError(f"chunks of {sorted(missing)} updates were not compiled for this run")
+    session_updates = 0
+    run = ChunkedRun(state, [metrics], updates_done, Timing(program.compile_s, 0.0))
+    for size in sizes:
+        if stop_requested():
+            run.stopped = True
+            break
+        state, chunk_metrics = program.chunks[size](state, hps)
+        chunk_metrics = unpad_runs(runs.to_host(chunk_metrics), population.num_runs)
+        run.metric_parts.append(chunk_metrics)
+        updates_done += size
+        session_updates += size
+        run.state, run.updates_done = state, updates_done
+        run.timing = Timing(program.compile_s, time.perf_counter() - start)
+        if on_chunk is not None:
+            done = ChunkDone(
+                updates_done, program.num_updates, chunk_metrics, run.timing.run_s, session_updates
+            )
+            on_chunk(run, done)
+    jax.block_until_ready(run.state)
+    run.timing = Timing(program.compile_s, time.perf_counter() - start)
+    return run
 
 
 def train_chunked(
@@ -179,46 +256,47 @@ def train_chunked(
     on_chunk: Callable[[ChunkedRun, ChunkDone], None] | None = None,
     stop_requested: Callable[[], bool] = lambda: False,
 ) -> ChunkedRun:
-    """Train `population` in chunks of `chunk_updates` updates (the last may be shorter).
-
-    `resume=(state, metrics, updates_done)` continues a run: `state` with a padded run axis
-    as `runs` takes it (e.g. restored from a checkpoint), `metrics` numpy `[R, updates_done]`.
-    `on_chunk(run, done)` is called after each chunk with the run so far.
-    """
-    num_updates = trainer.config.num_updates
+    """Compile and run: `population` in chunks of `chunk_updates` updates (the last may be
+    shorter). `resume=(state, metrics, updates_done)` continues a run."""
     updates_done = 0 if resume is None else resume[2]
-    sizes = chunk_sizes(num_updates, chunk_updates, updates_done)
-    init, chunks, compile_s = compile_chunked(
-        trainer, population, sizes, runs, need_init=resume is None
+    program = compile_chunked(trainer, population, chunk_updates, updates_done, runs)
+    return run_chunked(
+        program, population, resume=resume, on_chunk=on_chunk, stop_requested=stop_requested
     )
-    num_padded = runs.padded(population.num_runs)
-    hps = runs.put(pad_runs(population.hyperparams, num_padded))
-    start = time.perf_counter()
-    if resume is None:
-        state = init(runs.put(pad_runs(population.keys, num_padded)), hps)
-        metrics = empty_metrics(population.num_runs)
-    else:
-        state, metrics = resume[0], resume[1]
-    run = ChunkedRun(state, [metrics], updates_done, Timing(compile_s, 0.0))
-    session_updates = 0
-    for size in sizes:
-        if stop_requested():
-            run.stopped = True
-            break
-        state, chunk_metrics = chunks[size](state, hps)
-        chunk_metrics = unpad_runs(runs.to_host(chunk_metrics), population.num_runs)
-        run.metric_parts.append(chunk_metrics)
-        updates_done += size
-        session_updates += size
-        run.state, run.updates_done = state, updates_done
-        run.timing = Timing(compile_s, time.perf_counter() - start)
-        if on_chunk is not None:
-            on_chunk(
-                run,
-                ChunkDone(
-                    updates_done, num_updates, chunk_metrics, run.timing.run_s, session_updates
-                ),
-            )
-    jax.block_until_ready(run.state)
-    run.timing = Timing(compile_s, time.perf_counter() - start)
-    return run
+
+
+class StopOnSignals:
+    """Context manager: SIGINT/SIGTERM ask the loop to stop at the next chunk boundary.
+
+    `requested()` is what `run_chunked(stop_requested=...)` polls; `signal_number` says which
+    signal came. A second SIGINT while stopping raises KeyboardInterrupt at once."""
+
+    def __init__(self, signals: Sequence[int] = (signal.SIGINT, signal.SIGTERM)):
+        self.signals = tuple(signals)
+        self.signal_number: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def requested(self) -> bool:
+        return self.signal_number is not None
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.signal_number is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.signal_number = signum
+        print(
+            f"\npurejaxppo: {signal.Signals(signum).name}: stopping at the end of this chunk "
+            "and saving a checkpoint (Ctrl-C again to abort without saving)",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    def __enter__(self) -> StopOnSignals:
+        if threading.current_thread() is threading.main_thread():
+            for sig in self.signals:
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous.clear()

@@ -13,7 +13,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from purejaxppo.config import Hyperparams, PPOConfig
+from purejaxppo.config import ConfigError, Hyperparams, PPOConfig
 from purejaxppo.population import Population, Timing, final_returns
 from purejaxppo.train import METRIC_NAMES, Metrics
 
@@ -56,18 +56,27 @@ def build_summary(
     population: Population,
     metrics: Metrics,
     timing: Timing,
-    env_steps_per_run: int,
+    session_updates: int | None = None,
 ) -> dict[str, Any]:
+    """Final returns and figures of a run whose `metrics` are `[R, updates done]`.
+    SPS counts the `session_updates` run in this process (all of them by default; fewer
+    after `--resume`)."""
     finals = final_returns(metrics)
+    updates_done = int(np.asarray(metrics.total_loss).shape[-1])
+    session_updates = updates_done if session_updates is None else session_updates
+    env_steps_per_run = updates_done * config.batch_size
     env_steps = env_steps_per_run * population.num_runs
+    session_steps = session_updates * config.batch_size * population.num_runs
     summary: dict[str, Any] = {
         "env": config.env,
         "num_runs": population.num_runs,
         "num_updates": config.num_updates,
+        "updates_done": updates_done,
+        "complete": updates_done == config.num_updates,
         "env_steps_per_run": env_steps_per_run,
         "env_steps": env_steps,
         "final_return": return_stats(finals),
-        "sps": env_steps / timing.run_s,
+        "sps": session_steps / timing.run_s if timing.run_s > 0 else None,
         "compile_s": timing.compile_s,
         "run_s": timing.run_s,
         "device": device_description(),
@@ -115,29 +124,98 @@ def write_config(
     )
 
 
+class MetricsCsv:
+    """`metrics.csv`, appended chunk by chunk: one row per run x update with run, seed, swept
+    values, update, env_steps, every metric and `eval_return` (the mean deterministic return
+    where an evaluation ran at that update, else empty). Rows come chunk by chunk, each
+    chunk's rows run by run."""
+
+    def __init__(self, path: Path, population: Population, env_steps_per_update: int):
+        self.path, self.population = path, population
+        self.env_steps_per_update = env_steps_per_update
+        swept_names = list(population.swept[0]) if population.swept else []
+        header = [
+            "run",
+            "seed",
+            *(f"setting.{n}" for n in swept_names),
+            "update",
+            "env_steps",
+            *METRIC_NAMES,
+            "eval_return",
+        ]
+        with path.open("w", newline="") as f:
+            csv.writer(f).writerow(header)
+
+    def append(
+        self, metrics: Metrics, first_update: int, eval_returns: np.ndarray | None = None
+    ) -> None:
+        """Rows for updates `first_update + 1 ...` of `metrics` `[R, k]`; `eval_returns`
+        `[R]` goes on each run's last row of the chunk."""
+        columns = [np.asarray(getattr(metrics, name)) for name in METRIC_NAMES]
+        num_updates = columns[0].shape[-1]
+        with self.path.open("a", newline="") as f:
+            writer = csv.writer(f)
+            for run in range(self.population.num_runs):
+                prefix = [run, self.population.seeds[run], *self.population.swept[run].values()]
+                values = zip(*(c[run].tolist() for c in columns), strict=True)
+                for i, row in enumerate(values):
+                    update = first_update + i + 1
+                    last = i == num_updates - 1 and eval_returns is not None
+                    evaluation = _fmt(float(eval_returns[run])) if last else ""
+                    steps = update * self.env_steps_per_update
+                    writer.writerow([*prefix, update, steps, *map(_fmt, row), evaluation])
+
+
 def write_metrics_csv(
-    path: Path, population: Population, metrics: Metrics, env_steps: np.ndarray
-) -> None:
-    """One row per run x update: run, seed, swept values, update, env_steps, every metric."""
-    swept_names = list(population.swept[0]) if population.swept else []
-    columns = {name: np.asarray(getattr(metrics, name)) for name in METRIC_NAMES}
-    with path.open("w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(
-            [
-                "run",
-                "seed",
-                *(f"setting.{n}" for n in swept_names),
-                "update",
-                "env_steps",
-                *METRIC_NAMES,
-            ]
-        )
-        for run in range(population.num_runs):
-            prefix = [run, population.seeds[run], *population.swept[run].values()]
-            rows = zip(*(columns[n][run].tolist() for n in METRIC_NAMES), strict=True)
-            for update, values in enumerate(rows):
-                writer.writerow([*prefix, update + 1, int(env_steps[update]), *map(_fmt, values)])
+    path: Path, population: Population, metrics: Metrics, env_steps_per_update: int
+) -> MetricsCsv:
+    """Write `metrics` `[R, U]` as a fresh `metrics.csv`; returns the log to append to."""
+    log = MetricsCsv(path, population, env_steps_per_update)
+    log.append(metrics, 0)
+    return log
+
+
+class TensorBoardLog:
+    """TensorBoard event files, one directory (one tag set) per run: `<dir>/run-<r>-seed-<s>`
+    with the swept values in the name. Needs `pip install purejaxppo[tensorboard]`."""
+
+    def __init__(self, directory: Path, population: Population, env_steps_per_update: int):
+        try:
+            from tensorboardX import SummaryWriter
+        except ImportError:
+            raise ConfigError(
+                "--tensorboard needs tensorboardX: pip install 'purejaxppo[tensorboard]'"
+            ) from None
+        self.env_steps_per_update = env_steps_per_update
+        self.writers = [
+            SummaryWriter(str(directory / run_label(population, run)))
+            for run in range(population.num_runs)
+        ]
+
+    def append(
+        self, metrics: Metrics, first_update: int, eval_returns: np.ndarray | None = None
+    ) -> None:
+        columns = {name: np.asarray(getattr(metrics, name)) for name in METRIC_NAMES}
+        for run, writer in enumerate(self.writers):
+            for i in range(columns["total_loss"].shape[-1]):
+                steps = (first_update + i + 1) * self.env_steps_per_update
+                for name, values in columns.items():
+                    value = float(values[run, i])
+                    if np.isfinite(value):
+                        writer.add_scalar(f"train/{name}", value, steps)
+            if eval_returns is not None and np.isfinite(eval_returns[run]):
+                steps = (first_update + columns["total_loss"].shape[-1]) * self.env_steps_per_update
+                writer.add_scalar("eval/return", float(eval_returns[run]), steps)
+            writer.flush()
+
+    def close(self) -> None:
+        for writer in self.writers:
+            writer.close()
+
+
+def run_label(population: Population, run: int) -> str:
+    setting = "".join(f"-{k}={v:g}" for k, v in population.swept[run].items())
+    return f"run-{run:04d}-seed-{population.seeds[run]}{setting}"
 
 
 def _fmt(value: float | int) -> str:
@@ -197,6 +275,27 @@ def print_summary(summary: dict[str, Any]) -> None:
     console.print(table)
     console.print(
         f"env steps {summary['env_steps']:,} ({summary['env_steps_per_run']:,} per run)  "
-        f"SPS {summary['sps']:,.0f}  compile {summary['compile_s']:.1f} s  "
+        f"SPS {summary['sps'] or 0:,.0f}  compile {summary['compile_s']:.1f} s  "
         f"run {summary['run_s']:.1f} s  device {summary['device']}"
     )
+
+
+def print_eval(env: str, updates_done: int, rows: list[dict[str, Any]]) -> None:
+    """One table row per run: mean +/- std return, deterministic (mode) and sampled."""
+    from rich.console import Console
+    from rich.table import Table
+
+    def fmt(stats: dict[str, Any]) -> str:
+        if not np.isfinite(stats["return_mean"]):
+            return "n/a"
+        return f"{stats['return_mean']:.1f} ± {stats['return_std']:.1f}"
+
+    table = Table(title=f"{env}: evaluation after {updates_done} updates")
+    for column in ("run", "seed", "setting", "deterministic", "stochastic", "finished"):
+        table.add_column(column, justify="left" if column == "setting" else "right")
+    for row in rows:
+        setting = ", ".join(f"{k}={v:g}" for k, v in row["setting"].items()) or "-"
+        det, sto = row["deterministic"], row["stochastic"]
+        finished = f"{det['episodes_finished']}/{det['episodes']}"
+        table.add_row(str(row["run"]), str(row["seed"]), setting, fmt(det), fmt(sto), finished)
+    Console().print(table)
