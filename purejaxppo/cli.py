@@ -482,6 +482,8 @@ def run_train(request: TrainRequest, argv: Sequence[str]) -> int:
     def save(run: Any) -> None:
         from purejaxppo.checkpoint import save_checkpoint
 
+        if manager.latest_step() == run.updates_done:
+            return  # saved at this update already (a periodic save, then a stop)
         save_checkpoint(manager, run.state, run.metrics, {**meta, "updates_done": run.updates_done})
 
     steps_per_update = config.batch_size * population.num_runs
@@ -493,8 +495,7 @@ def run_train(request: TrainRequest, argv: Sequence[str]) -> int:
         run = run_chunked(
             program, population, resume=resume, on_chunk=on_chunk, stop_requested=stop.requested
         )
-    if run.updates_done > updates_done or resume is None:
-        save(run)
+    save(run)
     manager.close()
     for log in logs[1:]:
         log.close()

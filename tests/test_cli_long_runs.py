@@ -1,0 +1,156 @@
+"""Long runs from the command line: SIGINT saves and exits, --resume continues to the same
+outputs as an uninterrupted run, eval reads the checkpoint, TensorBoard has one tag set per run."""
+
+import csv
+import json
+import os
+import signal
+import struct
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from purejaxppo.cli import main
+
+# 2 runs x 4 envs x 8 steps, 1 epoch: a few ms per update.
+TINY = [
+    "--env",
+    "CartPole-v1",
+    "--num-envs",
+    "4",
+    "--set",
+    "num_steps=8",
+    "--set",
+    "update_epochs=1",
+    "--set",
+    "num_minibatches=2",
+    "--num-seeds",
+    "2",
+    "--no-progress",
+]
+
+
+def read_rows(path: Path) -> list[dict[str, str]]:
+    with path.open() as f:
+        return list(csv.DictReader(f))
+
+
+def test_sigint_saves_then_resume_matches_uninterrupted(tmp_path, capsys):
+    steps = 4 * 8 * 600  # 600 updates, one per chunk: long enough to interrupt
+    args = [*TINY, "--total-timesteps", str(steps), "--chunk-updates", "1"]
+    stopped = tmp_path / "stopped"
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    cmd = [sys.executable, "-m", "purejaxppo", "train", *args, "--checkpoint-every", "20"]
+    proc = subprocess.Popen(
+        [*cmd, "--out", str(stopped)], stderr=subprocess.PIPE, text=True, env=env
+    )
+    deadline = time.time() + 240
+    while not (stopped / "checkpoints" / "20").exists():  # the first periodic checkpoint
+        assert proc.poll() is None and time.time() < deadline, "no checkpoint was written"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    assert f"purejaxppo train --resume {stopped}" in err
+    summary = json.loads((stopped / "summary.json").read_text())
+    done = summary["updates_done"]
+    assert 20 <= done < 600 and not summary["complete"]
+    assert len(read_rows(stopped / "metrics.csv")) == 2 * done
+
+    capsys.readouterr()
+    only_at_end = ["--checkpoint-every", "0"]
+    assert main(["train", "--resume", str(stopped), "--no-progress", *only_at_end]) == 0
+    assert f"resuming after update {done}" in capsys.readouterr().out
+    whole = tmp_path / "whole"
+    assert main(["train", *args, *only_at_end, "--out", str(whole)]) == 0
+    resumed_rows, whole_rows = read_rows(stopped / "metrics.csv"), read_rows(whole / "metrics.csv")
+    assert len(resumed_rows) == 2 * 600
+    key = lambda row: (int(row["run"]), int(row["update"]))  # noqa: E731
+    assert sorted(resumed_rows, key=key) == sorted(whole_rows, key=key)  # bit for bit, as text
+    resumed = json.loads((stopped / "summary.json").read_text())
+    assert (
+        resumed["complete"]
+        and resumed["final_return"]
+        == (json.loads((whole / "summary.json").read_text())["final_return"])
+    )
+
+
+def test_resume_refuses_other_settings_and_missing_runs(tmp_path, capsys):
+    assert main(["train", "--resume", str(tmp_path), "--env", "Acrobot-v1"]) == 2
+    assert "--resume continues a run with its saved settings; drop --env" in (
+        capsys.readouterr().err
+    )
+    assert main(["train", "--resume", str(tmp_path / "nothing")]) == 2
+    err = capsys.readouterr().err
+    assert "no checkpoint under" in err and err.count("\n") == 1
+    assert main(["eval", str(tmp_path)]) == 2
+    assert "no checkpoint under" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def small_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("small") / "run"
+    args = [*TINY, "--total-timesteps", str(4 * 8 * 12), "--chunk-updates", "4"]
+    evaluation = ["--eval-every", "2", "--eval-episodes", "3"]
+    assert main(["train", *args, *evaluation, "--out", str(out), "--tensorboard"]) == 0
+    return out
+
+
+def test_existing_run_needs_resume(small_run, capsys):
+    assert main(["train", *TINY, "--out", str(small_run)]) == 2
+    assert "already holds a checkpointed run: --resume" in capsys.readouterr().err
+
+
+def test_periodic_evaluation_is_in_metrics(small_run):
+    rows = read_rows(small_run / "metrics.csv")
+    evaluated = [r for r in rows if r["eval_return"]]
+    assert sorted({int(r["update"]) for r in evaluated}) == [8]  # chunks 4, 8, 12: every 2nd
+    assert len(evaluated) == 2 and all(float(r["eval_return"]) >= 8 for r in evaluated)
+
+
+def test_eval_command_reads_the_checkpoint(small_run, capsys):
+    out = small_run / "eval-test.json"
+    assert main(["eval", str(small_run), "--episodes", "4", "--out", str(out)]) == 0
+    assert "deterministic" in capsys.readouterr().out
+    result = json.loads(out.read_text())
+    assert result["updates_done"] == 12 and result["episodes"] == 4
+    assert [r["seed"] for r in result["runs"]] == [0, 1]
+    for run in result["runs"]:
+        for mode in ("deterministic", "stochastic"):
+            assert run[mode]["episodes"] == 4
+            assert 8 <= run[mode]["return_mean"] <= 500  # CartPole's range
+    assert main(["eval", str(small_run), "--episodes", "0"]) == 2
+
+
+def _tensorboard_scalars(directory: Path) -> dict[str, list[float]]:
+    """Scalars in the TFRecord event files of `directory`, read without TensorFlow."""
+    from tensorboardX.proto import event_pb2
+
+    scalars: dict[str, list[float]] = {}
+    for path in directory.glob("events.out.tfevents.*"):
+        data = path.read_bytes()
+        offset = 0
+        while offset < len(data):
+            (length,) = struct.unpack_from("<Q", data, offset)
+            event = event_pb2.Event.FromString(data[offset + 12 : offset + 12 + length])
+            offset += 12 + length + 4
+            for value in event.summary.value:
+                scalars.setdefault(value.tag, []).append(value.simple_value)
+    return scalars
+
+
+def test_tensorboard_has_one_tag_set_per_run(small_run):
+    runs = sorted(p.name for p in (small_run / "tensorboard").iterdir())
+    assert runs == ["run-0000-seed-0", "run-0001-seed-1"]
+    rows = read_rows(small_run / "metrics.csv")
+    for index, name in enumerate(runs):
+        scalars = _tensorboard_scalars(small_run / "tensorboard" / name)
+        assert len(scalars["train/total_loss"]) == 12
+        expected = [float(r["total_loss"]) for r in rows if r["run"] == str(index)]
+        np.testing.assert_allclose(scalars["train/total_loss"], expected, rtol=1e-5)
+        assert len(scalars["eval/return"]) == 1
