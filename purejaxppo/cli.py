@@ -108,6 +108,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="also write TensorBoard logs to OUT/tensorboard (needs purejaxppo[tensorboard])",
     )
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
+    train.add_argument(
+        "--devices",
+        type=int,
+        metavar="N",
+        help="shard the runs over the first N devices (default: all devices of all processes)",
+    )
+    hosts = train.add_argument_group(
+        "several processes (jax.distributed; or PUREJAXPPO_COORDINATOR, "
+        "PUREJAXPPO_NUM_PROCESSES, PUREJAXPPO_PROCESS_ID; detected under SLURM)"
+    )
+    hosts.add_argument("--coordinator", metavar="HOST:PORT", help="address of process 0")
+    hosts.add_argument("--num-processes", type=int, help="number of processes")
+    hosts.add_argument("--process-id", type=int, help="this process's index, 0..n-1")
 
     evaluate = commands.add_parser("eval", help="play the saved policies of a trained run")
     evaluate.add_argument("run_dir", type=Path, help="the --out directory of a train run")
@@ -148,6 +161,7 @@ class TrainRequest:
     tensorboard: bool = False
     progress: bool = True
     resume: bool = False
+    devices: int | None = None
 
 
 def parse_value(name: str, text: str) -> Any:
@@ -312,6 +326,7 @@ def resolve_loop_options(args: argparse.Namespace) -> dict[str, Any]:
         ("--checkpoint-every", args.checkpoint_every, 0),
         ("--eval-every", args.eval_every, 0),
         ("--eval-episodes", args.eval_episodes, 1),
+        ("--devices", args.devices, 1),
     ):
         if value is not None and value < low:
             raise ConfigError(f"{flag} must be an integer >= {low}, got {value}")
@@ -322,6 +337,7 @@ def resolve_loop_options(args: argparse.Namespace) -> dict[str, Any]:
         "eval_episodes": args.eval_episodes,
         "tensorboard": args.tensorboard,
         "progress": not args.no_progress,
+        "devices": args.devices,
     }
 
 
@@ -397,14 +413,16 @@ def run_train(request: TrainRequest, argv: Sequence[str]) -> int:
     """Train in chunks: progress bar, metrics.csv as chunks finish, checkpoints, evaluation;
     then summary.json and learning_curve.png. SIGINT/SIGTERM stop at a chunk boundary."""
     # Heavy imports after validation keep `--help` and input errors instant.
+    import jax
+
     from purejaxppo import report
     from purejaxppo.checkpoint import CheckpointError, open_manager, restore_checkpoint
     from purejaxppo.loop import (
-        LOCAL_RUNS,
         StopOnSignals,
         abstract_train_state,
         compile_chunked,
         default_chunk_updates,
+        make_run_axis,
         run_chunked,
     )
     from purejaxppo.memory import check_fits
@@ -412,7 +430,9 @@ def run_train(request: TrainRequest, argv: Sequence[str]) -> int:
     from purejaxppo.progress import TrainProgress
     from purejaxppo.train import make_train
 
-    config, out, runs = request.config, request.out, LOCAL_RUNS
+    config, out = request.config, request.out
+    runs = make_run_axis(request.devices)
+    writer = jax.process_index() == 0  # process 0 writes the outputs; all save checkpoints
     trainer = make_train(config)  # unknown env -> ConfigError, before compiling
     population = build_population(
         request.hyperparams, request.seed, request.num_seeds, request.sweep
@@ -441,27 +461,37 @@ def run_train(request: TrainRequest, argv: Sequence[str]) -> int:
             raise CheckpointError(f"checkpoint in {out} is of other runs than its metadata says")
         updates_done = restored.updates_done
         resume = (restored.state, restored.metrics, updates_done)
-    print(
-        f"training {population.num_runs} run(s) of {config.env}: {config.num_updates} updates x "
-        f"{config.num_envs} envs x {config.num_steps} steps, in chunks of {chunk_updates} updates"
+    placement = (
+        f" over {runs.mesh.size} devices ({jax.process_count()} process(es))"
+        if hasattr(runs, "mesh")
+        else ""
+    )
+    say = print if writer else (lambda *a, **k: None)
+    say(
+        f"training {population.num_runs} run(s) of {config.env}{placement}: "
+        f"{config.num_updates} updates x {config.num_envs} envs x {config.num_steps} steps, "
+        f"in chunks of {chunk_updates} updates"
         + (f", resuming after update {updates_done}" if request.resume else ""),
         flush=True,
     )
     program = compile_chunked(trainer, population, chunk_updates, updates_done, runs)
-    report.write_config(
-        out / "config.json",
-        config,
-        request.hyperparams,
-        request.seed,
-        request.num_seeds,
-        request.sweep,
-        {"name": request.name, "argv": list(argv)},
-    )
-    logs: list[Any] = [report.MetricsCsv(out / "metrics.csv", population, config.batch_size)]
-    if resume is not None:
-        logs[0].append(resume[1], 0)
-    if request.tensorboard:
-        logs.append(report.TensorBoardLog(out / "tensorboard", population, config.batch_size))
+    logs: list[Any] = []
+    if writer:
+        report.write_config(
+            out / "config.json",
+            config,
+            request.hyperparams,
+            request.seed,
+            request.num_seeds,
+            request.sweep,
+            {"name": request.name, "argv": list(argv)},
+        )
+        logs.append(report.MetricsCsv(out / "metrics.csv", population, config.batch_size))
+        if resume is not None:
+            logs[0].append(resume[1], 0)
+        if request.tensorboard:
+            tensorboard = report.TensorBoardLog(out / "tensorboard", population, config.batch_size)
+            logs.append(tensorboard)
     manager = open_manager(out)
     chunks_done = 0
 
@@ -471,7 +501,8 @@ def run_train(request: TrainRequest, argv: Sequence[str]) -> int:
         first = done.updates_done - int(np.asarray(done.chunk_metrics.total_loss).shape[-1])
         evaluation = None
         if request.eval_every and chunks_done % request.eval_every == 0:
-            evaluation = mean_eval_returns(trainer, run.state.params, population, request)
+            params = runs.to_host(run.state.params)
+            evaluation = mean_eval_returns(trainer, params, population, request)
         for log in logs:
             log.append(done.chunk_metrics, first, evaluation)
         bar.update(done)
@@ -487,7 +518,7 @@ def run_train(request: TrainRequest, argv: Sequence[str]) -> int:
         save_checkpoint(manager, run.state, run.metrics, {**meta, "updates_done": run.updates_done})
 
     steps_per_update = config.batch_size * population.num_runs
-    enabled = request.progress
+    enabled = request.progress and writer
     with (
         StopOnSignals() as stop,
         TrainProgress(config.num_updates, updates_done, steps_per_update, enabled) as bar,
@@ -499,6 +530,8 @@ def run_train(request: TrainRequest, argv: Sequence[str]) -> int:
     manager.close()
     for log in logs[1:]:
         log.close()
+    if not writer:
+        return 128 + stop.signal_number if stop.signal_number is not None else 0
     metrics = run.metrics
     env_steps = trainer.env_steps(range(1, run.updates_done + 1))
     summary = report.build_summary(
@@ -542,8 +575,8 @@ def mean_eval_returns(
     """Per run `[R]`: mean deterministic return over `eval_episodes` fresh episodes."""
     import jax
 
+    from purejaxppo.distributed import unpad_runs
     from purejaxppo.evaluate import evaluate_runs
-    from purejaxppo.loop import unpad_runs
 
     params = unpad_runs(params, population.num_runs)
     result = evaluate_runs(
@@ -682,6 +715,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         if args.command == "train":
+            from purejaxppo.distributed import initialize_distributed
+
+            # Before anything imports gymnax, whose import starts the XLA backend.
+            initialize_distributed(args.coordinator, args.num_processes, args.process_id)
             return run_train(resolve_train_request(args), argv)
         if args.command == "bench":
             return run_bench(args)

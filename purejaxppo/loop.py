@@ -26,8 +26,19 @@ from typing import Any, Protocol
 
 import jax
 import numpy as np
+from jax.sharding import Mesh, NamedSharding
 
 from purejaxppo.config import ConfigError, Hyperparams
+from purejaxppo.distributed import (
+    pad_runs,
+    padded_run_count,
+    put_runs,
+    run_mesh,
+    run_sharding,
+    shard_over_runs,
+    to_host,
+    unpad_runs,
+)
 from purejaxppo.memory import check_compiled_fits
 from purejaxppo.population import Population, Timing
 from purejaxppo.train import Metrics, Trainer, TrainState
@@ -48,6 +59,10 @@ class RunAxis(Protocol):
     def to_host(self, tree: Any) -> Any:
         """numpy copies (on every process) of a pytree with a leading run axis."""
 
+    @property
+    def sharding(self) -> jax.sharding.Sharding:
+        """Where the mapped functions take and leave arrays with a run axis."""
+
 
 @dataclasses.dataclass(frozen=True)
 class LocalRuns:
@@ -65,8 +80,48 @@ class LocalRuns:
     def to_host(self, tree: Any) -> Any:
         return jax.tree.map(np.asarray, tree)
 
+    @property
+    def sharding(self) -> jax.sharding.Sharding:
+        return jax.sharding.SingleDeviceSharding(jax.devices()[0])
+
 
 LOCAL_RUNS = LocalRuns()
+
+
+@dataclasses.dataclass(frozen=True)
+class MeshRuns:
+    """Runs split over the devices of `mesh` (all processes): `jit(shard_map(vmap(fn)))`.
+    A run count the device count does not divide is padded with copies of the last run."""
+
+    mesh: Mesh
+
+    def padded(self, num_runs: int) -> int:
+        return padded_run_count(num_runs, self.mesh.size)
+
+    def put(self, tree: Any) -> Any:
+        return put_runs(tree, self.mesh)
+
+    def map(self, fn: Callable, donate_argnums: tuple[int, ...] = ()) -> Callable:
+        return shard_over_runs(fn, self.mesh, donate_argnums)
+
+    def to_host(self, tree: Any) -> Any:
+        return to_host(tree)
+
+    @property
+    def sharding(self) -> NamedSharding:
+        return run_sharding(self.mesh)
+
+
+def make_run_axis(num_devices: int | None = None) -> RunAxis:
+    """All (or the first `num_devices`) devices of all processes; one device: `LOCAL_RUNS`."""
+    devices = jax.devices()
+    if num_devices is not None:
+        if not 1 <= num_devices <= len(devices):
+            raise ConfigError(f"--devices {num_devices}: there are {len(devices)} device(s)")
+        devices = devices[:num_devices]
+    if len(devices) == 1 and jax.process_count() == 1:
+        return LOCAL_RUNS
+    return MeshRuns(run_mesh(devices))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -129,22 +184,6 @@ def concat_metrics(parts: Sequence[Metrics]) -> Metrics:
     return jax.tree.map(lambda *xs: np.concatenate(xs, axis=-1), *parts)
 
 
-def pad_runs(tree: Any, num_padded: int) -> Any:
-    """Repeat the last run along axis 0 of every leaf up to `num_padded` runs."""
-
-    def pad(x: jax.Array) -> jax.Array:
-        extra = num_padded - x.shape[0]
-        if extra == 0:
-            return x
-        return jax.numpy.concatenate([x, jax.numpy.repeat(x[-1:], extra, axis=0)], axis=0)
-
-    return jax.tree.map(pad, tree)
-
-
-def unpad_runs(tree: Any, num_runs: int) -> Any:
-    return jax.tree.map(lambda x: x[:num_runs], tree)
-
-
 @dataclasses.dataclass(frozen=True)
 class ChunkedProgram:
     """Compiled init (None when resuming) and one compiled chunk per distinct chunk size."""
@@ -195,7 +234,10 @@ def abstract_train_state(
     num_padded = runs.padded(population.num_runs)
     keys = runs.put(pad_runs(population.keys, num_padded))
     hps = runs.put(pad_runs(population.hyperparams, num_padded))
-    return jax.eval_shape(runs.map(trainer.init), keys, hps)
+    abstract = jax.eval_shape(runs.map(trainer.init), keys, hps)
+    return jax.tree.map(
+        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=runs.sharding), abstract
+    )
 
 
 def run_chunked(
