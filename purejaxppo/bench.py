@@ -20,6 +20,8 @@ import jax.numpy as jnp
 
 from purejaxppo.config import Hyperparams, PPOConfig, stack_hyperparams
 from purejaxppo.envs import EnvSpec, reset_envs, step_envs
+from purejaxppo.loop import compile_chunked, run_chunked
+from purejaxppo.population import Population
 from purejaxppo.train import Trainer, make_train
 
 
@@ -34,17 +36,18 @@ def time_alternating(
     programs: Sequence[tuple[Callable, Sequence[Any]]],
     repeats: int,
     trace_dir: Path | None = None,
+    trace_index: int = 0,
 ) -> list[list[float]]:
     """Seconds per call of each compiled program: one warm-up call each (discarded), then
     `repeats` rounds calling them in turn, each ended by `block_until_ready`. Alternating
     keeps slow drifts of a noisy machine out of the ratios. With `trace_dir`, the first
-    program's last call is written as a `jax.profiler` trace."""
+    program's last call (or that of program `trace_index`) is written as a `jax.profiler` trace."""
     for compiled, args in programs:
         jax.block_until_ready(compiled(*args))
     times: list[list[float]] = [[] for _ in programs]
     for round_ in range(repeats):
         for i, (compiled, args) in enumerate(programs):
-            profile = trace_dir is not None and i == 0 and round_ == repeats - 1
+            profile = trace_dir is not None and i == trace_index and round_ == repeats - 1
             if profile:
                 jax.profiler.start_trace(str(trace_dir))
             start = time.perf_counter()
@@ -103,22 +106,37 @@ def peak_memory_bytes() -> tuple[int, str]:
 
 
 def bench_point(
-    trainer: Trainer, hp: Hyperparams, num_seeds: int, repeats: int, trace_dir: Path | None = None
+    trainer: Trainer,
+    hp: Hyperparams,
+    num_seeds: int,
+    repeats: int,
+    trace_dir: Path | None = None,
+    chunk_updates: int | None = None,
 ) -> dict[str, Any]:
-    """Time the trainer and its env-only floor at one (num_envs, num_seeds) point."""
+    """Time the trainer and its env-only floor at one (num_envs, num_seeds) point; with
+    `chunk_updates`, also the chunked host loop (init + chunks of K updates, metrics to the
+    host after each) in the same alternation, and its overhead over the single call."""
     config = trainer.config
     keys = jax.random.split(jax.random.key(0), num_seeds)
     hps = stack_hyperparams([hp] * num_seeds)
     env_steps = num_seeds * config.num_updates * config.batch_size
     train, compile_s = compile_timed(jax.vmap(trainer), (keys, hps))
     floor, floor_compile_s = compile_timed(jax.vmap(make_env_only(trainer.spec, config)), (keys,))
-    train_times, floor_times = time_alternating(
-        [(train, (keys, hps)), (floor, (keys,))], repeats, trace_dir
-    )
+    programs = [(train, (keys, hps)), (floor, (keys,))]
+    chunked = None
+    if chunk_updates is not None:
+        population = Population(tuple(range(num_seeds)), ({},) * num_seeds, keys, hps)
+        chunked = compile_chunked(trainer, population, chunk_updates)
+        # The floor runs first: the single call and the chunked loop then both run after
+        # a learner program (a program right after the floor measured up to 5% slower).
+        loop = (lambda: run_chunked(chunked, population).state, ())
+        programs = [(floor, (keys,)), (train, (keys, hps)), loop]
+    times = time_alternating(programs, repeats, trace_dir, 0 if chunked is None else 1)
+    train_times, floor_times = (times[1], times[0]) if chunked is not None else times[:2]
     run_s, floor_run_s = statistics.median(train_times), statistics.median(floor_times)
     peak, peak_kind = peak_memory_bytes()
     sps, floor_sps = env_steps / run_s, env_steps / floor_run_s
-    return {
+    row = {
         "env": config.env,
         "num_envs": config.num_envs,
         "num_seeds": num_seeds,
@@ -137,6 +155,18 @@ def bench_point(
         "peak_bytes_kind": peak_kind,
         "config": config.to_dict(),
     }
+    if chunked is not None:
+        chunked_run_s = statistics.median(times[2])
+        row.update(
+            chunk_updates=chunk_updates,
+            num_chunks=-(-config.num_updates // chunk_updates),
+            chunked_compile_s=chunked.compile_s,
+            chunked_run_s=chunked_run_s,
+            chunked_run_times=times[2],
+            chunked_sps=env_steps / chunked_run_s,
+            chunk_overhead=chunked_run_s / run_s - 1.0,
+        )
+    return row
 
 
 def run_grid(
@@ -148,6 +178,7 @@ def run_grid(
     trace_dir: Path | None = None,
     on_row: Callable[[dict[str, Any]], None] | None = None,
     min_updates: int = 4,
+    chunk_updates: int | None = None,
 ) -> list[dict[str, Any]]:
     """Every (num_envs, num_seeds) point; each trains `config.total_timesteps` env steps per
     run, raised where needed to `min_updates` updates so wide points still time a scan."""
@@ -156,7 +187,10 @@ def run_grid(
         trainer = make_train(grid_point_config(config, envs, min_updates))
         for seeds in num_seeds:
             profile_here = trace_dir if (trace_dir is not None and not rows) else None
-            row = bench_point(trainer, hp, seeds, repeats, profile_here)
+            chunk = (
+                None if chunk_updates is None else min(chunk_updates, trainer.config.num_updates)
+            )
+            row = bench_point(trainer, hp, seeds, repeats, profile_here, chunk)
             rows.append(row)
             if on_row is not None:
                 on_row(row)

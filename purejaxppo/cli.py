@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import logging
 import sys
 import time
 from collections.abc import Sequence
@@ -140,6 +141,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench.add_argument("--out", type=Path, help="output directory (default: runs/bench-<time>)")
     bench.add_argument("--profile", type=Path, metavar="DIR", help="jax.profiler trace of one call")
+    bench.add_argument(
+        "--chunk-updates",
+        type=int,
+        metavar="K",
+        help="also time the chunked host loop (chunks of K updates) and its overhead",
+    )
     return parser
 
 
@@ -670,6 +677,8 @@ def run_bench(args: argparse.Namespace) -> int:
     name, config, hp, _ = resolve_base(args)
     if args.min_updates < 1:
         raise ConfigError(f"--min-updates must be at least 1, got {args.min_updates}")
+    if args.chunk_updates is not None and args.chunk_updates < 1:
+        raise ConfigError(f"--chunk-updates must be at least 1, got {args.chunk_updates}")
     for envs in num_envs:  # every grid point is valid before anything compiles
         bench.grid_point_config(config, envs, args.min_updates)
     from purejaxppo.envs import make_env
@@ -689,13 +698,27 @@ def run_bench(args: argparse.Namespace) -> int:
         print(
             f"  {row['num_envs']:>6} envs x {row['num_seeds']:>4} runs: compile "
             f"{row['compile_s']:.2f} s, SPS {row['sps']:,.0f}, env-only {row['env_only_sps']:,.0f}"
-            f" ({100 * row['fraction_of_floor']:.1f}%)",
+            f" ({100 * row['fraction_of_floor']:.1f}%)"
+            + (
+                f", chunked ({row['num_chunks']} chunks) {row['chunked_sps']:,.0f} SPS, "
+                f"overhead {100 * row['chunk_overhead']:+.1f}%"
+                if "chunk_overhead" in row
+                else ""
+            ),
             flush=True,
         )
 
     print(f"bench {name} ({config.env}) on {device}", flush=True)
     rows = bench.run_grid(
-        config, hp, num_envs, num_seeds, args.repeats, args.profile, show, args.min_updates
+        config,
+        hp,
+        num_envs,
+        num_seeds,
+        args.repeats,
+        args.profile,
+        show,
+        args.min_updates,
+        args.chunk_updates,
     )
     for row in rows:
         row.update(device=device, versions=versions, hyperparams=hp.to_dict(), name=name)
@@ -712,6 +735,7 @@ def _setting_text(setting: dict[str, float]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    logging.getLogger("absl").setLevel(logging.ERROR)  # orbax's notices on every restore
     try:
         args = build_parser().parse_args(argv)
         if args.command == "train":

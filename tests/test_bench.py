@@ -54,9 +54,22 @@ def test_bench_grid_writes_rows_and_plots(tmp_path, capsys):
     assert "env-only SPS" in capsys.readouterr().out
 
 
+def test_bench_times_the_chunked_loop(tmp_path, capsys):
+    args = ["--num-envs", "4", "--num-seeds", "2", "--total-timesteps", "320"]
+    args += ["--set", "num_steps=16", "--repeats", "2", "--chunk-updates", "2"]
+    assert main(["bench", *args, "--out", str(tmp_path)]) == 0
+    (row,) = json.loads((tmp_path / "bench.json").read_text())
+    assert row["num_updates"] == 5 and row["chunk_updates"] == 2 and row["num_chunks"] == 3
+    assert len(row["chunked_run_times"]) == 2
+    assert row["chunked_sps"] == pytest.approx(row["env_steps"] / row["chunked_run_s"])
+    assert row["chunk_overhead"] == pytest.approx(row["chunked_run_s"] / row["run_s"] - 1)
+    assert "chunked (3 chunks)" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
+        (["--chunk-updates", "0"], "--chunk-updates must be at least 1"),
         (["--num-envs", "4,x"], "--num-envs takes a comma list of integers"),
         (["--num-seeds", "0"], "--num-seeds takes positive integers"),
         (["--num-envs", "3", "--set", "num_steps=5"], "is not divisible by num_minibatches"),
