@@ -10,6 +10,7 @@ import argparse
 import dataclasses
 import json
 import logging
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -315,6 +316,8 @@ def resolve_train_request(args: argparse.Namespace) -> TrainRequest:
         raise ConfigError(
             f"seeds {seed}..{seed + num_seeds - 1} must lie in 0..{MAX_SEED} (32-bit seeds)"
         )
+    if args.out is None and _several_processes():
+        raise ConfigError("a run of several processes needs --out (the same directory for all)")
     out = args.out or Path("runs") / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
     from purejaxppo.checkpoint import latest_updates
 
@@ -325,6 +328,16 @@ def resolve_train_request(args: argparse.Namespace) -> TrainRequest:
     request = TrainRequest(name, config, hp, seed, num_seeds, sweep, out, **loop_options)
     check_chunk_updates(request)
     return request
+
+
+def _several_processes() -> bool:
+    import jax
+
+    return jax.distributed.is_initialized() and jax.process_count() > 1
+
+
+class _One:
+    size = 1
 
 
 def resolve_loop_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -409,9 +422,9 @@ def prepare_output_dir(path: Path) -> None:
     """Create `path` and prove it is writable, before any compile."""
     try:
         path.mkdir(parents=True, exist_ok=True)
-        probe = path / ".write-test"
+        probe = path / f".write-test-{os.getpid()}"
         probe.write_text("ok")
-        probe.unlink()
+        probe.unlink(missing_ok=True)
     except OSError as error:
         raise ConfigError(f"cannot write to output directory {path}: {error.strerror}") from None
 
@@ -430,7 +443,9 @@ def run_train(request: TrainRequest, argv: Sequence[str]) -> int:
         compile_chunked,
         default_chunk_updates,
         make_run_axis,
+        place_state,
         run_chunked,
+        unpadded_state,
     )
     from purejaxppo.memory import check_fits
     from purejaxppo.population import build_population, first_nonfinite_update
@@ -444,7 +459,8 @@ def run_train(request: TrainRequest, argv: Sequence[str]) -> int:
     population = build_population(
         request.hyperparams, request.seed, request.num_seeds, request.sweep
     )
-    check_fits(config, trainer.spec, population.num_runs)
+    runs_per_device = runs.padded(population.num_runs) // getattr(runs, "mesh", _One()).size
+    check_fits(config, trainer.spec, runs_per_device)
     prepare_output_dir(out)
     chunk_updates = request.chunk_updates or default_chunk_updates(config.num_updates)
     meta = {
@@ -462,12 +478,13 @@ def run_train(request: TrainRequest, argv: Sequence[str]) -> int:
     resume, updates_done = None, 0
     if request.resume:
         restored = restore_checkpoint(
-            out, abstract_train_state(trainer, population, runs), population.num_runs
+            out, abstract_train_state(trainer, population), population.num_runs
         )
         if restored.meta.get("seeds") != meta["seeds"]:
             raise CheckpointError(f"checkpoint in {out} is of other runs than its metadata says")
         updates_done = restored.updates_done
-        resume = (restored.state, restored.metrics, updates_done)
+        state = place_state(runs, restored.state, population.num_runs)
+        resume = (state, restored.metrics, updates_done)
     placement = (
         f" over {runs.mesh.size} devices ({jax.process_count()} process(es))"
         if hasattr(runs, "mesh")
@@ -520,9 +537,10 @@ def run_train(request: TrainRequest, argv: Sequence[str]) -> int:
     def save(run: Any) -> None:
         from purejaxppo.checkpoint import save_checkpoint
 
-        if manager.latest_step() == run.updates_done:
-            return  # saved at this update already (a periodic save, then a stop)
-        save_checkpoint(manager, run.state, run.metrics, {**meta, "updates_done": run.updates_done})
+        if run.updates_done == 0 or manager.latest_step() == run.updates_done:
+            return  # nothing trained yet, or saved at this update already
+        state = unpadded_state(runs, run.state, population.num_runs)
+        save_checkpoint(manager, state, run.metrics, {**meta, "updates_done": run.updates_done})
 
     steps_per_update = config.batch_size * population.num_runs
     enabled = request.progress and writer
@@ -537,9 +555,12 @@ def run_train(request: TrainRequest, argv: Sequence[str]) -> int:
     manager.close()
     for log in logs[1:]:
         log.close()
-    if not writer:
-        return 128 + stop.signal_number if stop.signal_number is not None else 0
     metrics = run.metrics
+    nonfinite = first_nonfinite_update(metrics)
+    if not writer:
+        if stop.signal_number is not None:
+            return 128 + stop.signal_number
+        return EXIT_NAN if nonfinite is not None else 0
     env_steps = trainer.env_steps(range(1, run.updates_done + 1))
     summary = report.build_summary(
         config, population, metrics, run.timing, run.updates_done - updates_done
@@ -562,7 +583,6 @@ def run_train(request: TrainRequest, argv: Sequence[str]) -> int:
             file=sys.stderr,
         )
         return 128 + stop.signal_number
-    nonfinite = first_nonfinite_update(metrics)
     if nonfinite is not None:
         run_index, update = nonfinite
         print(

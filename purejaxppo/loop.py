@@ -26,6 +26,7 @@ from typing import Any, Protocol
 
 import jax
 import numpy as np
+from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding
 
 from purejaxppo.config import ConfigError, Hyperparams
@@ -116,6 +117,8 @@ def make_run_axis(num_devices: int | None = None) -> RunAxis:
     """All (or the first `num_devices`) devices of all processes; one device: `LOCAL_RUNS`."""
     devices = jax.devices()
     if num_devices is not None:
+        if jax.process_count() > 1:
+            raise ConfigError("--devices applies to one process; several use all devices")
         if not 1 <= num_devices <= len(devices):
             raise ConfigError(f"--devices {num_devices}: there are {len(devices)} device(s)")
         devices = devices[:num_devices]
@@ -227,17 +230,34 @@ def compile_chunked(
     return ChunkedProgram(runs, num_padded, init, chunks, chunk_updates, num_updates, compile_s)
 
 
-def abstract_train_state(
-    trainer: Trainer, population: Population, runs: RunAxis = LOCAL_RUNS
-) -> TrainState:
-    """Shapes, dtypes and placement of the population's state, as the chunks take it."""
-    num_padded = runs.padded(population.num_runs)
-    keys = runs.put(pad_runs(population.keys, num_padded))
-    hps = runs.put(pad_runs(population.hyperparams, num_padded))
-    abstract = jax.eval_shape(runs.map(trainer.init), keys, hps)
-    return jax.tree.map(
-        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=runs.sharding), abstract
-    )
+def abstract_train_state(trainer: Trainer, population: Population) -> TrainState:
+    """Shapes and dtypes of the population's state `[R, ...]` (no padding), on this
+    process's first device: the form checkpoints store and restore, whatever the mesh."""
+    abstract = jax.eval_shape(jax.vmap(trainer.init), population.keys, population.hyperparams)
+    device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device), abstract)
+
+
+def place_state(runs: RunAxis, state: TrainState, num_runs: int) -> TrainState:
+    """A restored state `[R, ...]` (on every process) padded and placed for the chunks."""
+    return runs.put(pad_runs(state, runs.padded(num_runs)))
+
+
+def unpadded_state(runs: RunAxis, state: TrainState, num_runs: int) -> TrainState:
+    """The chunks' state without its padding runs (every process must call it)."""
+    if runs.padded(num_runs) == num_runs:
+        return state
+    return jax.jit(lambda s: unpad_runs(s, num_runs))(state)
+
+
+def stop_agreed(stop_requested: Callable[[], bool]) -> bool:
+    """True on every process if any process's `stop_requested()` is (a collective when there
+    are several processes, so all stop at the same chunk)."""
+    local = bool(stop_requested())
+    if jax.process_count() == 1:
+        return local
+    flags = multihost_utils.process_allgather(np.asarray([local], np.int32))
+    return bool(np.asarray(flags).any())
 
 
 def run_chunked(
@@ -268,7 +288,7 @@ def run_chunked(
     session_updates = 0
     run = ChunkedRun(state, [metrics], updates_done, Timing(program.compile_s, 0.0))
     for size in sizes:
-        if stop_requested():
+        if stop_agreed(stop_requested):
             run.stopped = True
             break
         state, chunk_metrics = program.chunks[size](state, hps)

@@ -154,3 +154,43 @@ def test_tensorboard_has_one_tag_set_per_run(small_run):
         expected = [float(r["total_loss"]) for r in rows if r["run"] == str(index)]
         np.testing.assert_allclose(scalars["train/total_loss"], expected, rtol=1e-5)
         assert len(scalars["eval/return"]) == 1
+
+
+def test_sharded_run_checkpoints_unpadded_and_resumes_on_one_device(tmp_path, capsys):
+    """3 runs on 4 forced devices (padded to 4), checkpointed every chunk; the newest
+    checkpoint removed, the run resumes in this 1-device process and ends where a 1-device
+    run ends (float32 rounding apart); eval reads the sharded run's checkpoint."""
+    args = [*TINY, "--num-seeds", "3", "--total-timesteps", str(4 * 8 * 6)]
+    args += ["--chunk-updates", "2", "--checkpoint-every", "1"]
+    sharded = tmp_path / "sharded"
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=4"
+    proc = subprocess.run(
+        [sys.executable, "-m", "purejaxppo", "train", *args, "--out", str(sharded)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "over 4 devices" in proc.stdout
+    assert sorted(p.name for p in (sharded / "checkpoints").iterdir()) == ["4", "6"]
+    for path in sorted((sharded / "checkpoints" / "6").rglob("*"), reverse=True):
+        path.rmdir() if path.is_dir() else path.unlink()
+    (sharded / "checkpoints" / "6").rmdir()
+
+    capsys.readouterr()
+    assert main(["train", "--resume", str(sharded), "--no-progress"]) == 0
+    assert "resuming after update 4" in capsys.readouterr().out
+    single = tmp_path / "single"
+    assert main(["train", *args, "--out", str(single)]) == 0
+    key = lambda row: (int(row["run"]), int(row["update"]))  # noqa: E731
+    a = sorted(read_rows(sharded / "metrics.csv"), key=key)
+    b = sorted(read_rows(single / "metrics.csv"), key=key)
+    assert [key(r) for r in a] == [key(r) for r in b] and len(a) == 3 * 6
+    for name in ("total_loss", "grad_norm", "entropy"):
+        np.testing.assert_allclose(
+            [float(r[name]) for r in a], [float(r[name]) for r in b], rtol=1e-4, atol=1e-6
+        )
+    assert main(["eval", str(sharded), "--episodes", "2"]) == 0
+    assert len(json.loads((sharded / "eval.json").read_text())["runs"]) == 3
