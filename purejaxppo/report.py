@@ -166,15 +166,6 @@ class MetricsCsv:
                     writer.writerow([*prefix, update, steps, *map(_fmt, row), evaluation])
 
 
-def write_metrics_csv(
-    path: Path, population: Population, metrics: Metrics, env_steps_per_update: int
-) -> MetricsCsv:
-    """Write `metrics` `[R, U]` as a fresh `metrics.csv`; returns the log to append to."""
-    log = MetricsCsv(path, population, env_steps_per_update)
-    log.append(metrics, 0)
-    return log
-
-
 class TensorBoardLog:
     """TensorBoard event files, one directory (one tag set) per run: `<dir>/run-<r>-seed-<s>`
     with the swept values in the name. Needs `pip install purejaxppo[tensorboard]`."""
