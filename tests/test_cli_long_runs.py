@@ -5,6 +5,7 @@ import csv
 import json
 import os
 import signal
+import socket
 import struct
 import subprocess
 import sys
@@ -194,3 +195,45 @@ def test_sharded_run_checkpoints_unpadded_and_resumes_on_one_device(tmp_path, ca
         )
     assert main(["eval", str(sharded), "--episodes", "2"]) == 0
     assert len(json.loads((sharded / "eval.json").read_text())["runs"]) == 3
+
+
+def test_two_processes_from_the_command_line(tmp_path, capsys):
+    """`train` in 2 processes x 2 CPU devices (gloo on 127.0.0.1): both exit 0, process 0
+    writes the outputs, and they match a 1-device run of the same 3 runs."""
+    args = [*TINY, "--num-seeds", "3", "--total-timesteps", str(4 * 8 * 4), "--chunk-updates", "2"]
+    out = tmp_path / "two"
+    with socket.socket() as probe:  # a free port for the coordinator
+        probe.bind(("127.0.0.1", 0))
+        port = str(probe.getsockname()[1])
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2"
+    hosts = ["--coordinator", f"127.0.0.1:{port}", "--num-processes", "2", "--out", str(out)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "purejaxppo", "train", *args, *hosts, "--process-id", str(i)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        for i in range(2)
+    ]
+    try:
+        results = [p.communicate(timeout=240) for p in procs]
+    finally:
+        for p in procs:
+            p.kill()
+    assert [p.returncode for p in procs] == [0, 0], results[0][1][-2000:] + results[1][1][-2000:]
+    assert "over 4 devices (2 process(es))" in results[0][0]
+    assert "training" not in results[1][0]  # process 1 prints and writes nothing
+    single = tmp_path / "single"
+    assert main(["train", *args, "--out", str(single)]) == 0
+    key = lambda row: (int(row["run"]), int(row["update"]))  # noqa: E731
+    a = sorted(read_rows(out / "metrics.csv"), key=key)
+    b = sorted(read_rows(single / "metrics.csv"), key=key)
+    assert [key(r) for r in a] == [key(r) for r in b] and len(a) == 3 * 4
+    for name in ("total_loss", "grad_norm"):
+        np.testing.assert_allclose(
+            [float(r[name]) for r in a], [float(r[name]) for r in b], rtol=1e-4, atol=1e-6
+        )
+    assert main(["eval", str(out), "--episodes", "2"]) == 0  # its checkpoint, on 1 device
