@@ -336,10 +336,6 @@ def _several_processes() -> bool:
     return jax.distributed.is_initialized() and jax.process_count() > 1
 
 
-class _One:
-    size = 1
-
-
 def resolve_loop_options(args: argparse.Namespace) -> dict[str, Any]:
     for flag, value, low in (
         ("--chunk-updates", args.chunk_updates, 1),
@@ -459,7 +455,7 @@ def run_train(request: TrainRequest, argv: Sequence[str]) -> int:
     population = build_population(
         request.hyperparams, request.seed, request.num_seeds, request.sweep
     )
-    runs_per_device = runs.padded(population.num_runs) // getattr(runs, "mesh", _One()).size
+    runs_per_device = runs.padded(population.num_runs) // runs.num_devices
     check_fits(config, trainer.spec, runs_per_device)
     prepare_output_dir(out)
     chunk_updates = request.chunk_updates or default_chunk_updates(config.num_updates)
@@ -486,8 +482,8 @@ def run_train(request: TrainRequest, argv: Sequence[str]) -> int:
         state = place_state(runs, restored.state, population.num_runs)
         resume = (state, restored.metrics, updates_done)
     placement = (
-        f" over {runs.mesh.size} devices ({jax.process_count()} process(es))"
-        if hasattr(runs, "mesh")
+        f" over {runs.num_devices} devices ({jax.process_count()} process(es))"
+        if runs.num_devices > 1 or jax.process_count() > 1
         else ""
     )
     say = print if writer else (lambda *a, **k: None)

@@ -64,6 +64,10 @@ class RunAxis(Protocol):
     def sharding(self) -> jax.sharding.Sharding:
         """Where the mapped functions take and leave arrays with a run axis."""
 
+    @property
+    def num_devices(self) -> int:
+        """Devices the run axis is split over."""
+
 
 @dataclasses.dataclass(frozen=True)
 class LocalRuns:
@@ -84,6 +88,10 @@ class LocalRuns:
     @property
     def sharding(self) -> jax.sharding.Sharding:
         return jax.sharding.SingleDeviceSharding(jax.devices()[0])
+
+    @property
+    def num_devices(self) -> int:
+        return 1
 
 
 LOCAL_RUNS = LocalRuns()
@@ -111,6 +119,10 @@ class MeshRuns:
     @property
     def sharding(self) -> NamedSharding:
         return run_sharding(self.mesh)
+
+    @property
+    def num_devices(self) -> int:
+        return self.mesh.size
 
 
 def make_run_axis(num_devices: int | None = None) -> RunAxis:

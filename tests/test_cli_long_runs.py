@@ -40,6 +40,22 @@ def read_rows(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
+def sorted_rows(path: Path) -> list[dict[str, str]]:
+    """metrics.csv rows ordered by (run, update), whatever order the chunks wrote them in."""
+    return sorted(read_rows(path), key=lambda row: (int(row["run"]), int(row["update"])))
+
+
+def assert_metrics_close(a: Path, b: Path, num_rows: int, names: tuple[str, ...]) -> None:
+    """Two metrics.csv files: the same (run, update) rows, and `names` equal to rounding."""
+    rows_a, rows_b = sorted_rows(a), sorted_rows(b)
+    keys = [[(r["run"], r["update"]) for r in rows] for rows in (rows_a, rows_b)]
+    assert keys[0] == keys[1] and len(rows_a) == num_rows
+    for name in names:
+        np.testing.assert_allclose(
+            [float(r[name]) for r in rows_a], [float(r[name]) for r in rows_b], rtol=1e-4, atol=1e-6
+        )
+
+
 def test_sigint_saves_then_resume_matches_uninterrupted(tmp_path, capsys):
     steps = 4 * 8 * 600  # 600 updates, one per chunk: long enough to interrupt
     args = [*TINY, "--total-timesteps", str(steps), "--chunk-updates", "1"]
@@ -69,10 +85,9 @@ def test_sigint_saves_then_resume_matches_uninterrupted(tmp_path, capsys):
     assert f"resuming after update {done}" in capsys.readouterr().out
     whole = tmp_path / "whole"
     assert main(["train", *args, *only_at_end, "--out", str(whole)]) == 0
-    resumed_rows, whole_rows = read_rows(stopped / "metrics.csv"), read_rows(whole / "metrics.csv")
+    resumed_rows = sorted_rows(stopped / "metrics.csv")
     assert len(resumed_rows) == 2 * 600
-    key = lambda row: (int(row["run"]), int(row["update"]))  # noqa: E731
-    assert sorted(resumed_rows, key=key) == sorted(whole_rows, key=key)  # bit for bit, as text
+    assert resumed_rows == sorted_rows(whole / "metrics.csv")  # bit for bit, as text
     resumed = json.loads((stopped / "summary.json").read_text())
     assert (
         resumed["complete"]
@@ -185,14 +200,8 @@ def test_sharded_run_checkpoints_unpadded_and_resumes_on_one_device(tmp_path, ca
     assert "resuming after update 4" in capsys.readouterr().out
     single = tmp_path / "single"
     assert main(["train", *args, "--out", str(single)]) == 0
-    key = lambda row: (int(row["run"]), int(row["update"]))  # noqa: E731
-    a = sorted(read_rows(sharded / "metrics.csv"), key=key)
-    b = sorted(read_rows(single / "metrics.csv"), key=key)
-    assert [key(r) for r in a] == [key(r) for r in b] and len(a) == 3 * 6
-    for name in ("total_loss", "grad_norm", "entropy"):
-        np.testing.assert_allclose(
-            [float(r[name]) for r in a], [float(r[name]) for r in b], rtol=1e-4, atol=1e-6
-        )
+    names = ("total_loss", "grad_norm", "entropy")
+    assert_metrics_close(sharded / "metrics.csv", single / "metrics.csv", 3 * 6, names)
     assert main(["eval", str(sharded), "--episodes", "2"]) == 0
     assert len(json.loads((sharded / "eval.json").read_text())["runs"]) == 3
 
@@ -228,12 +237,6 @@ def test_two_processes_from_the_command_line(tmp_path, capsys):
     assert "training" not in results[1][0]  # process 1 prints and writes nothing
     single = tmp_path / "single"
     assert main(["train", *args, "--out", str(single)]) == 0
-    key = lambda row: (int(row["run"]), int(row["update"]))  # noqa: E731
-    a = sorted(read_rows(out / "metrics.csv"), key=key)
-    b = sorted(read_rows(single / "metrics.csv"), key=key)
-    assert [key(r) for r in a] == [key(r) for r in b] and len(a) == 3 * 4
-    for name in ("total_loss", "grad_norm"):
-        np.testing.assert_allclose(
-            [float(r[name]) for r in a], [float(r[name]) for r in b], rtol=1e-4, atol=1e-6
-        )
+    names = ("total_loss", "grad_norm")
+    assert_metrics_close(out / "metrics.csv", single / "metrics.csv", 3 * 4, names)
     assert main(["eval", str(out), "--episodes", "2"]) == 0  # its checkpoint, on 1 device
