@@ -446,7 +446,7 @@ def run_train(request: TrainRequest, argv: Sequence[str]) -> int:
     from purejaxppo.memory import check_fits
     from purejaxppo.population import build_population, first_nonfinite_update
     from purejaxppo.progress import TrainProgress
-    from purejaxppo.train import make_train
+    from purejaxppo.train import make_train, policy_of
 
     config, out = request.config, request.out
     runs = make_run_axis(request.devices)
@@ -521,8 +521,8 @@ def run_train(request: TrainRequest, argv: Sequence[str]) -> int:
         first = done.updates_done - int(np.asarray(done.chunk_metrics.total_loss).shape[-1])
         evaluation = None
         if request.eval_every and chunks_done % request.eval_every == 0:
-            params = runs.to_host(run.state.params)
-            evaluation = mean_eval_returns(trainer, params, population, request)
+            policy = runs.to_host(policy_of(config, run.state))
+            evaluation = mean_eval_returns(trainer, policy, population, request)
         for log in logs:
             log.append(done.chunk_metrics, first, evaluation)
         bar.update(done)
@@ -593,7 +593,7 @@ def run_train(request: TrainRequest, argv: Sequence[str]) -> int:
 
 
 def mean_eval_returns(
-    trainer: Any, params: Any, population: Any, request: TrainRequest
+    trainer: Any, policy: Any, population: Any, request: TrainRequest
 ) -> np.ndarray:
     """Per run `[R]`: mean deterministic return over `eval_episodes` fresh episodes."""
     import jax
@@ -601,9 +601,9 @@ def mean_eval_returns(
     from purejaxppo.distributed import unpad_runs
     from purejaxppo.evaluate import evaluate_runs
 
-    params = unpad_runs(params, population.num_runs)
+    policy = unpad_runs(policy, population.num_runs)
     result = evaluate_runs(
-        trainer, params, jax.random.key(request.seed), request.eval_episodes, True
+        trainer, policy, jax.random.key(request.seed), request.eval_episodes, True
     )
     finished = np.asarray(result.finished)
     returns = np.where(finished, np.asarray(result.returns, dtype=np.float64), 0.0)
@@ -636,7 +636,7 @@ def run_eval(args: argparse.Namespace) -> int:
     from purejaxppo.evaluate import evaluate_runs, summarize_eval
     from purejaxppo.loop import abstract_train_state
     from purejaxppo.population import build_population
-    from purejaxppo.train import make_train
+    from purejaxppo.train import make_train, policy_of
 
     trainer = make_train(request.config)
     population = build_population(
@@ -648,7 +648,8 @@ def run_eval(args: argparse.Namespace) -> int:
     key = jax.random.key(args.seed)
     results: dict[str, list[dict[str, Any]]] = {}
     for mode, deterministic in (("deterministic", True), ("stochastic", False)):
-        result = evaluate_runs(trainer, restored.state.params, key, args.episodes, deterministic)
+        policy = policy_of(trainer.config, restored.state)
+        result = evaluate_runs(trainer, policy, key, args.episodes, deterministic)
         results[mode] = summarize_eval(result)
     rows = []
     for run in range(population.num_runs):

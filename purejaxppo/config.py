@@ -18,6 +18,7 @@ from flax import struct
 
 ACTIVATIONS = ("tanh", "relu", "gelu")
 NETWORKS = ("mlp", "cnn")
+SCHEDULES = ("constant", "linear", "cosine")
 
 
 class ConfigError(ValueError):
@@ -40,9 +41,13 @@ class PPOConfig:
     hidden_sizes: tuple[int, ...] = (64, 64)
     activation: str = "tanh"
     network: str = "mlp"
-    anneal_lr: bool = True
+    lr_schedule: str = "linear"  # learning_rate times 1, (1 - p) or (1 + cos(pi p)) / 2
+    ent_schedule: str = "constant"  # ent_coef -> ent_coef_end along the same shapes
     normalize_advantages: bool = True
     clip_value_loss: bool = True
+    normalize_obs: bool = False  # running mean/var of observations, per run
+    normalize_reward: bool = False  # rewards / running std of the discounted return
+    target_kl_stop: bool = False  # skip the remaining epochs once an epoch's KL > target_kl
 
     def __post_init__(self) -> None:
         validate_config(self)
@@ -65,6 +70,15 @@ class PPOConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+BOOLEAN_SWITCHES = (
+    "normalize_advantages",
+    "clip_value_loss",
+    "normalize_obs",
+    "normalize_reward",
+    "target_kl_stop",
+)
 
 
 def _is_int(value: Any) -> bool:
@@ -96,7 +110,10 @@ def validate_config(config: PPOConfig) -> None:
         raise ConfigError(f"activation must be one of {ACTIVATIONS}, got {config.activation!r}")
     if config.network not in NETWORKS:
         raise ConfigError(f"network must be one of {NETWORKS}, got {config.network!r}")
-    for name in ("anneal_lr", "normalize_advantages", "clip_value_loss"):
+    for name in ("lr_schedule", "ent_schedule"):
+        if getattr(config, name) not in SCHEDULES:
+            raise ConfigError(f"{name} must be one of {SCHEDULES}, got {getattr(config, name)!r}")
+    for name in BOOLEAN_SWITCHES:
         if not isinstance(getattr(config, name), bool):
             raise ConfigError(f"{name} must be true or false, got {getattr(config, name)!r}")
 
@@ -110,9 +127,11 @@ class Hyperparams:
     gae_lambda: float = 0.95
     clip_eps: float = 0.2
     ent_coef: float = 0.01
+    ent_coef_end: float = 0.0  # reached at the end when ent_schedule is not constant
     vf_coef: float = 0.5
     max_grad_norm: float = 0.5
     reward_scale: float = 1.0
+    target_kl: float = 0.02  # used when target_kl_stop is set
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
@@ -125,9 +144,11 @@ HYPERPARAM_RANGES: Mapping[str, tuple[float, float, bool, bool]] = {
     "gae_lambda": (0.0, 1.0, True, True),
     "clip_eps": (0.0, math.inf, False, False),
     "ent_coef": (0.0, math.inf, True, False),
+    "ent_coef_end": (0.0, math.inf, True, False),
     "vf_coef": (0.0, math.inf, True, False),
     "max_grad_norm": (0.0, math.inf, False, False),
     "reward_scale": (0.0, math.inf, False, False),
+    "target_kl": (0.0, math.inf, False, False),
 }
 
 HYPERPARAM_NAMES = tuple(f.name for f in dataclasses.fields(Hyperparams))

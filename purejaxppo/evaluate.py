@@ -25,7 +25,8 @@ from purejaxppo.config import ConfigError
 from purejaxppo.distributions import Distribution
 from purejaxppo.envs import EnvRunner, EnvSpec, reset_envs, step_envs
 from purejaxppo.networks import ActorCritic
-from purejaxppo.train import Trainer
+from purejaxppo.rollout import policy_input
+from purejaxppo.train import Policy, Trainer
 
 
 class EvalResult(NamedTuple):
@@ -81,27 +82,30 @@ def _check_num_episodes(num_episodes: int) -> None:
         raise ConfigError(f"num_episodes must be a positive integer, got {num_episodes!r}")
 
 
-def policy_distribution(trainer: Trainer, params: Any, obs: jax.Array) -> Distribution:
-    """The action distribution for observations `obs` `[E, *obs_shape]` (batch `[E]`).
+def as_policy(policy: Policy | Any) -> Policy:
+    """A `Policy` as is; bare network params as a policy without observation statistics."""
+    return policy if isinstance(policy, Policy) else Policy(policy, None)
 
-    Hook: this is the one place evaluation feeds observations to the network. When
-    observation normalisation exists, normalise `obs` here with the training statistics
-    (carried beside the network parameters in `params`).
-    """
-    return trainer.network.apply(params, obs, method=ActorCritic.policy)
+
+def policy_distribution(trainer: Trainer, policy: Policy, obs: jax.Array) -> Distribution:
+    """The action distribution for observations `obs` `[E, *obs_shape]` (batch `[E]`),
+    normalised with the policy's frozen training statistics if it has them."""
+    return trainer.network.apply(
+        policy.params, policy_input(policy.obs_stats, obs), method=ActorCritic.policy
+    )
 
 
 def select_action(
-    trainer: Trainer, params: Any, obs: jax.Array, key: jax.Array, deterministic: bool
+    trainer: Trainer, policy: Policy, obs: jax.Array, key: jax.Array, deterministic: bool
 ) -> jax.Array:
     """Actions `[E]` (discrete) or `[E, D]` (continuous, unclipped): the mode or a sample."""
-    dist = policy_distribution(trainer, params, obs)
+    dist = policy_distribution(trainer, policy, obs)
     return dist.mode() if deterministic else dist.sample(key)
 
 
 def play_first_episodes(
     trainer: Trainer,
-    params: Any,
+    policy: Policy | Any,
     runner: EnvRunner,
     key: jax.Array,
     deterministic: bool,
@@ -112,6 +116,7 @@ def play_first_episodes(
     Returns an `EvalResult` of `[E]` arrays. The `lax.while_loop` stops once all envs are
     done or after `max_steps` steps.
     """
+    policy = as_policy(policy)
     num_envs = runner.obs.shape[0]
     chex.assert_shape(runner.obs, (num_envs, *trainer.spec.obs_shape))
 
@@ -120,7 +125,7 @@ def play_first_episodes(
 
     def one_step(loop: _Loop) -> _Loop:
         key, key_act, key_env = jax.random.split(loop.key, 3)
-        action = select_action(trainer, params, loop.runner.obs, key_act, deterministic)
+        action = select_action(trainer, policy, loop.runner.obs, key_act, deterministic)
         env_keys = jax.random.split(key_env, num_envs)
         runner, step = step_envs(trainer.spec, env_keys, loop.runner, action)
         ended = (step.terminated | step.truncated) & ~loop.done
@@ -154,13 +159,16 @@ def play_first_episodes(
 
 def evaluate_policy(
     trainer: Trainer,
-    params: Any,
+    policy: Policy | Any,
     key: jax.Array,
     num_episodes: int,
     deterministic: bool,
     max_steps: int | None = None,
 ) -> EvalResult:
-    """Evaluate one run's `params` (no run axis) on `num_episodes` envs in parallel.
+    """Evaluate one run's policy (no run axis) on `num_episodes` envs in parallel.
+
+    `policy` is a `Policy` (`train.policy_of(config, state)`: params and, with
+    `normalize_obs`, the frozen observation statistics) or bare network params.
 
     Pure and jittable with `trainer`, `num_episodes`, `deterministic` and `max_steps` static.
     `deterministic` acts with the distribution's mode (argmax / mean), else samples.
@@ -171,21 +179,21 @@ def evaluate_policy(
     max_steps = resolve_max_steps(trainer.spec, max_steps)
     key_reset, key_play = jax.random.split(key)
     runner = reset_envs(trainer.spec, key_reset, num_episodes)
-    return play_first_episodes(trainer, params, runner, key_play, deterministic, max_steps)
+    return play_first_episodes(trainer, policy, runner, key_play, deterministic, max_steps)
 
 
 def _evaluate_runs(
     trainer: Trainer,
-    params_r: Any,
+    policy_r: Policy,
     keys: jax.Array,
     num_episodes: int,
     deterministic: bool,
     max_steps: int | None,
 ) -> EvalResult:
-    def one_run(params: Any, key: jax.Array) -> EvalResult:
-        return evaluate_policy(trainer, params, key, num_episodes, deterministic, max_steps)
+    def one_run(policy: Policy, key: jax.Array) -> EvalResult:
+        return evaluate_policy(trainer, policy, key, num_episodes, deterministic, max_steps)
 
-    return jax.vmap(one_run)(params_r, keys)
+    return jax.vmap(one_run)(policy_r, keys)
 
 
 # One compiled function per (trainer, num_episodes, deterministic, max_steps) and run count:
@@ -207,22 +215,24 @@ def num_runs(params_r: Any) -> int:
 
 def evaluate_runs(
     trainer: Trainer,
-    params_r: Any,
+    policy_r: Policy | Any,
     key: jax.Array,
     num_episodes: int,
     deterministic: bool,
     max_steps: int | None = None,
 ) -> EvalResult:
-    """`evaluate_policy` for each of R runs (`params_r` leaves `[R, ...]`) in one jitted call.
+    """`evaluate_policy` for each of R runs (a `Policy` or params whose leaves are
+    `[R, ...]`, e.g. `policy_of(config, output.state)`) in one jitted call.
 
     Run r uses key `jax.random.split(key, R)[r]`. Returns an `EvalResult` of numpy `[R, E]`
     arrays. Compiles once per (trainer, num_episodes, deterministic, max_steps, R).
     """
     _check_num_episodes(num_episodes)
     max_steps = resolve_max_steps(trainer.spec, max_steps)
-    keys = jax.random.split(key, num_runs(params_r))
+    policy_r = as_policy(policy_r)
+    keys = jax.random.split(key, num_runs(policy_r))
     result = _evaluate_runs_jit(
-        trainer, params_r, keys, int(num_episodes), bool(deterministic), max_steps
+        trainer, policy_r, keys, int(num_episodes), bool(deterministic), max_steps
     )
     return EvalResult(*(np.asarray(x) for x in jax.device_get(tuple(result))))
 

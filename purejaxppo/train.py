@@ -24,8 +24,21 @@ from purejaxppo.envs import EnvRunner, EnvSpec, make_env, reset_envs
 from purejaxppo.gae import compute_gae
 from purejaxppo.loss import LossInfo
 from purejaxppo.networks import ActorCritic, make_network
-from purejaxppo.rollout import Transition, collect_rollout, episode_ends
-from purejaxppo.update import flatten_rollout, learning_rate_at, make_optimizer, update_policy
+from purejaxppo.normalize import (
+    Normalizer,
+    RunningStats,
+    init_normalizer,
+    merge_stats,
+    scale_rewards,
+)
+from purejaxppo.rollout import Transition, collect_rollout, episode_ends, policy_input
+from purejaxppo.update import (
+    ent_coef_at,
+    flatten_rollout,
+    learning_rate_at,
+    make_optimizer,
+    update_policy,
+)
 
 
 class TrainState(NamedTuple):
@@ -34,8 +47,22 @@ class TrainState(NamedTuple):
     params: Any
     opt_state: Any
     runner: EnvRunner
+    norm: Normalizer  # observation / return statistics (carried even when switched off)
     key: jax.Array
     update: jax.Array  # int32, number of updates done
+
+
+class Policy(NamedTuple):
+    """What acting needs: network params and the frozen observation statistics (None when
+    `normalize_obs` is off). Evaluation and export take this, not the whole `TrainState`."""
+
+    params: Any
+    obs_stats: RunningStats | None
+
+
+def policy_of(config: PPOConfig, state: TrainState) -> Policy:
+    """The policy a `TrainState` acts with (for one run or, batched, for R runs)."""
+    return Policy(state.params, state.norm.obs if config.normalize_obs else None)
 
 
 class Metrics(NamedTuple):
@@ -56,6 +83,8 @@ class Metrics(NamedTuple):
     clip_fraction: jax.Array
     explained_variance: jax.Array
     learning_rate: jax.Array
+    ent_coef: jax.Array
+    epochs: jax.Array  # epochs kept (fewer than update_epochs after a target-KL stop)
     grad_norm: jax.Array
 
 
@@ -107,19 +136,28 @@ def init_state(trainer: Trainer, key: jax.Array, hp: Hyperparams) -> TrainState:
     key, key_net, key_env = jax.random.split(key, 3)
     runner = reset_envs(trainer.spec, key_env, trainer.config.num_envs)
     params = trainer.network.init(key_net, runner.obs[:1])
-    opt_state = make_optimizer(trainer.config, hp).init(params)
-    return TrainState(params, opt_state, runner, key, jnp.zeros((), jnp.int32))
+    opt_state = make_optimizer(hp, hp.learning_rate).init(params)
+    norm = init_normalizer(trainer.spec.obs_shape, trainer.config.num_envs)
+    return TrainState(params, opt_state, runner, norm, key, jnp.zeros((), jnp.int32))
 
 
 def update_step(trainer: Trainer, hp: Hyperparams, state: TrainState) -> tuple[TrainState, Metrics]:
-    """One PPO update: rollout -> gae -> update -> metrics."""
+    """One PPO update: rollout -> rewards -> gae -> update -> observation statistics -> metrics."""
     config = trainer.config
     key, key_rollout, key_update = jax.random.split(state.key, 3)
+    obs_stats = policy_of(config, state).obs_stats  # frozen until this update is done
     runner, transition = collect_rollout(
-        trainer.network, trainer.spec, state.params, state.runner, key_rollout, config.num_steps
+        trainer.network,
+        trainer.spec,
+        state.params,
+        state.runner,
+        key_rollout,
+        config.num_steps,
+        obs_stats,
     )
+    norm, reward = training_rewards(config, hp, state.norm, transition)
     advantage, target = compute_gae(
-        hp.reward_scale * transition.reward,
+        reward,
         transition.value,
         transition.next_value,
         transition.terminated,
@@ -128,19 +166,44 @@ def update_step(trainer: Trainer, hp: Hyperparams, state: TrainState) -> tuple[T
         hp.gae_lambda,
     )
     chex.assert_shape([advantage, target, transition.value], (config.num_steps, config.num_envs))
-    params, opt_state, loss_info, grad_norm = update_policy(
+    learning_rate = learning_rate_at(config, hp, state.update)
+    ent_coef = ent_coef_at(config, hp, state.update)
+    batch = flatten_rollout(
+        transition._replace(obs=policy_input(obs_stats, transition.obs)), advantage, target
+    )
+    params, opt_state, loss_info, grad_norm, epochs = update_policy(
         trainer.network,
         config,
-        hp,
+        hp.replace(ent_coef=ent_coef),
         state.params,
         state.opt_state,
-        flatten_rollout(transition, advantage, target),
+        batch,
         key_update,
+        learning_rate,
     )
+    norm = update_obs_stats(config, norm, transition.obs)
     metrics = summarize_update(
-        transition, target, loss_info, grad_norm, learning_rate_at(config, hp, state.update)
+        transition, target, loss_info, grad_norm, learning_rate, ent_coef, epochs
     )
-    return TrainState(params, opt_state, runner, key, state.update + 1), metrics
+    return TrainState(params, opt_state, runner, norm, key, state.update + 1), metrics
+
+
+def training_rewards(
+    config: PPOConfig, hp: Hyperparams, norm: Normalizer, transition: Transition
+) -> tuple[Normalizer, jax.Array]:
+    """The rewards `[T, N]` the learner sees: `reward_scale` times the env's, divided by the
+    running std of the discounted return if `normalize_reward` is on."""
+    reward = hp.reward_scale * transition.reward
+    if config.normalize_reward:
+        norm, reward = scale_rewards(norm, reward, episode_ends(transition), hp.gamma)
+    return norm, reward
+
+
+def update_obs_stats(config: PPOConfig, norm: Normalizer, obs: jax.Array) -> Normalizer:
+    """Absorb the rollout's raw observations `[T, N, *obs_shape]` (if `normalize_obs`)."""
+    if not config.normalize_obs:
+        return norm
+    return norm._replace(obs=merge_stats(norm.obs, obs.reshape((-1, *obs.shape[2:]))))
 
 
 def summarize_update(
@@ -149,6 +212,8 @@ def summarize_update(
     loss_info: LossInfo,
     grad_norm: jax.Array,
     learning_rate: jax.Array,
+    ent_coef: jax.Array,
+    epochs: jax.Array,
 ) -> Metrics:
     """Reduce one update's `[T, N]` data to scalars."""
     ended = episode_ends(transition)
@@ -170,6 +235,8 @@ def summarize_update(
         clip_fraction=loss_info.clip_fraction,
         explained_variance=explained_variance,
         learning_rate=jnp.asarray(learning_rate, jnp.float32),
+        ent_coef=jnp.asarray(ent_coef, jnp.float32),
+        epochs=epochs,
         grad_norm=grad_norm,
     )
 

@@ -15,24 +15,46 @@ from purejaxppo.permutation import random_permutation
 from purejaxppo.rollout import Transition
 
 
+def schedule_factor(kind: str, progress: jax.Array) -> jax.Array:
+    """Decay factor at `progress` in [0, 1] (clamped): 1 (constant), `1 - p` (linear) or
+    `(1 + cos(pi p)) / 2` (cosine)."""
+    p = jnp.clip(jnp.asarray(progress, jnp.float32), 0.0, 1.0)
+    if kind == "constant":
+        return jnp.ones_like(p)
+    if kind == "linear":
+        return 1.0 - p
+    if kind == "cosine":
+        return 0.5 * (1.0 + jnp.cos(jnp.pi * p))
+    raise ValueError(f"unknown schedule {kind!r}")
+
+
+def training_progress(config: PPOConfig, update: jax.Array) -> jax.Array:
+    """Fraction of the run done before update number `update` (0-based)."""
+    return jnp.asarray(update, jnp.float32) / config.num_updates
+
+
 def learning_rate_at(config: PPOConfig, hp: Hyperparams, update: jax.Array) -> jax.Array:
-    """Learning rate during update number `update` (0-based): linear decay to 0 if annealed
-    (and 0, never negative, past `num_updates`)."""
-    if not config.anneal_lr:
-        return jnp.asarray(hp.learning_rate, jnp.float32)
-    return hp.learning_rate * jnp.maximum(0.0, 1.0 - update / config.num_updates)
+    """Learning rate during update `update`: `learning_rate` along `config.lr_schedule`
+    (never negative, 0 past `num_updates` unless constant)."""
+    factor = schedule_factor(config.lr_schedule, training_progress(config, update))
+    return jnp.asarray(hp.learning_rate * factor, jnp.float32)
 
 
-def make_optimizer(config: PPOConfig, hp: Hyperparams) -> optax.GradientTransformation:
-    """Global-norm clipping then Adam, reading the (traced) learning rate from `hp`."""
-    steps_per_update = config.update_epochs * config.num_minibatches
+def ent_coef_at(config: PPOConfig, hp: Hyperparams, update: jax.Array) -> jax.Array:
+    """Entropy coefficient during update `update`: from `ent_coef` to `ent_coef_end` along
+    `config.ent_schedule`."""
+    factor = schedule_factor(config.ent_schedule, training_progress(config, update))
+    return jnp.asarray(hp.ent_coef_end + (hp.ent_coef - hp.ent_coef_end) * factor, jnp.float32)
 
-    def schedule(count: jax.Array) -> jax.Array:
-        return learning_rate_at(config, hp, count // steps_per_update)
 
+def make_optimizer(
+    hp: Hyperparams, learning_rate: jax.Array | float
+) -> optax.GradientTransformation:
+    """Global-norm clipping then Adam at `learning_rate` (a traced scalar: the schedule is
+    evaluated per update by the caller, so the optimizer state has no step count of its own)."""
     return optax.chain(
         optax.clip_by_global_norm(hp.max_grad_norm),
-        optax.adam(schedule, eps=1e-5),
+        optax.adam(learning_rate, eps=1e-5),
     )
 
 
@@ -66,13 +88,19 @@ def update_policy(
     opt_state: Any,
     batch: Batch,
     key: jax.Array,
-) -> tuple[Any, Any, LossInfo, jax.Array]:
+    learning_rate: jax.Array,
+) -> tuple[Any, Any, LossInfo, jax.Array, jax.Array]:
     """Run `update_epochs x num_minibatches` optimizer steps on `batch` `[B, ...]`.
 
+    With `config.target_kl_stop`, the epochs after the first whose mean approximate KL
+    exceeds `hp.target_kl` are skipped: they are computed (per run under `vmap`, there is no
+    Python control flow) but their params and optimizer state are discarded.
+
     Returns the new params and optimizer state, the loss diagnostics and the pre-clipping
-    gradient norm, each averaged over all steps.
+    gradient norm, each averaged over the steps of the epochs kept, and the number of epochs
+    kept (int32).
     """
-    optimizer = make_optimizer(config, hp)
+    optimizer = make_optimizer(hp, learning_rate)
     grad_fn = jax.value_and_grad(ppo_loss, has_aux=True)
 
     def minibatch_step(carry, minibatch: Batch):
@@ -83,9 +111,33 @@ def update_policy(
         return (params, opt_state), (info, optax.tree.norm(grads))
 
     def epoch(carry, key: jax.Array):
+        params, opt_state, stopped = carry
         minibatches = shuffle_into_minibatches(batch, key, config.num_minibatches)
-        return jax.lax.scan(minibatch_step, carry, minibatches)
+        (new_params, new_opt_state), (info, grad_norm) = jax.lax.scan(
+            minibatch_step, (params, opt_state), minibatches
+        )
+        if not config.target_kl_stop:
+            return (new_params, new_opt_state, stopped), (info, grad_norm, ~stopped)
+        keep = lambda old, new: jnp.where(stopped, old, new)  # noqa: E731
+        params = jax.tree.map(keep, params, new_params)
+        opt_state = jax.tree.map(keep, opt_state, new_opt_state)
+        kept = ~stopped
+        stopped = stopped | (jnp.mean(info.approx_kl) > hp.target_kl)
+        return (params, opt_state, stopped), (info, grad_norm, kept)
 
     keys = jax.random.split(key, config.update_epochs)
-    (params, opt_state), (info, grad_norm) = jax.lax.scan(epoch, (params, opt_state), keys)
-    return params, opt_state, jax.tree.map(jnp.mean, info), jnp.mean(grad_norm)
+    start = (params, opt_state, jnp.zeros((), bool))
+    (params, opt_state, _), (info, grad_norm, kept) = jax.lax.scan(epoch, start, keys)
+    epochs = jnp.sum(kept, dtype=jnp.int32)
+    weight = kept.astype(jnp.float32)[:, None] / epochs  # [E, 1]: the first epoch is always kept
+
+    def mean_over_kept(x: jax.Array) -> jax.Array:  # [E, M] -> scalar
+        return jnp.sum(x * weight) / x.shape[1]
+
+    return (
+        params,
+        opt_state,
+        jax.tree.map(mean_over_kept, info),
+        mean_over_kept(grad_norm),
+        epochs,
+    )

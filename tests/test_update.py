@@ -1,6 +1,7 @@
 """The learning-rate schedule, the metrics reductions, and Gaussian actions clipped for the env
 while their log-probability stays that of the unclipped sample."""
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -8,41 +9,44 @@ import optax
 import pytest
 
 from purejaxppo import Hyperparams, PPOConfig, make_train
+from purejaxppo.config import stack_hyperparams
 from purejaxppo.envs import reset_envs
 from purejaxppo.loss import LossInfo
 from purejaxppo.population import final_returns
 from purejaxppo.rollout import Transition, collect_rollout
 from purejaxppo.train import summarize_update
-from purejaxppo.update import make_optimizer
+from purejaxppo.update import learning_rate_at, make_optimizer
 
 CONFIG = PPOConfig(
     num_envs=4, num_steps=8, total_timesteps=4 * 8 * 5, update_epochs=2, num_minibatches=2
 )
 
 
-def test_annealed_learning_rate_per_optimizer_step():
-    hp = Hyperparams(learning_rate=0.1)
-    optimizer = make_optimizer(CONFIG, hp)
+@pytest.mark.parametrize("kind", ["constant", "linear", "cosine"])
+def test_schedules_follow_their_formula_per_update(kind):
+    config = CONFIG.replace(lr_schedule=kind, ent_schedule=kind)
+    hp = Hyperparams(learning_rate=0.01, ent_coef=0.05, ent_coef_end=0.01)
+    out = jax.jit(make_train(config))(jax.random.key(0), hp)
+    p = np.arange(config.num_updates) / config.num_updates
+    factor = {"constant": np.ones_like(p), "linear": 1 - p, "cosine": 0.5 * (1 + np.cos(np.pi * p))}
+    np.testing.assert_allclose(out.metrics.learning_rate, 0.01 * factor[kind], rtol=1e-5)
+    np.testing.assert_allclose(out.metrics.ent_coef, 0.01 + 0.04 * factor[kind], rtol=1e-5)
+    assert learning_rate_at(config, hp, config.num_updates + 3) >= 0.0
+
+
+def test_optimizer_steps_by_the_learning_rate_of_the_update():
+    """Adam on a constant gradient moves each parameter by the learning rate it is given."""
+    hp = Hyperparams()
     params = jnp.zeros(())
-    state = optimizer.init(params)
-    steps_per_update = CONFIG.update_epochs * CONFIG.num_minibatches  # 4
-    sizes = []
-    for _ in range(CONFIG.num_updates * steps_per_update + steps_per_update):
-        updates, state = optimizer.update(jnp.ones(()), state, params)
-        sizes.append(-float(updates))  # Adam on a constant gradient steps by the learning rate
-    sizes = np.array(sizes)
-    expected = [
-        0.1 * max(0.0, 1 - (c // steps_per_update) / CONFIG.num_updates) for c in range(len(sizes))
-    ]
-    np.testing.assert_allclose(sizes, expected, rtol=1e-3, atol=1e-7)
-    assert sizes[steps_per_update - 1] > sizes[steps_per_update]  # steps within an update share
+    state = make_optimizer(hp, 0.1).init(params)
+    for lr in (0.1, 0.05, 0.0):
+        updates, state = make_optimizer(hp, lr).update(jnp.ones(()), state, params)
+        np.testing.assert_allclose(-float(updates), lr, rtol=1e-3, atol=1e-7)
 
 
-def test_learning_rate_metric_matches_schedule():
+def test_learning_rate_schedule_changes_training():
     out = jax.jit(make_train(CONFIG))(jax.random.key(0), Hyperparams(learning_rate=0.01))
-    lr = np.asarray(out.metrics.learning_rate)
-    np.testing.assert_allclose(lr, 0.01 * (1 - np.arange(CONFIG.num_updates) / 5), rtol=1e-6)
-    constant = jax.jit(make_train(CONFIG.replace(anneal_lr=False)))(
+    constant = jax.jit(make_train(CONFIG.replace(lr_schedule="constant")))(
         jax.random.key(0), Hyperparams(learning_rate=0.01)
     )
     np.testing.assert_allclose(constant.metrics.learning_rate, 0.01)
@@ -75,6 +79,8 @@ def test_summary_counts_only_ended_episodes():
         info,
         jnp.zeros(()),
         jnp.ones(()),
+        jnp.zeros(()),
+        jnp.asarray(1),
     )
     assert int(m.episodes) == 2 and float(m.episode_return) == pytest.approx(15.0)
     assert float(m.episode_length) == 7
@@ -84,6 +90,8 @@ def test_summary_counts_only_ended_episodes():
         info,
         jnp.zeros(()),
         jnp.ones(()),
+        jnp.zeros(()),
+        jnp.asarray(1),
     )
     assert int(none.episodes) == 0 and np.isnan(none.episode_return)
 
@@ -118,4 +126,27 @@ def test_gaussian_actions_clipped_for_env_log_prob_unclipped():
     # (no episode ends within 16 of its 200 steps).
     np.testing.assert_allclose(
         runner.env_state.last_u, np.clip(actions[-1, :, 0], -2.0, 2.0), rtol=1e-6
+    )
+
+
+def test_target_kl_stops_remaining_epochs_per_run_under_vmap():
+    """Two runs in one vmap: a tiny target KL keeps only the first epoch of every update
+    (its optimizer took num_minibatches steps per update), a huge one keeps all epochs and
+    equals a run without the stop."""
+    config = CONFIG.replace(update_epochs=4, target_kl_stop=True)
+    hp = stack_hyperparams([Hyperparams(target_kl=1e-9), Hyperparams(target_kl=1e3)])
+    keys = jnp.stack([jax.random.key(0)] * 2)
+    out = jax.jit(jax.vmap(make_train(config)))(keys, hp)
+    np.testing.assert_array_equal(out.metrics.epochs[0], 1)
+    np.testing.assert_array_equal(out.metrics.epochs[1], 4)
+    counts = [leaf for leaf in jax.tree.leaves(out.state.opt_state) if leaf.dtype == jnp.int32]
+    assert counts, "Adam keeps a step count"
+    steps = config.num_updates * config.num_minibatches
+    np.testing.assert_array_equal(counts[0], [steps, 4 * steps])
+    plain = jax.jit(make_train(CONFIG.replace(update_epochs=4)))(keys[0], Hyperparams())
+    chex.assert_trees_all_close(
+        jax.tree.map(lambda x: x[1], out.state.params), plain.state.params, rtol=1e-5, atol=1e-6
+    )
+    assert not np.allclose(
+        jax.tree.leaves(out.state.params)[0][0], jax.tree.leaves(plain.state.params)[0]
     )
