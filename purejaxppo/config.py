@@ -41,6 +41,8 @@ class PPOConfig:
     hidden_sizes: tuple[int, ...] = (64, 64)
     activation: str = "tanh"
     network: str = "mlp"
+    recurrent: bool = False  # a GRU between the observation embedding and the heads
+    gru_size: int = 128
     lr_schedule: str = "linear"  # learning_rate times 1, (1 - p) or (1 + cos(pi p)) / 2
     ent_schedule: str = "constant"  # ent_coef -> ent_coef_end along the same shapes
     normalize_advantages: bool = True
@@ -73,6 +75,7 @@ class PPOConfig:
 
 
 BOOLEAN_SWITCHES = (
+    "recurrent",
     "normalize_advantages",
     "clip_value_loss",
     "normalize_obs",
@@ -89,7 +92,8 @@ def validate_config(config: PPOConfig) -> None:
     """Raise `ConfigError` with a one-line reason if `config` cannot be trained."""
     if not isinstance(config.env, str) or not config.env:
         raise ConfigError(f"env must be a non-empty environment name, got {config.env!r}")
-    for name in ("num_envs", "num_steps", "total_timesteps", "update_epochs", "num_minibatches"):
+    counts = ("num_envs", "num_steps", "total_timesteps", "update_epochs", "num_minibatches")
+    for name in (*counts, "gru_size"):
         value = getattr(config, name)
         if not _is_int(value) or value <= 0:
             raise ConfigError(f"{name} must be a positive integer, got {value!r}")
@@ -97,6 +101,11 @@ def validate_config(config: PPOConfig) -> None:
         raise ConfigError(
             f"num_envs * num_steps = {config.num_envs} * {config.num_steps} = "
             f"{config.batch_size} is not divisible by num_minibatches = {config.num_minibatches}"
+        )
+    if config.recurrent is True and config.num_envs % config.num_minibatches:
+        raise ConfigError(
+            f"recurrent PPO makes minibatches of whole env sequences: num_envs = "
+            f"{config.num_envs} is not divisible by num_minibatches = {config.num_minibatches}"
         )
     if config.total_timesteps < config.batch_size:
         raise ConfigError(

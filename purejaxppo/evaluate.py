@@ -22,9 +22,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from purejaxppo.config import ConfigError
-from purejaxppo.distributions import Distribution
 from purejaxppo.envs import EnvRunner, EnvSpec, reset_envs, step_envs
-from purejaxppo.networks import ActorCritic
+from purejaxppo.networks import act, initial_memory
 from purejaxppo.rollout import policy_input
 from purejaxppo.train import Policy, Trainer
 
@@ -48,6 +47,7 @@ class _Loop(NamedTuple):
     step: jax.Array  # int32 scalar, steps taken so far
     key: jax.Array
     runner: EnvRunner
+    hidden: jax.Array | None  # [E, H] the network's memory (None: feed-forward)
     done: jax.Array  # bool: this env's first episode has ended
     returns: jax.Array
     lengths: jax.Array
@@ -87,20 +87,22 @@ def as_policy(policy: Policy | Any) -> Policy:
     return policy if isinstance(policy, Policy) else Policy(policy, None)
 
 
-def policy_distribution(trainer: Trainer, policy: Policy, obs: jax.Array) -> Distribution:
-    """The action distribution for observations `obs` `[E, *obs_shape]` (batch `[E]`),
-    normalised with the policy's frozen training statistics if it has them."""
-    return trainer.network.apply(
-        policy.params, policy_input(policy.obs_stats, obs), method=ActorCritic.policy
-    )
-
-
 def select_action(
-    trainer: Trainer, policy: Policy, obs: jax.Array, key: jax.Array, deterministic: bool
-) -> jax.Array:
-    """Actions `[E]` (discrete) or `[E, D]` (continuous, unclipped): the mode or a sample."""
-    dist = policy_distribution(trainer, policy, obs)
-    return dist.mode() if deterministic else dist.sample(key)
+    trainer: Trainer,
+    policy: Policy,
+    hidden: jax.Array | None,
+    obs: jax.Array,
+    first: jax.Array,
+    key: jax.Array,
+    deterministic: bool,
+) -> tuple[jax.Array, jax.Array]:
+    """The network's memory `[E, H]` after `obs` `[E, *obs_shape]` (normalised with the
+    policy's frozen training statistics if it has them; `first` `[E]` marks episode starts),
+    and actions `[E]` (discrete) or `[E, D]` (continuous, unclipped): the mode or a sample."""
+    hidden, dist, _ = act(
+        trainer.network, policy.params, hidden, policy_input(policy.obs_stats, obs), first
+    )
+    return hidden, dist.mode() if deterministic else dist.sample(key)
 
 
 def play_first_episodes(
@@ -125,7 +127,10 @@ def play_first_episodes(
 
     def one_step(loop: _Loop) -> _Loop:
         key, key_act, key_env = jax.random.split(loop.key, 3)
-        action = select_action(trainer, policy, loop.runner.obs, key_act, deterministic)
+        first = loop.runner.episode_length == 0
+        hidden, action = select_action(
+            trainer, policy, loop.hidden, loop.runner.obs, first, key_act, deterministic
+        )
         env_keys = jax.random.split(key_env, num_envs)
         runner, step = step_envs(trainer.spec, env_keys, loop.runner, action)
         ended = (step.terminated | step.truncated) & ~loop.done
@@ -133,6 +138,7 @@ def play_first_episodes(
             step=loop.step + 1,
             key=key,
             runner=runner,
+            hidden=hidden,
             done=loop.done | ended,
             returns=jnp.where(ended, step.episode_return, loop.returns),
             lengths=jnp.where(ended, step.episode_length, loop.lengths),
@@ -142,6 +148,7 @@ def play_first_episodes(
         step=jnp.zeros((), jnp.int32),
         key=key,
         runner=runner,
+        hidden=initial_memory(trainer.network, num_envs),
         done=jnp.zeros((num_envs,), bool),
         returns=jnp.zeros((num_envs,), jnp.float32),
         lengths=jnp.zeros((num_envs,), jnp.int32),

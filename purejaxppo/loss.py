@@ -8,11 +8,17 @@ import jax
 import jax.numpy as jnp
 
 from purejaxppo.config import Hyperparams, PPOConfig
-from purejaxppo.networks import ActorCritic
+from purejaxppo.distributions import Distribution
+from purejaxppo.networks import Network, unroll
 
 
 class Batch(NamedTuple):
-    """Flat samples `[B, ...]` for one optimizer step, taken from a rollout and its GAE."""
+    """Samples for optimizer steps, taken from a rollout and its GAE.
+
+    Feed-forward: flat samples `[B, ...]`, `first` and `hidden` None. Recurrent: whole env
+    sequences `[T, n, ...]`, with `first` `[T, n]` and the memory at their start `hidden`
+    `[n, H]`, replayed in order by the loss.
+    """
 
     obs: jax.Array
     action: jax.Array
@@ -20,6 +26,8 @@ class Batch(NamedTuple):
     value: jax.Array
     advantage: jax.Array
     target: jax.Array
+    first: jax.Array | None = None
+    hidden: jax.Array | None = None
 
 
 class LossInfo(NamedTuple):
@@ -62,11 +70,19 @@ def normalize(x: jax.Array, eps: float = 1e-8) -> jax.Array:
     return (x - x.mean()) / (x.std() + eps)
 
 
+def evaluate_batch(network: Network, params: dict, batch: Batch) -> tuple[Distribution, jax.Array]:
+    """The current policy's distributions and values on `batch`'s observations (shaped like
+    `batch.value`): one pass over flat samples, or the sequences replayed from their memory."""
+    if batch.hidden is None:
+        return network.apply(params, batch.obs)
+    return unroll(network, params, batch.hidden, batch.obs, batch.first)
+
+
 def ppo_loss(
-    params: dict, network: ActorCritic, config: PPOConfig, hp: Hyperparams, batch: Batch
+    params: dict, network: Network, config: PPOConfig, hp: Hyperparams, batch: Batch
 ) -> tuple[jax.Array, LossInfo]:
     """Total loss (policy + vf_coef * value - ent_coef * entropy) and its diagnostics."""
-    dist, value = network.apply(params, batch.obs)
+    dist, value = evaluate_batch(network, params, batch)
     log_ratio = dist.log_prob(batch.action) - batch.log_prob
     ratio = jnp.exp(log_ratio)
     advantage = normalize(batch.advantage) if config.normalize_advantages else batch.advantage

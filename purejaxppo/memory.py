@@ -12,7 +12,12 @@ Per run, the learner's working set scales with the env steps of one update
   values of the pre-reset observations, the forward pass of each epoch), so it hardly
   depends on `num_minibatches`.
 
-So `bytes ~= 4 * runs * num_envs * num_steps * (4 * obs + 3 * act + 16 + 1.5 * units)`.
+- recurrent: about 7 floats per GRU unit (the memory after every step, kept for the
+  bootstrap values, and the gates of the replayed sequences with their gradients), against
+  XLA's 6.5-7.4 for GRU widths 128 and 256.
+
+So `bytes ~= 4 * runs * num_envs * num_steps * (4 * obs + 3 * act + 16 + 1.5 * units
++ 7 * gru)`.
 CartPole (obs 4, 2x64 hidden): ~910 bytes per env step per run; XLA reports 570-830
 depending on sizes. The model errs high: tests/test_memory.py keeps it between 0.67x and 2x
 of XLA's figure over several envs and sizes. Parameters, optimizer state and metrics are
@@ -39,7 +44,8 @@ def bytes_per_env_step(config: PPOConfig, spec: EnvSpec) -> float:
     units = 2 * sum(config.hidden_sizes)  # actor and critic towers
     if config.network == "cnn":
         units += 2 * 16 * math.prod(spec.obs_shape[:-1])  # 16-channel feature map per tower
-    return FLOAT_BYTES * (4 * obs + 3 * act + 16 + 0.75 * units)
+    memory = 7 * config.gru_size if config.recurrent else 0  # GRU states, gates, gradients
+    return FLOAT_BYTES * (4 * obs + 3 * act + 16 + 0.75 * units + memory)
 
 
 def estimate_bytes(config: PPOConfig, spec: EnvSpec, num_runs: int) -> int:

@@ -2,6 +2,15 @@
 
 Observations of any shape are flattened for the MLP torso; the CNN torso (for image-like
 observations such as MinAtar's `[10, 10, C]`) applies one 3x3 convolution first.
+
+Both networks act through one interface, so rollout, loss and evaluation serve both:
+
+    step(hidden [N, H], obs [N, *obs_shape], first [N]) -> (hidden, distribution, value [N])
+
+`first` marks the first observation of an episode, where the recurrent network starts from a
+zero hidden state. The feed-forward `ActorCritic` keeps no memory (`hidden` is None);
+`RecurrentActorCritic` embeds the observation, runs a GRU cell and feeds its output to
+separate policy and value heads.
 """
 
 from __future__ import annotations
@@ -119,13 +128,121 @@ class ActorCritic(nn.Module):
     def value(self, obs: jax.Array) -> jax.Array:
         return self.critic(obs)[..., 0]
 
+    def step(
+        self, hidden: jax.Array, obs: jax.Array, first: jax.Array
+    ) -> tuple[jax.Array, Distribution, jax.Array]:
+        """The common acting interface; a feed-forward network keeps no memory."""
+        dist, value = self(obs)
+        return hidden, dist, value
 
-def make_network(config: PPOConfig, spec: EnvSpec) -> ActorCritic:
+    def step_value(self, hidden: jax.Array, obs: jax.Array, first: jax.Array) -> jax.Array:
+        return self.value(obs)
+
+    @property
+    def memory_size(self) -> int:
+        return 0
+
+
+class RecurrentActorCritic(nn.Module):
+    """Observation embedding -> GRU cell (reset where `first`) -> policy and value heads."""
+
+    action_dim: int
+    discrete: bool
+    hidden_sizes: Sequence[int]
+    activation: str
+    obs_ndim: int
+    gru_size: int
+    conv: bool = False
+
+    def setup(self) -> None:
+        self.embed = Tower(
+            hidden_sizes=(),
+            activation=self.activation,
+            out_features=self.hidden_sizes[0],
+            out_scale=math.sqrt(2),
+            obs_ndim=self.obs_ndim,
+            conv=self.conv,
+        )
+        self.cell = nn.GRUCell(self.gru_size)
+        head = dict(hidden_sizes=self.hidden_sizes[1:], activation=self.activation, obs_ndim=1)
+        self.actor = Tower(out_features=self.action_dim, out_scale=0.01, **head)
+        self.critic = Tower(out_features=1, out_scale=1.0, **head)
+        if not self.discrete:
+            self.log_std = self.param("log_std", nn.initializers.zeros, (self.action_dim,))
+
+    def __call__(
+        self, hidden: jax.Array, obs: jax.Array, first: jax.Array
+    ) -> tuple[jax.Array, Distribution, jax.Array]:
+        return self.step(hidden, obs, first)
+
+    def memory(self, hidden: jax.Array, obs: jax.Array, first: jax.Array) -> jax.Array:
+        """GRU output for `obs` `[..., *obs_shape]` after `hidden` `[..., H]` (zeroed where
+        `first` `[...]`): the new hidden state, which is also what the heads read."""
+        hidden = jnp.where(first[..., None], 0.0, hidden)
+        features = _ACTIVATIONS[self.activation](self.embed(obs))
+        hidden, _ = self.cell(hidden, features)
+        return hidden
+
+    def step(
+        self, hidden: jax.Array, obs: jax.Array, first: jax.Array
+    ) -> tuple[jax.Array, Distribution, jax.Array]:
+        hidden = self.memory(hidden, obs, first)
+        out = self.actor(hidden)
+        dist = Categorical(out) if self.discrete else DiagGaussian(out, self.log_std)
+        return hidden, dist, self.critic(hidden)[..., 0]
+
+    def step_value(self, hidden: jax.Array, obs: jax.Array, first: jax.Array) -> jax.Array:
+        return self.critic(self.memory(hidden, obs, first))[..., 0]
+
+    @property
+    def memory_size(self) -> int:
+        return self.gru_size
+
+
+Network = ActorCritic | RecurrentActorCritic
+
+
+def initial_memory(network: Network, num_envs: int) -> jax.Array | None:
+    """Zero hidden state `[num_envs, H]`, or None for a feed-forward network (no memory)."""
+    if not network.memory_size:
+        return None
+    return jnp.zeros((num_envs, network.memory_size), jnp.float32)
+
+
+def init_network(network: Network, key: jax.Array, obs: jax.Array) -> dict:
+    """Parameters from example observations `obs` `[N, *obs_shape]`."""
+    first = jnp.ones(obs.shape[:1], bool)
+    hidden = initial_memory(network, obs.shape[0])  # None: feed-forward
+    return network.init(key, hidden, obs, first, method="step")
+
+
+def act(
+    network: Network, params: dict, hidden: jax.Array, obs: jax.Array, first: jax.Array
+) -> tuple[jax.Array, Distribution, jax.Array]:
+    """One step for a batch `[N]`: new hidden `[N, H]`, the action distribution, value `[N]`."""
+    return network.apply(params, hidden, obs, first, method="step")
+
+
+def unroll(
+    network: Network, params: dict, hidden: jax.Array, obs: jax.Array, first: jax.Array
+) -> tuple[Distribution, jax.Array]:
+    """Replay sequences: `obs` `[T, n, *obs_shape]` and `first` `[T, n]` from `hidden`
+    `[n, H]`; returns the distributions (batch `[T, n]`) and values `[T, n]`."""
+
+    def one_step(h: jax.Array, inputs: tuple[jax.Array, jax.Array]):
+        h, dist, value = act(network, params, h, *inputs)
+        return h, (dist, value)
+
+    _, (dist, value) = jax.lax.scan(one_step, hidden, (obs, first))
+    return dist, value
+
+
+def make_network(config: PPOConfig, spec: EnvSpec) -> Network:
     if config.network == "cnn" and len(spec.obs_shape) != 3:
         raise ConfigError(
             f"network 'cnn' needs image observations [H, W, C]; {spec.name} has {spec.obs_shape}"
         )
-    return ActorCritic(
+    common = dict(
         action_dim=spec.action_dim,
         discrete=spec.discrete,
         hidden_sizes=tuple(config.hidden_sizes),
@@ -133,3 +250,6 @@ def make_network(config: PPOConfig, spec: EnvSpec) -> ActorCritic:
         obs_ndim=len(spec.obs_shape),
         conv=config.network == "cnn",
     )
+    if config.recurrent:
+        return RecurrentActorCritic(gru_size=config.gru_size, **common)
+    return ActorCritic(**common)

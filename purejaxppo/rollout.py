@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 
 from purejaxppo.envs import EnvRunner, EnvSpec, step_envs
-from purejaxppo.networks import ActorCritic
+from purejaxppo.networks import Network, act
 from purejaxppo.normalize import RunningStats, normalize_obs
 
 
@@ -24,6 +24,7 @@ class Transition(NamedTuple):
     """
 
     obs: jax.Array
+    first: jax.Array  # [T, N] bool: obs[t] is the first of an episode (memory starts afresh)
     action: jax.Array
     log_prob: jax.Array
     value: jax.Array
@@ -36,33 +37,48 @@ class Transition(NamedTuple):
 
 
 def collect_rollout(
-    network: ActorCritic,
+    network: Network,
     spec: EnvSpec,
     params: dict,
     runner: EnvRunner,
+    hidden: jax.Array | None,
     key: jax.Array,
     num_steps: int,
     obs_stats: RunningStats | None = None,
-) -> tuple[EnvRunner, Transition]:
-    """Act for `num_steps` in every env of `runner`; returns the new runner and the rollout.
+) -> tuple[EnvRunner, jax.Array, Transition]:
+    """Act for `num_steps` in every env of `runner`, starting from the network's memory
+    `hidden` `[N, H]` (None: feed-forward); returns the new runner and memory and the rollout.
 
     With `obs_stats` the policy sees observations normalised by them (`policy_input`).
     """
 
-    def act_and_step(runner: EnvRunner, keys: jax.Array):
-        dist, value = network.apply(params, policy_input(obs_stats, runner.obs))
+    def act_and_step(carry: tuple[EnvRunner, jax.Array], keys: jax.Array):
+        runner, hidden = carry
+        first = runner.episode_length == 0  # reset_envs and step_envs zero it at a new episode
+        hidden, dist, value = act(
+            network, params, hidden, policy_input(obs_stats, runner.obs), first
+        )
         action = dist.sample(keys[0])
         runner_next, step = step_envs(spec, keys[1:], runner, action)
-        return runner_next, (runner.obs, action, dist.log_prob(action), value, step)
+        out = (runner.obs, first, hidden, action, dist.log_prob(action), value, step)
+        return (runner_next, hidden), out
 
     # All keys of the rollout in one op: [T, 1 + N] (one to act, one per env to step).
     keys = jax.random.split(key, (num_steps, 1 + runner.obs.shape[0]))
-    runner, (obs, action, log_prob, value, step) = jax.lax.scan(act_and_step, runner, keys)
+    (runner, hidden), (obs, first, memory, action, log_prob, value, step) = jax.lax.scan(
+        act_and_step, (runner, hidden), keys
+    )
+    # V(final_obs[t]) continues the episode of obs[t], after the memory of step t.
     next_value = network.apply(
-        params, policy_input(obs_stats, step.final_obs), method=ActorCritic.value
+        params,
+        memory,
+        policy_input(obs_stats, step.final_obs),
+        jnp.zeros_like(first),
+        method="step_value",
     )
     transition = Transition(
         obs=obs,
+        first=first,
         action=action,
         log_prob=log_prob,
         value=value,
@@ -73,7 +89,7 @@ def collect_rollout(
         episode_return=step.episode_return,
         episode_length=step.episode_length,
     )
-    return runner, transition
+    return runner, hidden, transition
 
 
 def policy_input(obs_stats: RunningStats | None, obs: jax.Array) -> jax.Array:

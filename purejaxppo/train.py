@@ -23,7 +23,7 @@ from purejaxppo.config import Hyperparams, PPOConfig
 from purejaxppo.envs import EnvRunner, EnvSpec, make_env, reset_envs
 from purejaxppo.gae import compute_gae
 from purejaxppo.loss import LossInfo
-from purejaxppo.networks import ActorCritic, make_network
+from purejaxppo.networks import Network, init_network, initial_memory, make_network
 from purejaxppo.normalize import (
     Normalizer,
     RunningStats,
@@ -34,8 +34,8 @@ from purejaxppo.normalize import (
 from purejaxppo.rollout import Transition, collect_rollout, episode_ends, policy_input
 from purejaxppo.update import (
     ent_coef_at,
-    flatten_rollout,
     learning_rate_at,
+    make_batch,
     make_optimizer,
     update_policy,
 )
@@ -47,6 +47,7 @@ class TrainState(NamedTuple):
     params: Any
     opt_state: Any
     runner: EnvRunner
+    hidden: jax.Array | None  # [N, H]: the network's memory in each env (None: feed-forward)
     norm: Normalizer  # observation / return statistics (carried even when switched off)
     key: jax.Array
     update: jax.Array  # int32, number of updates done
@@ -102,7 +103,7 @@ class Trainer:
 
     config: PPOConfig
     spec: EnvSpec
-    network: ActorCritic
+    network: Network
 
     def __call__(self, key: jax.Array, hp: Hyperparams) -> TrainOutput:
         return train(self, key, hp)
@@ -135,10 +136,11 @@ def init_state(trainer: Trainer, key: jax.Array, hp: Hyperparams) -> TrainState:
     """Initialise network parameters, optimizer state and `num_envs` envs."""
     key, key_net, key_env = jax.random.split(key, 3)
     runner = reset_envs(trainer.spec, key_env, trainer.config.num_envs)
-    params = trainer.network.init(key_net, runner.obs[:1])
+    params = init_network(trainer.network, key_net, runner.obs[:1])
     opt_state = make_optimizer(hp, hp.learning_rate).init(params)
     norm = init_normalizer(trainer.spec.obs_shape, trainer.config.num_envs)
-    return TrainState(params, opt_state, runner, norm, key, jnp.zeros((), jnp.int32))
+    hidden = initial_memory(trainer.network, trainer.config.num_envs)
+    return TrainState(params, opt_state, runner, hidden, norm, key, jnp.zeros((), jnp.int32))
 
 
 def update_step(trainer: Trainer, hp: Hyperparams, state: TrainState) -> tuple[TrainState, Metrics]:
@@ -146,11 +148,12 @@ def update_step(trainer: Trainer, hp: Hyperparams, state: TrainState) -> tuple[T
     config = trainer.config
     key, key_rollout, key_update = jax.random.split(state.key, 3)
     obs_stats = policy_of(config, state).obs_stats  # frozen until this update is done
-    runner, transition = collect_rollout(
+    runner, hidden, transition = collect_rollout(
         trainer.network,
         trainer.spec,
         state.params,
         state.runner,
+        state.hidden,
         key_rollout,
         config.num_steps,
         obs_stats,
@@ -168,8 +171,12 @@ def update_step(trainer: Trainer, hp: Hyperparams, state: TrainState) -> tuple[T
     chex.assert_shape([advantage, target, transition.value], (config.num_steps, config.num_envs))
     learning_rate = learning_rate_at(config, hp, state.update)
     ent_coef = ent_coef_at(config, hp, state.update)
-    batch = flatten_rollout(
-        transition._replace(obs=policy_input(obs_stats, transition.obs)), advantage, target
+    batch = make_batch(
+        config,
+        transition._replace(obs=policy_input(obs_stats, transition.obs)),
+        advantage,
+        target,
+        state.hidden,
     )
     params, opt_state, loss_info, grad_norm, epochs = update_policy(
         trainer.network,
@@ -185,7 +192,7 @@ def update_step(trainer: Trainer, hp: Hyperparams, state: TrainState) -> tuple[T
     metrics = summarize_update(
         transition, target, loss_info, grad_norm, learning_rate, ent_coef, epochs
     )
-    return TrainState(params, opt_state, runner, norm, key, state.update + 1), metrics
+    return TrainState(params, opt_state, runner, hidden, norm, key, state.update + 1), metrics
 
 
 def training_rewards(

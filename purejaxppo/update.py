@@ -10,7 +10,7 @@ import optax
 
 from purejaxppo.config import Hyperparams, PPOConfig
 from purejaxppo.loss import Batch, LossInfo, ppo_loss
-from purejaxppo.networks import ActorCritic
+from purejaxppo.networks import Network
 from purejaxppo.permutation import random_permutation
 from purejaxppo.rollout import Transition
 
@@ -58,8 +58,15 @@ def make_optimizer(
     )
 
 
-def flatten_rollout(transition: Transition, advantage: jax.Array, target: jax.Array) -> Batch:
-    """`[T, N, ...]` rollout and GAE -> `[T * N, ...]` samples."""
+def make_batch(
+    config: PPOConfig,
+    transition: Transition,
+    advantage: jax.Array,
+    target: jax.Array,
+    hidden: jax.Array,
+) -> Batch:
+    """The update's samples: `[T * N, ...]` flat (feed-forward), or `[T, N, ...]` sequences
+    with their `first` flags and start memory `hidden` `[N, H]` (recurrent)."""
     batch = Batch(
         obs=transition.obs,
         action=transition.action,
@@ -68,6 +75,8 @@ def flatten_rollout(transition: Transition, advantage: jax.Array, target: jax.Ar
         advantage=advantage,
         target=target,
     )
+    if config.recurrent:
+        return batch._replace(first=transition.first, hidden=hidden)
     return jax.tree.map(lambda x: x.reshape((-1, *x.shape[2:])), batch)
 
 
@@ -80,8 +89,29 @@ def shuffle_into_minibatches(batch: Batch, key: jax.Array, num_minibatches: int)
     )
 
 
+def shuffle_sequences_into_minibatches(batch: Batch, key: jax.Array, num_minibatches: int) -> Batch:
+    """Sequences `[T, N, ...]` (memory `[N, H]`) -> `[num_minibatches, T, N / m, ...]`
+    (memory `[num_minibatches, N / m, H]`): whole env sequences in a random order."""
+    order = random_permutation(key, batch.hidden.shape[0])
+
+    def split_envs(x: jax.Array, axis: int) -> jax.Array:
+        x = jnp.take(x, order, axis=axis)
+        shape = (*x.shape[:axis], num_minibatches, -1, *x.shape[axis + 1 :])
+        return jnp.moveaxis(x.reshape(shape), axis, 0)
+
+    sequences = jax.tree.map(lambda x: split_envs(x, 1), batch._replace(hidden=None))
+    return sequences._replace(hidden=split_envs(batch.hidden, 0))
+
+
+def make_minibatches(config: PPOConfig, batch: Batch, key: jax.Array) -> Batch:
+    """One epoch's minibatches, stacked on a leading `[num_minibatches]` axis."""
+    if config.recurrent:
+        return shuffle_sequences_into_minibatches(batch, key, config.num_minibatches)
+    return shuffle_into_minibatches(batch, key, config.num_minibatches)
+
+
 def update_policy(
-    network: ActorCritic,
+    network: Network,
     config: PPOConfig,
     hp: Hyperparams,
     params: Any,
@@ -112,7 +142,7 @@ def update_policy(
 
     def epoch(carry, key: jax.Array):
         params, opt_state, stopped = carry
-        minibatches = shuffle_into_minibatches(batch, key, config.num_minibatches)
+        minibatches = make_minibatches(config, batch, key)
         (new_params, new_opt_state), (info, grad_norm) = jax.lax.scan(
             minibatch_step, (params, opt_state), minibatches
         )

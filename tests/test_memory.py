@@ -10,17 +10,20 @@ from purejaxppo.memory import check_fits, estimate_bytes
 
 
 @pytest.mark.parametrize(
-    ("env", "num_envs", "runs", "hidden", "minibatches"),
+    ("env", "num_envs", "runs", "hidden", "minibatches", "gru"),
     [
-        ("CartPole-v1", 64, 1, (64, 64), 4),
-        ("CartPole-v1", 256, 2, (64, 64), 4),
-        ("CartPole-v1", 128, 1, (256, 256), 8),
-        ("Pendulum-v1", 64, 1, (64, 64), 8),
-        ("Breakout-MinAtar", 32, 1, (64,), 4),
+        ("CartPole-v1", 64, 1, (64, 64), 4, 0),
+        ("CartPole-v1", 256, 2, (64, 64), 4, 0),
+        ("CartPole-v1", 128, 1, (256, 256), 8, 0),
+        ("Pendulum-v1", 64, 1, (64, 64), 8, 0),
+        ("Breakout-MinAtar", 32, 1, (64,), 4, 0),
+        ("CartPole-v1", 64, 1, (64, 64), 4, 128),
     ],
 )
-def test_model_tracks_xla_memory_analysis(env, num_envs, runs, hidden, minibatches):
+def test_model_tracks_xla_memory_analysis(env, num_envs, runs, hidden, minibatches, gru):
     config = PPOConfig(
+        recurrent=gru > 0,
+        gru_size=gru or 128,
         env=env,
         num_envs=num_envs,
         num_steps=128,

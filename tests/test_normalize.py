@@ -20,7 +20,7 @@ from purejaxppo.normalize import (
 )
 from purejaxppo.rollout import collect_rollout, policy_input
 from purejaxppo.train import policy_of, update_step
-from purejaxppo.update import flatten_rollout
+from purejaxppo.update import make_batch
 
 CONFIG = PPOConfig(
     env="Pendulum-v1",
@@ -88,10 +88,11 @@ def test_training_statistics_equal_numpy_over_the_rollouts_seen():
             trainer.spec,
             s.params,
             s.runner,
+            s.hidden,
             jax.random.split(s.key, 3)[1],
             CONFIG.num_steps,
             policy_of(CONFIG, s).obs_stats,
-        )[1]
+        )[2]
     )
     observations, returns = [], []
     carry = np.zeros(CONFIG.num_envs, np.float32)
@@ -115,11 +116,18 @@ def test_training_statistics_equal_numpy_over_the_rollouts_seen():
 def _first_epoch_kl(trainer, state, normalize_batch: bool) -> float:
     stats = policy_of(CONFIG, state).obs_stats
     transition = collect_rollout(
-        trainer.network, trainer.spec, state.params, state.runner, state.key, 16, stats
-    )[1]
+        trainer.network,
+        trainer.spec,
+        state.params,
+        state.runner,
+        state.hidden,
+        state.key,
+        16,
+        stats,
+    )[2]
     obs = policy_input(stats, transition.obs) if normalize_batch else transition.obs
     zeros = jnp.zeros_like(transition.value)
-    batch = flatten_rollout(transition._replace(obs=obs), zeros, zeros)
+    batch = make_batch(CONFIG, transition._replace(obs=obs), zeros, zeros, state.hidden)
     _, info = ppo_loss(state.params, trainer.network, CONFIG, HP, batch)
     return float(info.approx_kl), float(info.clip_fraction)
 

@@ -12,6 +12,7 @@ from purejaxppo import Hyperparams, PPOConfig, make_train
 from purejaxppo.config import stack_hyperparams
 from purejaxppo.envs import reset_envs
 from purejaxppo.loss import LossInfo
+from purejaxppo.networks import initial_memory
 from purejaxppo.population import final_returns
 from purejaxppo.rollout import Transition, collect_rollout
 from purejaxppo.train import summarize_update
@@ -58,6 +59,7 @@ def _transition(returns, ended):
     zeros = jnp.zeros(ended.shape)
     return Transition(
         obs=zeros[..., None],
+        first=jnp.zeros_like(ended),
         action=zeros,
         log_prob=zeros,
         value=zeros,
@@ -115,8 +117,9 @@ def test_gaussian_actions_clipped_for_env_log_prob_unclipped():
     runner = reset_envs(trainer.spec, jax.random.key(0), 8)
     params = trainer.network.init(jax.random.key(1), runner.obs)
     params["params"]["log_std"] = jnp.full_like(params["params"]["log_std"], 2.0)  # std 7.4
-    runner, tr = collect_rollout(
-        trainer.network, trainer.spec, params, runner, jax.random.key(2), 16
+    hidden = initial_memory(trainer.network, 8)
+    runner, _, tr = collect_rollout(
+        trainer.network, trainer.spec, params, runner, hidden, jax.random.key(2), 16
     )
     actions = np.asarray(tr.action)
     assert np.abs(actions).max() > 2.0  # the stored action is the unclipped sample
