@@ -144,18 +144,22 @@ def test_probability_ratio_is_one_on_the_first_epoch():
     assert kl_raw > 1e-5  # the check can fail: raw observations give another policy
 
 
-def test_switched_off_statistics_stay_untouched():
+@pytest.fixture(scope="module")
+def plain_run():
     config = CONFIG.replace(normalize_obs=False, normalize_reward=False)
-    out = jax.jit(make_train(config))(jax.random.key(0), HP)
+    return config, jax.jit(make_train(config))(jax.random.key(0), HP)
+
+
+def test_switched_off_statistics_stay_untouched(plain_run):
+    config, out = plain_run
     chex.assert_trees_all_equal(out.state.norm, init_normalizer((3,), config.num_envs))
     assert policy_of(config, out.state).obs_stats is None
 
 
 @pytest.mark.parametrize("switch", ["normalize_obs", "normalize_reward"])
-def test_each_switch_changes_training(switch):
-    base = CONFIG.replace(normalize_obs=False, normalize_reward=False)
-    plain = jax.jit(make_train(base))(jax.random.key(0), HP)
-    switched = jax.jit(make_train(base.replace(**{switch: True})))(jax.random.key(0), HP)
+def test_each_switch_changes_training(plain_run, switch):
+    config, plain = plain_run
+    switched = jax.jit(make_train(config.replace(**{switch: True})))(jax.random.key(0), HP)
     assert np.isfinite(switched.metrics.total_loss).all()
     assert not np.allclose(plain.metrics.value_loss, switched.metrics.value_loss)
 

@@ -23,16 +23,23 @@ CONFIG = PPOConfig(
 )
 
 
-@pytest.mark.parametrize("kind", ["constant", "linear", "cosine"])
-def test_schedules_follow_their_formula_per_update(kind):
-    config = CONFIG.replace(lr_schedule=kind, ent_schedule=kind)
+def test_schedules_follow_their_formula_per_update():
     hp = Hyperparams(learning_rate=0.01, ent_coef=0.05, ent_coef_end=0.01)
-    out = jax.jit(make_train(config))(jax.random.key(0), hp)
-    p = np.arange(config.num_updates) / config.num_updates
-    factor = {"constant": np.ones_like(p), "linear": 1 - p, "cosine": 0.5 * (1 + np.cos(np.pi * p))}
-    np.testing.assert_allclose(out.metrics.learning_rate, 0.01 * factor[kind], rtol=1e-5)
-    np.testing.assert_allclose(out.metrics.ent_coef, 0.01 + 0.04 * factor[kind], rtol=1e-5)
-    assert learning_rate_at(config, hp, config.num_updates + 3) >= 0.0
+    p = np.arange(CONFIG.num_updates) / CONFIG.num_updates
+    factors = {
+        "constant": np.ones_like(p),
+        "linear": 1 - p,
+        "cosine": 0.5 * (1 + np.cos(np.pi * p)),
+    }
+    params = {}
+    for kind, factor in factors.items():
+        config = CONFIG.replace(lr_schedule=kind, ent_schedule=kind)
+        out = jax.jit(make_train(config))(jax.random.key(0), hp)
+        np.testing.assert_allclose(out.metrics.learning_rate, 0.01 * factor, rtol=1e-5)
+        np.testing.assert_allclose(out.metrics.ent_coef, 0.01 + 0.04 * factor, rtol=1e-5)
+        assert learning_rate_at(config, hp, config.num_updates + 3) >= 0.0
+        params[kind] = optax.tree.norm(out.state.params)
+    assert len(set(np.asarray(list(params.values())).tolist())) == 3  # each trains differently
 
 
 def test_optimizer_steps_by_the_learning_rate_of_the_update():
@@ -43,15 +50,6 @@ def test_optimizer_steps_by_the_learning_rate_of_the_update():
     for lr in (0.1, 0.05, 0.0):
         updates, state = make_optimizer(hp, lr).update(jnp.ones(()), state, params)
         np.testing.assert_allclose(-float(updates), lr, rtol=1e-3, atol=1e-7)
-
-
-def test_learning_rate_schedule_changes_training():
-    out = jax.jit(make_train(CONFIG))(jax.random.key(0), Hyperparams(learning_rate=0.01))
-    constant = jax.jit(make_train(CONFIG.replace(lr_schedule="constant")))(
-        jax.random.key(0), Hyperparams(learning_rate=0.01)
-    )
-    np.testing.assert_allclose(constant.metrics.learning_rate, 0.01)
-    assert optax.tree.norm(out.state.params) != optax.tree.norm(constant.state.params)
 
 
 def _transition(returns, ended):
