@@ -11,31 +11,12 @@ results.md (the table the README quotes).
 from __future__ import annotations
 
 import argparse
-import os
-import platform
-import re
 from pathlib import Path
-
-import jax
 
 from purejaxppo import bench, report
 from purejaxppo.presets import PRESETS
 
 GRID = [((4, 64, 512, 2048), (1,)), ((4, 64), (16,))]
-
-
-def device_slug() -> str:
-    device = jax.devices()[0]
-    if device.platform == "cpu":
-        model = platform.processor() or "cpu"
-        try:
-            text = Path("/proc/cpuinfo").read_text()
-            model = re.search(r"model name\s*:\s*(.+)", text).group(1)
-        except (OSError, AttributeError):
-            pass
-        vendor = "amd" if "AMD" in model else "intel" if "Intel" in model else "cpu"
-        return f"cpu-{os.cpu_count()}core-{vendor}"
-    return re.sub(r"[^a-z0-9]+", "-", device.device_kind.lower()).strip("-")
 
 
 def main() -> None:
@@ -44,7 +25,7 @@ def main() -> None:
     parser.add_argument("--total-timesteps", type=int, default=131_072)
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
-    out = args.out or Path(__file__).parent / "results" / device_slug()
+    out = args.out or Path(__file__).parent / "results" / report.device_slug()
     out.mkdir(parents=True, exist_ok=True)
     config, hp = PRESETS["cartpole"]
     config = config.replace(total_timesteps=args.total_timesteps)

@@ -5,7 +5,9 @@ from __future__ import annotations
 import csv
 import importlib.metadata
 import json
+import os
 import platform
+import re
 import warnings
 from pathlib import Path
 from typing import Any
@@ -34,6 +36,22 @@ def device_description() -> str:
     device = jax.devices()[0]
     kind = getattr(device, "device_kind", device.platform)
     return f"{device.platform}:{kind} x{jax.device_count()}"
+
+
+def device_slug() -> str:
+    """A short directory name for this machine: `cpu-<cores>core-<vendor>` or the
+    accelerator's kind, e.g. `nvidia-h100-80gb-hbm3`."""
+    device = jax.devices()[0]
+    if device.platform == "cpu":
+        model = platform.processor() or "cpu"
+        try:
+            text = Path("/proc/cpuinfo").read_text()
+            model = re.search(r"model name\s*:\s*(.+)", text).group(1)
+        except (OSError, AttributeError):
+            pass
+        vendor = "amd" if "AMD" in model else "intel" if "Intel" in model else "cpu"
+        return f"cpu-{os.cpu_count()}core-{vendor}"
+    return re.sub(r"[^a-z0-9]+", "-", device.device_kind.lower()).strip("-")
 
 
 def return_stats(values: np.ndarray) -> dict[str, Any]:
@@ -215,10 +233,35 @@ def _fmt(value: float | int) -> str:
     return "" if not np.isfinite(value) else f"{value:.6g}"
 
 
+BANDS = ("minmax", "std")
+
+
+def curve_band(curves: np.ndarray, band: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mean over runs of `curves` `[runs, updates]` (NaN-aware) and its band: min-max over
+    runs, or mean -/+ one std over runs."""
+    if band not in BANDS:
+        raise ValueError(f"band must be one of {BANDS}, got {band!r}")
+    with warnings.catch_warnings():  # all-NaN columns: no run has finished an episode yet
+        warnings.simplefilter("ignore", RuntimeWarning)
+        mean = np.nanmean(curves, axis=0)
+        if band == "std":
+            std = np.nanstd(curves, axis=0)
+            return mean, mean - std, mean + std
+        return mean, np.nanmin(curves, axis=0), np.nanmax(curves, axis=0)
+
+
 def plot_learning_curve(
-    path: Path, population: Population, metrics: Metrics, env_steps: np.ndarray, title: str
+    path: Path,
+    population: Population,
+    metrics: Metrics,
+    env_steps: np.ndarray,
+    title: str,
+    band: str = "minmax",
+    reference: tuple[float, str] | None = None,
 ) -> None:
-    """Mean completed-episode return across runs with a min-max band, one line per setting."""
+    """Mean completed-episode return across runs with a band (`"minmax"` over runs or
+    `"std"`: mean +/- one std), one line per setting; `reference=(return, label)` draws a
+    dashed horizontal line."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -226,15 +269,16 @@ def plot_learning_curve(
 
     returns = np.asarray(metrics.episode_return, dtype=np.float64)
     fig, ax = plt.subplots(figsize=(7, 4.2), dpi=120)
+    band_label = "± std" if band == "std" else "min-max"
     for setting, runs in population.groups():
-        curves = returns[runs]
-        with warnings.catch_warnings():  # all-NaN columns: no run has finished an episode yet
-            warnings.simplefilter("ignore", RuntimeWarning)
-            mean = np.nanmean(curves, axis=0)
-            low, high = np.nanmin(curves, axis=0), np.nanmax(curves, axis=0)
+        mean, low, high = curve_band(returns[runs], band)
         label = ", ".join(f"{k}={v:g}" for k, v in setting.items()) or "mean"
-        (line,) = ax.plot(env_steps, mean, lw=1.5, label=f"{label} ({len(runs)} runs)")
+        (line,) = ax.plot(
+            env_steps, mean, lw=1.5, label=f"{label} ({len(runs)} runs, {band_label})"
+        )
         ax.fill_between(env_steps, low, high, color=line.get_color(), alpha=0.2, lw=0)
+    if reference is not None:
+        ax.axhline(reference[0], color="0.3", ls="--", lw=1, label=reference[1])
     ax.set_xlabel("environment steps per run")
     ax.set_ylabel("episode return")
     ax.set_title(title)
