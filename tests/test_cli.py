@@ -5,6 +5,7 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from purejaxppo.cli import main
@@ -165,3 +166,38 @@ def test_bad_config_file(tmp_path, change, message, capsys):
     assert main(["train", "--config", str(path)]) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
+
+
+def test_train_and_eval_with_every_new_switch(tmp_path, capsys):
+    """Recurrent policy, both normalisations, cosine schedules and a target-KL stop from the
+    command line; the metrics log the schedules and epochs; eval reads the checkpoint."""
+    out = tmp_path / "run"
+    switches = [
+        "recurrent=true",
+        "gru_size=16",
+        "normalize_obs=true",
+        "normalize_reward=true",
+        "lr_schedule=cosine",
+        "ent_schedule=linear",
+        "target_kl_stop=true",
+        "target_kl=0.001",
+        "ent_coef_end=0.002",
+    ]
+    args = ["train", "--env", "MemoryChain-bsuite", "--num-envs", "8", "--num-seeds", "2"]
+    args += ["--total-timesteps", str(8 * 16 * 6), "--set", "num_steps=16"]
+    for item in switches:
+        args += ["--set", item]
+    assert main([*args, "--no-progress", "--out", str(out)]) == 0
+    config = json.loads((out / "config.json").read_text())["config"]
+    assert config["recurrent"] and config["normalize_obs"] and config["lr_schedule"] == "cosine"
+    with (out / "metrics.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 2 * 6
+    run0 = [row for row in rows if row["run"] == "0"]  # updates 0..5 in order
+    assert float(run0[0]["ent_coef"]) == pytest.approx(0.01)
+    assert float(run0[5]["ent_coef"]) == pytest.approx(0.002 + 0.008 / 6)
+    assert float(run0[3]["learning_rate"]) == pytest.approx(2.5e-4 * 0.5 * (1 + np.cos(np.pi / 2)))
+    assert {int(row["epochs"]) for row in rows} <= {1, 2, 3, 4}
+    capsys.readouterr()
+    assert main(["eval", str(out), "--episodes", "4"]) == 0
+    assert (out / "eval.json").exists()
