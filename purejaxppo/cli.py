@@ -44,7 +44,11 @@ class _Parser(argparse.ArgumentParser):
 def _add_source_arguments(parser: argparse.ArgumentParser) -> None:
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--preset", help=f"one of: {', '.join(PRESETS)} (default: cartpole)")
-    source.add_argument("--env", help="a registered gymnax environment name")
+    source.add_argument(
+        "--env",
+        help="an environment: a gymnax name (CartPole-v1), brax:NAME or xminigrid:NAME "
+        "(`purejaxppo envs` lists them)",
+    )
     source.add_argument("--config", type=Path, help="a config.json written by an earlier run")
     parser.add_argument(
         "--set",
@@ -129,6 +133,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--episodes", type=int, default=32, help="episodes per run and mode")
     evaluate.add_argument("--seed", type=int, default=0, help="seed of the evaluation envs")
     evaluate.add_argument("--out", type=Path, help="results file (default: RUN_DIR/eval.json)")
+
+    envs = commands.add_parser("envs", help="list environments by suite, and what is installed")
+    envs.add_argument("suite", nargs="?", help="only this suite: gymnax, brax or xminigrid")
 
     bench = commands.add_parser("bench", help="steps per second against the env-only floor")
     _add_source_arguments(bench)
@@ -318,7 +325,8 @@ def resolve_train_request(args: argparse.Namespace) -> TrainRequest:
         )
     if args.out is None and _several_processes():
         raise ConfigError("a run of several processes needs --out (the same directory for all)")
-    out = args.out or Path("runs") / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    default_out = f"{name.replace(':', '-')}-{time.strftime('%Y%m%d-%H%M%S')}"
+    out = args.out or Path("runs") / default_out
     from purejaxppo.checkpoint import latest_updates
 
     if latest_updates(out) is not None:
@@ -746,6 +754,25 @@ def run_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_envs(args: argparse.Namespace) -> int:
+    """`purejaxppo envs [SUITE]`: every env name per suite, or how to install the suite."""
+    from purejaxppo.suites import SUITES
+
+    if args.suite is not None and args.suite not in SUITES:
+        raise ConfigError(f"unknown suite {args.suite!r} (known: {', '.join(SUITES)})")
+    for suite in SUITES.values():
+        if args.suite not in (None, suite.name):
+            continue
+        if not suite.installed():
+            print(f"{suite.name}: not installed ({suite.install_command()})")
+            continue
+        names = suite.env_names()
+        prefix = "" if suite.name == "gymnax" else f"{suite.name}:"
+        print(f"{suite.name} ({len(names)} envs):")
+        print("\n".join(f"  {prefix}{name}" for name in names))
+    return 0
+
+
 def _setting_text(setting: dict[str, float]) -> str:
     return "".join(f", {k}={v:g}" for k, v in setting.items())
 
@@ -765,6 +792,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_bench(args)
         if args.command == "eval":
             return run_eval(args)
+        if args.command == "envs":
+            return run_envs(args)
     except ConfigError as error:
         print(f"purejaxppo: error: {error}", file=sys.stderr)
         return EXIT_USAGE
