@@ -1,0 +1,60 @@
+"""Helpers for the environment-suite tests: a tiny training run, compiled cheaply."""
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jax
+import numpy as np
+
+from purejaxppo import Hyperparams, PPOConfig
+from purejaxppo.train import Trainer
+
+# These tests run each program once, so compiling it is nearly all their cost: on the CPU,
+# turn XLA's backend optimisations off (about half the compile time; results are the same
+# up to float rounding).
+FAST_CPU_COMPILE = {
+    "xla_backend_optimization_level": 0,
+    "xla_llvm_disable_expensive_passes": True,
+    "xla_cpu_use_fusion_emitters": False,
+}
+
+
+def tiny_config(env: str) -> PPOConfig:
+    """One update of 2 envs x 8 steps, one epoch of one minibatch, one hidden layer of 8."""
+    return PPOConfig(
+        env=env,
+        num_envs=2,
+        num_steps=8,
+        total_timesteps=16,
+        num_minibatches=1,
+        update_epochs=1,
+        hidden_sizes=(8,),
+    )
+
+
+def jit_fast(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """`jax.jit(fn)`, compiled without backend optimisations on the CPU."""
+    options = FAST_CPU_COMPILE if jax.default_backend() == "cpu" else None
+    return jax.jit(fn, compiler_options=options)
+
+
+def train_once(trainers: Sequence[Trainer]) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Train every trainer (one compiled program for all); per trainer its total loss
+    `[num_updates]` and final observations `[num_envs, *obs_shape]`."""
+    key, hp = jax.random.key(0), Hyperparams()
+
+    def run(key: jax.Array) -> list[tuple[jax.Array, jax.Array]]:
+        outs = [trainer(key, hp) for trainer in trainers]
+        return [(out.metrics.total_loss, out.state.runner.obs) for out in outs]
+
+    results = jit_fast(run)(key)
+    return [(np.asarray(loss), np.asarray(obs)) for loss, obs in results]
+
+
+def assert_trained(trainer: Trainer, loss: np.ndarray, obs: np.ndarray) -> None:
+    """Finite losses for every update, and float32 observations of the spec's shape."""
+    config, spec = trainer.config, trainer.spec
+    assert loss.shape == (config.num_updates,), (spec.name, loss.shape)
+    assert np.all(np.isfinite(loss)), (spec.name, loss)
+    assert obs.shape == (config.num_envs, *spec.obs_shape), (spec.name, obs.shape)
+    assert obs.dtype == np.float32, (spec.name, obs.dtype)
