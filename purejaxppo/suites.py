@@ -78,16 +78,33 @@ def make_named_env(name: str) -> tuple[Environment, Any]:
         close = difflib.get_close_matches(env, names, n=3, cutoff=0.5)
         prefix = "" if ":" not in name else f"{suite.name}:"
         hint = f"; did you mean {', '.join(prefix + c for c in close)}?" if close else ""
-        others = (
-            ""
-            if prefix
-            else "; other suites: " + ", ".join(f"{s}:NAME" for s in SUITES if s != "gymnax")
-        )
-        known = f"known {suite.name} envs: {', '.join(names)}; " if len(names) <= 30 else ""
-        raise ConfigError(
-            f"unknown environment {name!r}{hint} ({known}`purejaxppo envs` lists them{others})"
-        )
+        where = "`purejaxppo envs` lists them"
+        if len(names) <= 30:
+            where = f"known {suite.name} envs: {', '.join(names)}; {where}"
+        if not prefix:
+            where += "; other suites: " + ", ".join(f"{s}:NAME" for s in SUITES if s != "gymnax")
+        raise ConfigError(f"unknown environment {name!r}{hint} ({where})")
     return suite.build(env)
+
+
+def check_traces(env: FunctionalEnv, action: jax.Array) -> None:
+    """Trace one reset and one step of `env` with `action` (nothing is compiled or run).
+
+    A suite's own code that does not work with the installed jax fails here, as a one-line
+    `ConfigError`, instead of in the middle of compiling a trainer.
+    """
+
+    def reset_and_step(key: jax.Array) -> Any:
+        _, state = env.reset(key)
+        return env.step(key, state, action)
+
+    try:
+        jax.eval_shape(reset_and_step, jax.random.key(0))
+    except Exception as error:  # any failure inside the suite's code
+        message = str(error).splitlines()[0] if str(error) else ""
+        raise ConfigError(
+            f"{env.name} does not run with jax {jax.__version__}: {type(error).__name__}: {message}"
+        ) from error
 
 
 # --- gymnax ------------------------------------------------------------------------------
@@ -132,7 +149,9 @@ def brax_env(
     (each env scales them to its actuators).
     """
     env = _brax_envs().get_environment(name, **kwargs)
-    if not isinstance(env.observation_size, int):
+    # Traced, not `env.observation_size`, which runs a reset op by op (seconds of compiles).
+    obs = jax.eval_shape(env.reset, jax.random.key(0)).obs
+    if not isinstance(obs, jax.ShapeDtypeStruct):
         raise ConfigError(f"brax:{name} has structured observations, which are not supported")
 
     def reset(key: jax.Array) -> tuple[jax.Array, Any]:
@@ -143,9 +162,11 @@ def brax_env(
         state = env.step(state, action)
         return state.obs, state, state.reward, state.done > 0
 
-    obs_space = spaces.Box(-jnp.inf, jnp.inf, (env.observation_size,), jnp.float32)
+    obs_space = spaces.Box(-jnp.inf, jnp.inf, obs.shape, jnp.float32)
     action_space = spaces.Box(-1.0, 1.0, (env.action_size,), jnp.float32)
-    return FunctionalEnv(f"brax:{name}", reset, step, obs_space, action_space, episode_length)
+    adapted = FunctionalEnv(f"brax:{name}", reset, step, obs_space, action_space, episode_length)
+    check_traces(adapted, jnp.zeros((env.action_size,), jnp.float32))
+    return adapted
 
 
 def _brax_default(name: str) -> tuple[Environment, Any]:
@@ -193,9 +214,11 @@ def xminigrid_from_params(name: str, env: Any, params: Any) -> FunctionalEnv:
     shape = tuple(int(d) for d in env.observation_shape(params))
     obs_space = spaces.Box(0, np.iinfo(np.uint8).max, shape, jnp.uint8)
     action_space = spaces.Discrete(int(env.num_actions(params)))
-    return FunctionalEnv(
+    adapted = FunctionalEnv(
         f"xminigrid:{name}", reset, step, obs_space, action_space, int(params.max_steps)
     )
+    check_traces(adapted, jnp.zeros((), jnp.int32))
+    return adapted
 
 
 def _xminigrid_default(name: str) -> tuple[Environment, Any]:

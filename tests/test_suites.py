@@ -6,12 +6,15 @@ import sys
 import urllib.error
 
 import gymnax
+import jax.numpy as jnp
 import numpy as np
 import pytest
+from gymnax.environments import spaces
 from gymnax.utils import load_mnist
 from suite_helpers import assert_trained, tiny_config, train_once
 
 from purejaxppo import ConfigError, make_env, make_train, suites
+from purejaxppo.adapter import FunctionalEnv
 from purejaxppo.cli import main
 
 FAMILIES = ("MinAtar", "bsuite", "misc")
@@ -97,6 +100,20 @@ def test_missing_extra_names_the_pip_command(monkeypatch, suite):
     monkeypatch.setitem(suites.SUITES, suite, missing)
     with pytest.raises(ConfigError, match=rf"pip install 'purejaxppo\[{suite}\]'"):
         make_env(f"{suite}:anything")
+
+
+def test_a_suite_env_that_fails_to_trace_is_a_config_error():
+    """As brax:swimmer with jax 0.10 (`jnp.clip(a_min=...)` inside brax): one line, early."""
+
+    def step(key, state, action):
+        raise TypeError("clip() got an unexpected keyword argument 'a_min'")
+
+    def reset(key):
+        return jnp.zeros(2), jnp.zeros(())
+
+    env = FunctionalEnv("broken", reset, step, spaces.Box(-1, 1, (2,)), spaces.Discrete(2), 5)
+    with pytest.raises(ConfigError, match=r"broken does not run with jax .*TypeError: clip\(\)"):
+        suites.check_traces(env, jnp.zeros((), jnp.int32))
 
 
 def test_optional_suites_are_installed():
