@@ -17,7 +17,6 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, NamedTuple
 
-import gymnax
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -66,11 +65,6 @@ class EnvStep(NamedTuple):
     final_obs: jax.Array
     episode_return: jax.Array
     episode_length: jax.Array
-
-
-def registered_env_names() -> list[str]:
-    """The gymnax env names (other suites: `purejaxppo.suites.SUITES`)."""
-    return list(gymnax.registered_envs)
 
 
 def make_env(env: str | Environment, env_params: Any = None) -> EnvSpec:

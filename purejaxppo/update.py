@@ -148,9 +148,11 @@ def update_policy(
         )
         if not config.target_kl_stop:
             return (new_params, new_opt_state, stopped), (info, grad_norm, ~stopped)
-        keep = lambda old, new: jnp.where(stopped, old, new)  # noqa: E731
-        params = jax.tree.map(keep, params, new_params)
-        opt_state = jax.tree.map(keep, opt_state, new_opt_state)
+        params, opt_state = jax.tree.map(
+            lambda old, new: jnp.where(stopped, old, new),
+            (params, opt_state),
+            (new_params, new_opt_state),
+        )
         kept = ~stopped
         stopped = stopped | (jnp.mean(info.approx_kl) > hp.target_kl)
         return (params, opt_state, stopped), (info, grad_norm, kept)
