@@ -2,6 +2,11 @@
 
 Each offers `sample(key)`, `log_prob(action)`, `entropy()` and `mode()`; batch shape is
 whatever leading shape the parameters have (e.g. `[N]` in a rollout, `[B]` in a minibatch).
+
+Sampling is split in two so a rollout can draw all of its noise in one op before its scan:
+`draw_noise(discrete, key, shape)` gives the noise for samples of shape `shape` (Gumbel for
+a categorical, standard normal for a Gaussian), `sample_with(noise)` turns it into actions,
+and `sample(key)` is the two together.
 """
 
 from __future__ import annotations
@@ -15,13 +20,25 @@ import jax.numpy as jnp
 _LOG_2PI = math.log(2.0 * math.pi)
 
 
+def draw_noise(discrete: bool, key: jax.Array, shape: tuple[int, ...]) -> jax.Array:
+    """Noise `shape` (`[..., num_actions]` or `[..., D]`) for `sample_with`: standard Gumbel
+    for a categorical (the Gumbel-max trick), standard normal for a diagonal Gaussian."""
+    if discrete:
+        return jax.random.gumbel(key, shape, jnp.float32)
+    return jax.random.normal(key, shape, jnp.float32)
+
+
 class Categorical(NamedTuple):
     """Categorical over the last axis of `logits` `[..., num_actions]`."""
 
     logits: jax.Array
 
     def sample(self, key: jax.Array) -> jax.Array:
-        return jax.random.categorical(key, self.logits)
+        return self.sample_with(draw_noise(True, key, self.logits.shape))
+
+    def sample_with(self, gumbel: jax.Array) -> jax.Array:
+        """argmax(logits + Gumbel noise): a draw from the categorical."""
+        return jnp.argmax(self.logits + gumbel, axis=-1)
 
     def log_prob(self, action: jax.Array) -> jax.Array:
         log_p = jax.nn.log_softmax(self.logits)
@@ -42,7 +59,10 @@ class DiagGaussian(NamedTuple):
     log_std: jax.Array
 
     def sample(self, key: jax.Array) -> jax.Array:
-        noise = jax.random.normal(key, self.mean.shape, self.mean.dtype)
+        return self.sample_with(draw_noise(False, key, self.mean.shape))
+
+    def sample_with(self, noise: jax.Array) -> jax.Array:
+        """mean + std * standard-normal noise."""
         return self.mean + jnp.exp(self.log_std) * noise
 
     def log_prob(self, action: jax.Array) -> jax.Array:

@@ -19,8 +19,10 @@ import math
 from collections.abc import Callable, Sequence
 
 import flax.linen as nn
+import flax.struct
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from purejaxppo.config import ConfigError, PPOConfig
 from purejaxppo.distributions import Categorical, DiagGaussian, Distribution
@@ -34,40 +36,91 @@ _ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
 
 
 def orthogonal_init(scale: float = 1.0) -> Callable[..., jax.Array]:
-    """Initializer: a Haar-random orthogonal matrix times `scale`, by Gram-Schmidt in jnp.
-
-    The shape is read as `[prod(shape[:-1]), shape[-1]]`; the smaller side is orthonormal.
-    Same distribution as `flax.linen.initializers.orthogonal`, but without LAPACK's QR: under
-    `vmap` over seeds that QR becomes one batched LAPACK call, which jaxlib 0.10 splits over
-    its intra-op thread pool and which deadlocks intermittently on a 2-core CPU.
-    """
+    """Initializer: a Haar-random orthogonal matrix times `scale` (see `orthogonal_matrices`)."""
 
     def init(key: jax.Array, shape: Sequence[int], dtype: jnp.dtype = jnp.float32) -> jax.Array:
-        rows, cols = math.prod(shape[:-1]), shape[-1]
-        gaussian = jax.random.normal(key, (max(rows, cols), min(rows, cols)), jnp.float32)
-        q = orthonormal_columns(gaussian)
-        q = q if rows >= cols else q.T
-        return (scale * q).reshape(shape).astype(dtype)
+        return orthogonal_matrices(key, [tuple(shape)], [scale])[0].astype(dtype)
 
     return init
 
 
-def orthonormal_columns(a: jax.Array) -> jax.Array:
-    """Q of the QR decomposition of `a` `[m, k]` (m >= k) with R's diagonal positive.
+def orthogonal_matrices(
+    key: jax.Array, shapes: Sequence[tuple[int, ...]], scales: Sequence[float]
+) -> list[jax.Array]:
+    """Haar-random orthogonal arrays of the given shapes, each times its scale, from one
+    normal draw and one batched Gram-Schmidt (so a network's kernels compile as one loop).
 
-    Classical Gram-Schmidt, each column orthogonalised twice (enough in float32)."""
+    Each shape is read as a matrix `[prod(shape[:-1]), shape[-1]]` whose smaller side is
+    orthonormal. Its Gaussian `[m, k]` (m >= k) sits in the corner of a zero `[M, K]` block
+    shared by all; Gram-Schmidt handles the columns in order, so the corner's columns come
+    out exactly as they would alone and the zero padding stays zero. Same distribution as
+    `flax.linen.initializers.orthogonal`, but without LAPACK's QR: under `vmap` over seeds
+    that QR becomes one batched LAPACK call, which jaxlib 0.10 splits over its intra-op
+    thread pool and which deadlocks intermittently on a 2-core CPU.
+    """
+    sizes = [(math.prod(shape[:-1]), shape[-1]) for shape in shapes]
+    tall = [(max(r, c), min(r, c)) for r, c in sizes]
+    big_m, big_k = max(m for m, _ in tall), max(k for _, k in tall)
+    mask = np.zeros((len(shapes), big_m, big_k), np.float32)
+    for i, (m, k) in enumerate(tall):
+        mask[i, :m, :k] = 1.0
+    gaussian = jax.random.normal(key, mask.shape, jnp.float32) * mask
+    q = jax.vmap(orthonormal_columns)(gaussian)
+    out = []
+    for i, (shape, scale) in enumerate(zip(shapes, scales, strict=True)):
+        (rows, cols), (m, k) = sizes[i], tall[i]
+        corner = q[i, :m, :k]
+        out.append((scale * (corner if rows >= cols else corner.T)).reshape(shape))
+    return out
+
+
+def orthonormal_columns(a: jax.Array) -> jax.Array:
+    """Q of the QR decomposition of `a` `[m, k]` (m >= k) with R's diagonal positive; all-zero
+    columns stay zero. Classical Gram-Schmidt, each column orthogonalised twice (enough in
+    float32)."""
 
     def add_column(j: jax.Array, q: jax.Array) -> jax.Array:
         v = a[:, j]
         for _ in range(2):
             v = v - q @ (q.T @ v)  # columns not yet set are zero and project nothing
-        return q.at[:, j].set(v / jnp.sqrt(jnp.sum(v * v)))
+        norm = jnp.sqrt(jnp.sum(v * v))
+        return q.at[:, j].set(jnp.where(norm > 0, v / jnp.where(norm > 0, norm, 1.0), 0.0))
 
     return jax.lax.fori_loop(0, a.shape[1], add_column, jnp.zeros_like(a))
 
 
+@flax.struct.dataclass
+class OrthogonalKernel(nn.meta.AxisMetadata):
+    """A kernel declared orthogonal (times `scale`): zeros until `init_network` fills every
+    such kernel of a network from one `orthogonal_matrices` call."""
+
+    value: jax.Array
+    scale: float = flax.struct.field(pytree_node=False)
+
+    def unbox(self) -> jax.Array:
+        return self.value
+
+    def replace_boxed(self, val: jax.Array) -> OrthogonalKernel:
+        return self.replace(value=val)
+
+    def add_axis(self, index: int, params: dict) -> OrthogonalKernel:
+        return self
+
+    def remove_axis(self, index: int, params: dict) -> OrthogonalKernel:
+        return self
+
+
+def orthogonal_kernel(scale: float) -> Callable[..., OrthogonalKernel]:
+    """The modules' kernel initializer: declares the kernel; `init_network` draws it."""
+
+    def declare(key: jax.Array, shape: Sequence[int], dtype: jnp.dtype = jnp.float32):
+        return OrthogonalKernel(jnp.zeros(shape, dtype), scale)
+
+    return declare
+
+
 def _dense(features: int, scale: float) -> nn.Dense:
-    return nn.Dense(features, kernel_init=orthogonal_init(scale))
+    return nn.Dense(features, kernel_init=orthogonal_kernel(scale))
 
 
 class Tower(nn.Module):
@@ -87,7 +140,7 @@ class Tower(nn.Module):
         x = obs
         if self.conv:
             x = x.reshape((-1, *obs.shape[obs.ndim - self.obs_ndim :]))
-            x = nn.relu(nn.Conv(16, (3, 3), kernel_init=orthogonal_init(math.sqrt(2)))(x))
+            x = nn.relu(nn.Conv(16, (3, 3), kernel_init=orthogonal_kernel(math.sqrt(2)))(x))
         x = x.reshape((*batch_shape, -1))
         for width in self.hidden_sizes:
             x = act(_dense(width, math.sqrt(2))(x))
@@ -211,9 +264,21 @@ def initial_memory(network: Network, num_envs: int) -> jax.Array | None:
 
 def init_network(network: Network, key: jax.Array, obs: jax.Array) -> dict:
     """Parameters from example observations `obs` `[N, *obs_shape]`."""
+    key_modules, key_kernels = jax.random.split(key)
     first = jnp.ones(obs.shape[:1], bool)
     hidden = initial_memory(network, obs.shape[0])  # None: feed-forward
-    return network.init(key, hidden, obs, first, method="step")
+    params = network.init(key_modules, hidden, obs, first, method="step")
+
+    def is_kernel(x: object) -> bool:
+        return isinstance(x, OrthogonalKernel)
+
+    declared = [x for x in jax.tree.leaves(params, is_leaf=is_kernel) if is_kernel(x)]
+    drawn = iter(
+        orthogonal_matrices(
+            key_kernels, [x.value.shape for x in declared], [x.scale for x in declared]
+        )
+    )
+    return jax.tree.map(lambda x: next(drawn) if is_kernel(x) else x, params, is_leaf=is_kernel)
 
 
 def act(

@@ -7,6 +7,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from purejaxppo.distributions import draw_noise
 from purejaxppo.envs import EnvRunner, EnvSpec, step_envs
 from purejaxppo.networks import Network, act
 from purejaxppo.normalize import RunningStats, normalize_obs
@@ -52,21 +53,26 @@ def collect_rollout(
     With `obs_stats` the policy sees observations normalised by them (`policy_input`).
     """
 
-    def act_and_step(carry: tuple[EnvRunner, jax.Array], keys: jax.Array):
+    def act_and_step(carry: tuple[EnvRunner, jax.Array], inputs: tuple[jax.Array, jax.Array]):
         runner, hidden = carry
+        noise, env_keys = inputs
         first = runner.episode_length == 0  # reset_envs and step_envs zero it at a new episode
         hidden, dist, value = act(
             network, params, hidden, policy_input(obs_stats, runner.obs), first
         )
-        action = dist.sample(keys[0])
-        runner_next, step = step_envs(spec, keys[1:], runner, action)
+        action = dist.sample_with(noise)
+        runner_next, step = step_envs(spec, env_keys, runner, action)
         out = (runner.obs, first, hidden, action, dist.log_prob(action), value, step)
         return (runner_next, hidden), out
 
-    # All keys of the rollout in one op: [T, 1 + N] (one to act, one per env to step).
-    keys = jax.random.split(key, (num_steps, 1 + runner.obs.shape[0]))
+    # The rollout's randomness in two ops before the scan, none inside it: the sampling
+    # noise [T, N, A] and a key per env step [T, N].
+    num_envs = runner.obs.shape[0]
+    key_act, key_env = jax.random.split(key)
+    noise = draw_noise(spec.discrete, key_act, (num_steps, num_envs, spec.action_dim))
+    env_keys = jax.random.split(key_env, (num_steps, num_envs))
     (runner, hidden), (obs, first, memory, action, log_prob, value, step) = jax.lax.scan(
-        act_and_step, (runner, hidden), keys
+        act_and_step, (runner, hidden), (noise, env_keys)
     )
     # V(final_obs[t]) continues the episode of obs[t], after the memory of step t.
     next_value = network.apply(

@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from purejaxppo.distributions import Categorical, DiagGaussian
+from purejaxppo.distributions import Categorical, DiagGaussian, draw_noise
 
 
 def test_categorical_log_prob_entropy_closed_form():
@@ -58,3 +58,14 @@ def test_mode_is_the_most_likely_action_for_any_batch_shape():
     np.testing.assert_array_equal(gaussian.mode(), mean)
     nudged = gaussian.log_prob(mean + 0.01)
     assert np.all(np.asarray(gaussian.log_prob(gaussian.mode())) > np.asarray(nudged))
+
+
+def test_sample_with_noise_equals_sample_from_its_key():
+    """The rollout draws its noise up front; sampling from that noise is `sample(key)`."""
+    key = jax.random.key(5)
+    logits = jax.random.normal(jax.random.key(6), (7, 3))
+    cat = Categorical(logits)
+    noise = draw_noise(True, key, logits.shape)
+    np.testing.assert_array_equal(cat.sample(key), cat.sample_with(noise))
+    gauss = DiagGaussian(logits, jnp.full((3,), -0.5))
+    np.testing.assert_allclose(gauss.sample(key), gauss.sample_with(draw_noise(False, key, (7, 3))))

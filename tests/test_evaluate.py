@@ -20,6 +20,7 @@ from purejaxppo.evaluate import (
     resolve_max_steps,
     summarize_eval,
 )
+from purejaxppo.networks import init_network
 from purejaxppo.presets import PRESETS
 
 PROBE = probe_config(num_steps=4, num_updates=1)  # only its network shape matters here
@@ -34,7 +35,7 @@ def random_params(trainer, seed, scale=0.5):
     """Network params of the right structure filled with N(0, scale^2) by numpy (no jax init,
     whose orthogonal initialiser costs seconds to compile on this CPU)."""
     obs = jnp.zeros((1, *trainer.spec.obs_shape))
-    shapes = jax.eval_shape(trainer.network.init, jax.random.key(0), obs)
+    shapes = jax.eval_shape(lambda k: init_network(trainer.network, k, obs), jax.random.key(0))
     rng = np.random.default_rng(seed)
     return jax.tree.map(lambda x: jnp.asarray(scale * rng.normal(size=x.shape), x.dtype), shapes)
 

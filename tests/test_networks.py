@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from purejaxppo import PPOConfig, make_train
-from purejaxppo.networks import orthogonal_init
+from purejaxppo.networks import init_network, orthogonal_init, orthogonal_matrices
 
 
 @pytest.mark.parametrize("shape", [(64, 64), (4, 64), (64, 2), (3, 3, 4, 16)])
@@ -31,7 +31,7 @@ def test_orthogonal_init_is_random_and_unbiased():
 def test_batched_init_makes_no_lapack_call():
     trainer = make_train(PPOConfig(num_envs=4, num_steps=8, total_timesteps=32))
     obs = jnp.zeros((1, 4))
-    init = jax.vmap(lambda k: trainer.network.init(k, obs))
+    init = jax.vmap(lambda k: init_network(trainer.network, k, obs))
     closed = jax.make_jaxpr(init)(jax.random.split(jax.random.key(0), 3))
     names = primitive_names(closed.jaxpr)
     assert "dot_general" in names  # the walk sees inside nested jaxprs
@@ -45,3 +45,33 @@ def primitive_names(jaxpr) -> set[str]:
         for sub in jax.extend.core.jaxprs_in_params(eqn.params):
             names |= primitive_names(sub)
     return names
+
+
+def test_orthogonal_matrices_of_mixed_shapes_are_each_orthogonal_and_scaled():
+    """One batched draw for kernels of different shapes (the zero padding must stay out)."""
+    shapes = [(4, 64), (64, 64), (64, 2), (3, 3, 4, 16), (100, 8)]
+    scales = [1.0, 2.0, 0.01, 3.0, 0.5]
+    mats = orthogonal_matrices(jax.random.key(3), shapes, scales)
+    for w, shape, scale in zip(mats, shapes, scales, strict=True):
+        assert w.shape == shape
+        w = np.asarray(w).reshape(-1, shape[-1])
+        gram = w.T @ w if w.shape[0] >= w.shape[1] else w @ w.T
+        np.testing.assert_allclose(gram, scale**2 * np.eye(min(w.shape)), atol=1e-4 * scale**2)
+    # Distinct kernels of one draw are not copies of each other.
+    assert not np.allclose(np.asarray(mats[1])[:4] / 2.0, np.asarray(mats[0]))
+
+
+def test_init_network_fills_every_declared_kernel():
+    trainer = make_train(PPOConfig(num_envs=4, num_steps=8, total_timesteps=32))
+    params = init_network(trainer.network, jax.random.key(0), jnp.zeros((1, 4)))
+    leaves = jax.tree_util.tree_leaves_with_path(params)
+    kernels = {jax.tree_util.keystr(p): np.asarray(x) for p, x in leaves if "kernel" in str(p)}
+    assert len(kernels) == 6  # two towers x three layers, all plain arrays
+    for name, w in kernels.items():
+        small = min(w.shape)
+        gram = w.T @ w if w.shape[0] >= w.shape[1] else w @ w.T
+        scale2 = gram[0, 0]
+        assert scale2 > 1e-5, name
+        np.testing.assert_allclose(gram, scale2 * np.eye(small), atol=1e-4 * scale2 + 1e-9)
+    head = kernels["['params']['actor']['Dense_2']['kernel']"]
+    np.testing.assert_allclose(np.sum(head * head, axis=0), 0.01**2, rtol=1e-4)

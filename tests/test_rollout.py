@@ -8,7 +8,7 @@ import pytest
 from purejaxppo import Hyperparams, PPOConfig, make_train
 from purejaxppo.config import stack_hyperparams
 from purejaxppo.envs import reset_envs
-from purejaxppo.networks import initial_memory
+from purejaxppo.networks import init_network, initial_memory
 from purejaxppo.rollout import collect_rollout
 
 SMALL = PPOConfig(env="CartPole-v1", num_envs=4, num_steps=32, total_timesteps=4 * 32 * 6)
@@ -22,7 +22,7 @@ def trainer():
 def test_rollout_shapes_and_auto_reset(trainer):
     steps, envs = 200, 3
     runner = reset_envs(trainer.spec, jax.random.key(0), envs)
-    params = trainer.network.init(jax.random.key(1), runner.obs)
+    params = init_network(trainer.network, jax.random.key(1), runner.obs)
     rollout = jax.jit(collect_rollout, static_argnums=(0, 1, 6))
     hidden = initial_memory(trainer.network, envs)
     runner, _, tr = rollout(

@@ -12,7 +12,7 @@ from purejaxppo import Hyperparams, PPOConfig, make_train
 from purejaxppo.config import stack_hyperparams
 from purejaxppo.envs import reset_envs
 from purejaxppo.loss import LossInfo
-from purejaxppo.networks import initial_memory
+from purejaxppo.networks import init_network, initial_memory
 from purejaxppo.population import final_returns
 from purejaxppo.rollout import Transition, collect_rollout
 from purejaxppo.train import summarize_update
@@ -113,7 +113,7 @@ def test_gaussian_actions_clipped_for_env_log_prob_unclipped():
         PPOConfig(env="Pendulum-v1", num_envs=8, num_steps=16, total_timesteps=128)
     )
     runner = reset_envs(trainer.spec, jax.random.key(0), 8)
-    params = trainer.network.init(jax.random.key(1), runner.obs)
+    params = init_network(trainer.network, jax.random.key(1), runner.obs)
     params["params"]["log_std"] = jnp.full_like(params["params"]["log_std"], 2.0)  # std 7.4
     hidden = initial_memory(trainer.network, 8)
     runner, _, tr = collect_rollout(
