@@ -1,0 +1,187 @@
+"""Where a PPO update's time goes on this machine: stage timings and matrix-product rates.
+
+    python benchmarks/profile_stages.py      # writes benchmarks/results/<device>/stages.json
+
+For the three target points of the cartpole grid (1 x 4, 16 x 4, 1 x 2048) it compiles three
+programs with the same scan shape and alternates their calls (median of `--repeats`):
+the whole trainer, the rollouts alone (the same `collect_rollout` from the same init, no
+update) and the env-only floor. `update = trainer - rollouts`. Beside them it times the
+products the update is made of, in a loop so launch costs are amortised: a 128-sample
+hidden layer (the 1 x 4 minibatch), the same for 16 runs at once (what `vmap` over seeds
+makes of it), and a 65,536-sample forward product, alone and followed by its weight
+gradient (the 1 x 2048 minibatch). The learner's matrix arithmetic per env step is counted
+from the network's kernels.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+
+from purejaxppo import bench, report
+from purejaxppo.config import stack_hyperparams
+from purejaxppo.networks import init_network
+from purejaxppo.presets import PRESETS
+from purejaxppo.rollout import collect_rollout
+from purejaxppo.train import Trainer, init_state, make_train
+
+POINTS = [(4, 1), (4, 16), (2048, 1)]
+
+
+def rollouts_only(trainer: Trainer):
+    """`num_updates` rollouts from the initial params: the trainer without its update."""
+    config = trainer.config
+
+    def run(key, hp):
+        state = init_state(trainer, key, hp)
+
+        def body(carry, key):
+            runner, hidden = carry
+            runner, hidden, tr = collect_rollout(
+                trainer.network,
+                trainer.spec,
+                state.params,
+                runner,
+                hidden,
+                key,
+                config.num_steps,
+            )
+            return (runner, hidden), tr.reward.sum() + tr.log_prob.sum() + tr.next_value.sum()
+
+        keys = jax.random.split(key, config.num_updates)
+        _, out = jax.lax.scan(body, (state.runner, state.hidden), keys)
+        return out.sum()
+
+    return run
+
+
+def matmul_flops_per_env_step(trainer: Trainer) -> float:
+    """The learner's matrix-product FLOPs per env step: a forward pass of both towers to act,
+    one of the critic for `next_value`, and per epoch a forward and backward pass (about 3x
+    a forward). XLA's cost analysis counts a loop body once, so it cannot give this."""
+    obs = jnp.zeros((1, *trainer.spec.obs_shape))
+    params = jax.eval_shape(lambda k: init_network(trainer.network, k, obs), jax.random.key(0))
+    per_tower: dict[str, float] = {}
+    for path, leaf in jax.tree_util.tree_leaves_with_path(params):
+        names = [str(getattr(p, "key", p)) for p in path]
+        if names[-1] == "kernel":
+            tower = names[1]
+            per_tower[tower] = per_tower.get(tower, 0.0) + 2.0 * leaf.size
+    forward = sum(per_tower.values())
+    return forward + per_tower.get("critic", 0.0) + trainer.config.update_epochs * 3 * forward
+
+
+def stage_times(num_envs: int, num_seeds: int, repeats: int) -> dict:
+    config, hp = PRESETS["cartpole"]
+    config = bench.grid_point_config(config.replace(total_timesteps=131_072), num_envs, 4)
+    trainer = make_train(config)
+    keys = jax.random.split(jax.random.key(0), num_seeds)
+    hps = stack_hyperparams([hp] * num_seeds)
+    train, compile_s = bench.compile_timed(jax.vmap(trainer), (keys, hps))
+    rollout, _ = bench.compile_timed(jax.vmap(rollouts_only(trainer)), (keys, hps))
+    floor, _ = bench.compile_timed(jax.vmap(bench.make_env_only(trainer.spec, config)), (keys,))
+    times = bench.time_alternating(
+        [(train, (keys, hps)), (rollout, (keys, hps)), (floor, (keys,))], repeats
+    )
+    per_update = [statistics.median(t) / config.num_updates for t in times]
+    flops = matmul_flops_per_env_step(trainer)
+    return {
+        "num_envs": num_envs,
+        "num_seeds": num_seeds,
+        "num_updates": config.num_updates,
+        "compile_s": compile_s,
+        "trainer_ms_per_update": 1e3 * per_update[0],
+        "rollout_ms_per_update": 1e3 * per_update[1],
+        "update_ms_per_update": 1e3 * (per_update[0] - per_update[1]),
+        "env_only_ms_per_update": 1e3 * per_update[2],
+        "fraction_of_floor": per_update[2] / per_update[0],
+        "matmul_flops_per_env_step": flops,
+        "learner_gflops_per_s": flops * num_seeds * config.batch_size / per_update[0] / 1e9,
+    }
+
+
+def loop_rate(fn, args, iterations: int, flops_per_iteration: float) -> dict:
+    """GFLOP/s and microseconds per iteration of `fn` run `iterations` times in a fori_loop."""
+    compiled = jax.jit(fn).lower(*args).compile()
+    jax.block_until_ready(compiled(*args))
+    times = []
+    for _ in range(7):
+        start = time.perf_counter()
+        jax.block_until_ready(compiled(*args))
+        times.append(time.perf_counter() - start)
+    seconds = statistics.median(times) / iterations
+    return {"us_per_product": 1e6 * seconds, "gflops_per_s": flops_per_iteration / seconds / 1e9}
+
+
+def product_rates() -> dict:
+    key_x, key_w = jax.random.split(jax.random.key(0))
+    x = jax.random.normal(key_x, (128, 64))
+    w = 0.1 * jax.random.normal(key_w, (64, 64))
+    xs, ws = jnp.stack([x] * 16), jnp.stack([w] * 16)
+    big = jax.random.normal(key_x, (65536, 64))
+    n, small, many = 1000, 2 * 128 * 64 * 64, 2 * 16 * 128 * 64 * 64
+
+    def hidden(x, w):
+        return jax.lax.fori_loop(0, n, lambda i, x: jnp.tanh(x @ w), x)
+
+    def hidden_runs(x, w):
+        return jax.lax.fori_loop(0, n, lambda i, x: jnp.tanh(jnp.einsum("kbi,kij->kbj", x, w)), x)
+
+    def forward_big(x, w):
+        return jax.lax.fori_loop(0, 20, lambda i, w: w + 1e-9 * (x @ w)[:64], w)
+
+    def forward_and_weight_grad_big(x, w):  # x.T @ x alone would be hoisted out of the loop
+        return jax.lax.fori_loop(0, 20, lambda i, w: w - 1e-9 * (x.T @ (x @ w)), w)
+
+    big_flops = 2 * 65536 * 64 * 64
+    return {
+        "hidden_128x64x64": loop_rate(hidden, (x, w), n, small),
+        "hidden_16_runs_batched": loop_rate(hidden_runs, (xs, ws), n, many),
+        "forward_65536x64x64": loop_rate(forward_big, (big, w), 20, big_flops),
+        "forward_and_weight_grad_65536x64x64": loop_rate(
+            forward_and_weight_grad_big, (big, w), 20, 2 * big_flops
+        ),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, help="default: benchmarks/results/<device>")
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+    out = args.out or Path(__file__).parent / "results" / report.device_slug()
+    out.mkdir(parents=True, exist_ok=True)
+    stages = []
+    for num_envs, num_seeds in POINTS:
+        row = stage_times(num_envs, num_seeds, args.repeats)
+        print(
+            f"{num_seeds:>2} x {num_envs:<5} ms/update: trainer {row['trainer_ms_per_update']:.2f}"
+            f"  rollout {row['rollout_ms_per_update']:.2f}"
+            f"  update {row['update_ms_per_update']:.2f}"
+            f"  env only {row['env_only_ms_per_update']:.2f}"
+            f"  ({row['matmul_flops_per_env_step'] / 1e3:.0f} kFLOP/step,"
+            f" {row['learner_gflops_per_s']:.0f} GFLOP/s)",
+            flush=True,
+        )
+        stages.append(row)
+    products = product_rates()
+    for name, rate in products.items():
+        print(f"{name}: {rate['us_per_product']:.1f} us, {rate['gflops_per_s']:.0f} GFLOP/s")
+    result = {
+        "device": report.device_description(),
+        "versions": report.library_versions(),
+        "stages": stages,
+        "products": products,
+    }
+    (out / "stages.json").write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {out / 'stages.json'}")
+
+
+if __name__ == "__main__":
+    main()
