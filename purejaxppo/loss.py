@@ -81,12 +81,26 @@ def evaluate_batch(network: Network, params: dict, batch: Batch) -> tuple[Distri
 def ppo_loss(
     params: dict, network: Network, config: PPOConfig, hp: Hyperparams, batch: Batch
 ) -> tuple[jax.Array, LossInfo]:
-    """Total loss (policy + vf_coef * value - ent_coef * entropy) and its diagnostics."""
+    """Total loss (policy + vf_coef * value - ent_coef * entropy) and its diagnostics, with
+    the batch's advantages normalised first if `config.normalize_advantages`."""
+    return ppo_objective(params, network, config, hp, prepare_advantages(config, batch))
+
+
+def prepare_advantages(config: PPOConfig, batch: Batch) -> Batch:
+    """The batch with its advantages normalised over the batch (if the config says so)."""
+    if not config.normalize_advantages:
+        return batch
+    return batch._replace(advantage=normalize(batch.advantage))
+
+
+def ppo_objective(
+    params: dict, network: Network, config: PPOConfig, hp: Hyperparams, batch: Batch
+) -> tuple[jax.Array, LossInfo]:
+    """`ppo_loss` on advantages taken as they are; every term is a mean over the samples."""
     dist, value = evaluate_batch(network, params, batch)
     log_ratio = dist.log_prob(batch.action) - batch.log_prob
     ratio = jnp.exp(log_ratio)
-    advantage = normalize(batch.advantage) if config.normalize_advantages else batch.advantage
-    policy = clipped_surrogate_loss(ratio, advantage, hp.clip_eps)
+    policy = clipped_surrogate_loss(ratio, batch.advantage, hp.clip_eps)
     critic = value_loss(value, batch.value, batch.target, hp.clip_eps, config.clip_value_loss)
     entropy = jnp.mean(dist.entropy())
     total = policy + hp.vf_coef * critic - hp.ent_coef * entropy

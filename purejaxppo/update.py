@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import optax
 
 from purejaxppo.config import Hyperparams, PPOConfig
-from purejaxppo.loss import Batch, LossInfo, ppo_loss
+from purejaxppo.loss import Batch, LossInfo, ppo_objective, prepare_advantages
 from purejaxppo.networks import Network
 from purejaxppo.permutation import random_permutation
 from purejaxppo.rollout import Transition
@@ -110,6 +110,62 @@ def make_minibatches(config: PPOConfig, batch: Batch, key: jax.Array) -> Batch:
     return shuffle_into_minibatches(batch, key, config.num_minibatches)
 
 
+# On the CPU, samples per gradient pass at most: a larger flat minibatch is split into equal
+# chunks whose gradients are averaged, so its activations stay in cache (`minibatch_gradient`).
+# Measured on the project's 2-core CPU (cartpole, A/B in one process): a 65,536-sample
+# minibatch in 4 passes of 16,384 made the whole 1 x 2048 run 1.17x faster (8,192: 1.17x,
+# 4,096: 1.13x), while a 16,384-sample minibatch in 2 or 4 passes was 4-8% slower.
+CPU_GRADIENT_CHUNK = 16384
+
+
+def default_gradient_chunk() -> int | None:
+    """`CPU_GRADIENT_CHUNK` on the CPU; None elsewhere (accelerators like one large pass)."""
+    return CPU_GRADIENT_CHUNK if jax.default_backend() == "cpu" else None
+
+
+def gradient_chunks(config: PPOConfig, max_chunk: int | None) -> int:
+    """How many equal chunks a minibatch's gradient is computed in: the fewest of at most
+    `max_chunk` samples each that divide the minibatch (1 for recurrent sequences, or when
+    `max_chunk` is None)."""
+    size = config.batch_size // config.num_minibatches
+    if config.recurrent or max_chunk is None or size <= max_chunk:
+        return 1
+    return next(c for c in range(-(-size // max_chunk), size + 1) if size % c == 0)
+
+
+def minibatch_gradient(
+    network: Network,
+    config: PPOConfig,
+    hp: Hyperparams,
+    params: Any,
+    minibatch: Batch,
+    chunks: int = 1,
+) -> tuple[LossInfo, Any]:
+    """The loss diagnostics and gradient of one minibatch `[b, ...]`.
+
+    With `chunks > 1` (flat samples), advantages are normalised over the whole minibatch,
+    then the gradients and diagnostics of `chunks` equal slices are averaged in a scan: the
+    same mean loss and gradient, up to float summation order, from passes whose activations
+    fit in cache (at b = 65,536 one pass is 20% slower than 8 passes of 8,192 on the CPU).
+    """
+    minibatch = prepare_advantages(config, minibatch)
+    grad_fn = jax.value_and_grad(ppo_objective, has_aux=True)
+    if chunks == 1:
+        (_, info), grads = grad_fn(params, network, config, hp, minibatch)
+        return info, grads
+
+    def add_chunk(total, chunk: Batch):
+        (_, info), grads = grad_fn(params, network, config, hp, chunk)
+        return jax.tree.map(jnp.add, total, (info, grads)), None
+
+    sliced = jax.tree.map(lambda x: x.reshape((chunks, -1, *x.shape[1:])), minibatch)
+    zeros = jax.tree.map(
+        jnp.zeros_like, jax.eval_shape(lambda: grad_fn(params, network, config, hp, minibatch))
+    )
+    (info, grads), _ = jax.lax.scan(add_chunk, (zeros[0][1], zeros[1]), sliced)
+    return jax.tree.map(lambda x: x / chunks, (info, grads))
+
+
 def update_policy(
     network: Network,
     config: PPOConfig,
@@ -119,6 +175,7 @@ def update_policy(
     batch: Batch,
     key: jax.Array,
     learning_rate: jax.Array,
+    max_chunk: int | str | None = "default",
 ) -> tuple[Any, Any, LossInfo, jax.Array, jax.Array]:
     """Run `update_epochs x num_minibatches` optimizer steps on `batch` `[B, ...]`.
 
@@ -128,14 +185,16 @@ def update_policy(
 
     Returns the new params and optimizer state, the loss diagnostics and the pre-clipping
     gradient norm, each averaged over the steps of the epochs kept, and the number of epochs
-    kept (int32).
+    kept (int32). `max_chunk` caps the samples per gradient pass (`gradient_chunks`; the
+    default is `default_gradient_chunk()`, None for one pass per minibatch).
     """
     optimizer = make_optimizer(hp, learning_rate)
-    grad_fn = jax.value_and_grad(ppo_loss, has_aux=True)
+    max_chunk = default_gradient_chunk() if max_chunk == "default" else max_chunk
+    chunks = gradient_chunks(config, max_chunk)
 
     def minibatch_step(carry, minibatch: Batch):
         params, opt_state = carry
-        (_, info), grads = grad_fn(params, network, config, hp, minibatch)
+        info, grads = minibatch_gradient(network, config, hp, params, minibatch, chunks)
         updates, opt_state = optimizer.update(grads, opt_state, params)
         params = optax.apply_updates(params, updates)
         return (params, opt_state), (info, optax.tree.norm(grads))

@@ -11,12 +11,19 @@ import pytest
 from purejaxppo import Hyperparams, PPOConfig, make_train
 from purejaxppo.config import stack_hyperparams
 from purejaxppo.envs import reset_envs
+from purejaxppo.gae import compute_gae
 from purejaxppo.loss import LossInfo
 from purejaxppo.networks import init_network, initial_memory
 from purejaxppo.population import final_returns
 from purejaxppo.rollout import Transition, collect_rollout
 from purejaxppo.train import summarize_update
-from purejaxppo.update import learning_rate_at, make_optimizer
+from purejaxppo.update import (
+    gradient_chunks,
+    learning_rate_at,
+    make_batch,
+    make_optimizer,
+    update_policy,
+)
 
 CONFIG = PPOConfig(
     num_envs=4, num_steps=8, total_timesteps=4 * 8 * 5, update_epochs=2, num_minibatches=2
@@ -151,3 +158,46 @@ def test_target_kl_stops_remaining_epochs_per_run_under_vmap():
     assert not np.allclose(
         jax.tree.leaves(out.state.params)[0][0], jax.tree.leaves(plain.state.params)[0]
     )
+
+
+def test_chunked_gradient_passes_equal_one_pass_per_minibatch():
+    """The CPU's cache-sized gradient chunks must not change the update: one update from the
+    same rollout with 4 chunks per minibatch equals one pass (params, diagnostics, grad norm)."""
+    config = PPOConfig(
+        num_envs=16, num_steps=32, total_timesteps=16 * 32 * 2, update_epochs=2, num_minibatches=2
+    )
+    assert gradient_chunks(config, 64) == 4 and gradient_chunks(config, None) == 1
+    assert gradient_chunks(config, 100) == 4  # the fewest chunks of <= 100 that divide 256
+    assert gradient_chunks(config.replace(recurrent=True), 64) == 1
+    trainer = make_train(config)
+    hp = Hyperparams()
+    state = trainer.init(jax.random.key(0), hp)
+    _, _, tr = collect_rollout(
+        trainer.network, trainer.spec, state.params, state.runner, None, jax.random.key(1), 32
+    )
+    advantage, target = compute_gae(
+        tr.reward, tr.value, tr.next_value, tr.terminated, tr.truncated, hp.gamma, hp.gae_lambda
+    )
+    batch = make_batch(config, tr, advantage, target, None)
+    chex.assert_shape(batch.advantage, (512,))
+
+    def update(max_chunk):
+        return update_policy(
+            trainer.network,
+            config,
+            hp,
+            state.params,
+            state.opt_state,
+            batch,
+            jax.random.key(2),
+            hp.learning_rate,
+            max_chunk=max_chunk,
+        )
+
+    one_pass, chunked = jax.jit(lambda: update(None))(), jax.jit(lambda: update(64))()
+    for a, b in zip(jax.tree.leaves(one_pass), jax.tree.leaves(chunked), strict=True):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=2e-5, atol=1e-6)
+    moved = jax.tree.leaves(
+        jax.tree.map(lambda a, b: jnp.abs(a - b).max(), one_pass[0], state.params)
+    )
+    assert max(float(m) for m in moved) > 1e-4  # the update did something to compare
