@@ -125,12 +125,14 @@ def default_gradient_chunk() -> int | None:
 
 def gradient_chunks(config: PPOConfig, max_chunk: int | None) -> int:
     """How many equal chunks a minibatch's gradient is computed in: the fewest of at most
-    `max_chunk` samples each that divide the minibatch (1 for recurrent sequences, or when
-    `max_chunk` is None)."""
+    `max_chunk` samples each that divide the minibatch, if such chunks hold at least half of
+    `max_chunk` (smaller ones would cost more than they save); otherwise 1, as for recurrent
+    sequences or `max_chunk` None."""
     size = config.batch_size // config.num_minibatches
     if config.recurrent or max_chunk is None or size <= max_chunk:
         return 1
-    return next(c for c in range(-(-size // max_chunk), size + 1) if size % c == 0)
+    fewest = -(-size // max_chunk)
+    return next((c for c in range(fewest, 2 * fewest + 1) if size % c == 0), 1)
 
 
 def minibatch_gradient(
