@@ -39,7 +39,8 @@ def rollouts_only(trainer: Trainer):
     config = trainer.config
 
     def run(key, hp):
-        state = init_state(trainer, key, hp)
+        key_init, key = jax.random.split(key)
+        state = init_state(trainer, key_init, hp)
 
         def body(carry, key):
             runner, hidden = carry
@@ -52,7 +53,9 @@ def rollouts_only(trainer: Trainer):
                 key,
                 config.num_steps,
             )
-            return (runner, hidden), tr.reward.sum() + tr.log_prob.sum() + tr.next_value.sum()
+            # Every float output is used, so XLA keeps all the work the trainer does.
+            floats = [x for x in jax.tree.leaves(tr) if jnp.issubdtype(x.dtype, jnp.floating)]
+            return (runner, hidden), sum(jnp.sum(x) for x in floats)
 
         keys = jax.random.split(key, config.num_updates)
         _, out = jax.lax.scan(body, (state.runner, state.hidden), keys)

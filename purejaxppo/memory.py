@@ -5,7 +5,8 @@ Per run, the learner's working set scales with the env steps of one update
 
 - the rollout: observation and pre-reset observation, action, log-prob, value, next value,
   reward, flags and episode statistics, then the flattened batch with advantages, targets
-  and its shuffled copy: about `4 * obs + 3 * act + 16` floats;
+  and its shuffled copy, and the sampling noise drawn before the rollout (A floats for A
+  actions or action dimensions): about `4 * obs + 3 * act + A + 16` floats;
 - activations: about 1.5 floats per hidden unit (both towers), and as much again per unit
   of a conv feature map. This term is calibrated against XLA's own analysis of the compiled
   program (`compiled.memory_analysis()`): XLA keeps full-batch activations (the bootstrap
@@ -16,9 +17,9 @@ Per run, the learner's working set scales with the env steps of one update
   bootstrap values, and the gates of the replayed sequences with their gradients), against
   XLA's 6.5-7.4 for GRU widths 128 and 256.
 
-So `bytes ~= 4 * runs * num_envs * num_steps * (4 * obs + 3 * act + 16 + 1.5 * units
+So `bytes ~= 4 * runs * num_envs * num_steps * (4 * obs + 3 * act + A + 16 + 1.5 * units
 + 7 * gru)`.
-CartPole (obs 4, 2x64 hidden): ~910 bytes per env step per run; XLA reports 570-830
+CartPole (obs 4, 2 actions, 2x64 hidden): ~920 bytes per env step per run; XLA reports 570-830
 depending on sizes. The model errs high: tests/test_memory.py keeps it between 0.67x and 2x
 of XLA's figure over several envs and sizes. Parameters, optimizer state and metrics are
 small beside it.
@@ -41,11 +42,12 @@ HEADROOM = 0.8  # use at most this share of what the device has free
 def bytes_per_env_step(config: PPOConfig, spec: EnvSpec) -> float:
     obs = math.prod(spec.obs_shape)
     act = 1 if spec.discrete else spec.action_dim
+    noise = spec.action_dim  # the rollout's sampling noise, drawn before its scan
     units = 2 * sum(config.hidden_sizes)  # actor and critic towers
     if config.network == "cnn":
         units += 2 * 16 * math.prod(spec.obs_shape[:-1])  # 16-channel feature map per tower
     memory = 7 * config.gru_size if config.recurrent else 0  # GRU states, gates, gradients
-    return FLOAT_BYTES * (4 * obs + 3 * act + 16 + 0.75 * units + memory)
+    return FLOAT_BYTES * (4 * obs + 3 * act + noise + 16 + 0.75 * units + memory)
 
 
 def estimate_bytes(config: PPOConfig, spec: EnvSpec, num_runs: int) -> int:

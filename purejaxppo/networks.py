@@ -91,8 +91,9 @@ def orthonormal_columns(a: jax.Array) -> jax.Array:
 
 @flax.struct.dataclass
 class OrthogonalKernel(nn.meta.AxisMetadata):
-    """A kernel declared orthogonal (times `scale`): zeros until `init_network` fills every
-    such kernel of a network from one `orthogonal_matrices` call."""
+    """A kernel declared orthogonal (times `scale`): NaN (so a network used without
+    `init_network` fails loudly) until `init_network` fills every such kernel of a network
+    from one `orthogonal_matrices` call."""
 
     value: jax.Array
     scale: float = flax.struct.field(pytree_node=False)
@@ -114,7 +115,7 @@ def orthogonal_kernel(scale: float) -> Callable[..., OrthogonalKernel]:
     """The modules' kernel initializer: declares the kernel; `init_network` draws it."""
 
     def declare(key: jax.Array, shape: Sequence[int], dtype: jnp.dtype = jnp.float32):
-        return OrthogonalKernel(jnp.zeros(shape, dtype), scale)
+        return OrthogonalKernel(jnp.full(shape, jnp.nan, dtype), scale)
 
     return declare
 
@@ -216,7 +217,9 @@ class RecurrentActorCritic(nn.Module):
             obs_ndim=self.obs_ndim,
             conv=self.conv,
         )
-        self.cell = nn.GRUCell(self.gru_size)
+        # Its recurrent kernels join the network's one orthogonal draw (flax's default is a
+        # LAPACK QR each); its input kernels keep flax's LeCun normal.
+        self.cell = nn.GRUCell(self.gru_size, recurrent_kernel_init=orthogonal_kernel(1.0))
         head = dict(hidden_sizes=self.hidden_sizes[1:], activation=self.activation, obs_ndim=1)
         self.actor = Tower(out_features=self.action_dim, out_scale=0.01, **head)
         self.critic = Tower(out_features=1, out_scale=1.0, **head)

@@ -132,7 +132,7 @@ def gradient_chunks(config: PPOConfig, max_chunk: int | None) -> int:
     if config.recurrent or max_chunk is None or size <= max_chunk:
         return 1
     fewest = -(-size // max_chunk)
-    return next((c for c in range(fewest, 2 * fewest + 1) if size % c == 0), 1)
+    return next((c for c in range(fewest, 2 * size // max_chunk + 1) if size % c == 0), 1)
 
 
 def minibatch_gradient(
@@ -161,10 +161,9 @@ def minibatch_gradient(
         return jax.tree.map(jnp.add, total, (info, grads)), None
 
     sliced = jax.tree.map(lambda x: x.reshape((chunks, -1, *x.shape[1:])), minibatch)
-    zeros = jax.tree.map(
-        jnp.zeros_like, jax.eval_shape(lambda: grad_fn(params, network, config, hp, minibatch))
-    )
-    (info, grads), _ = jax.lax.scan(add_chunk, (zeros[0][1], zeros[1]), sliced)
+    zero_info = LossInfo(*([jnp.zeros((), jnp.float32)] * len(LossInfo._fields)))
+    zeros = (zero_info, jax.tree.map(jnp.zeros_like, params))
+    (info, grads), _ = jax.lax.scan(add_chunk, zeros, sliced)
     return jax.tree.map(lambda x: x / chunks, (info, grads))
 
 

@@ -66,6 +66,7 @@ def test_sample_with_noise_equals_sample_from_its_key():
     logits = jax.random.normal(jax.random.key(6), (7, 3))
     cat = Categorical(logits)
     noise = draw_noise(True, key, logits.shape)
+    np.testing.assert_array_equal(jax.random.categorical(key, logits), cat.sample_with(noise))
     np.testing.assert_array_equal(cat.sample(key), cat.sample_with(noise))
     gauss = DiagGaussian(logits, jnp.full((3,), -0.5))
     np.testing.assert_allclose(gauss.sample(key), gauss.sample_with(draw_noise(False, key, (7, 3))))

@@ -28,8 +28,10 @@ def test_orthogonal_init_is_random_and_unbiased():
     np.testing.assert_allclose(ws.var(0).mean(), 1 / 8, rtol=0.1)
 
 
-def test_batched_init_makes_no_lapack_call():
-    trainer = make_train(PPOConfig(num_envs=4, num_steps=8, total_timesteps=32))
+@pytest.mark.parametrize("recurrent", [False, True])
+def test_batched_init_makes_no_lapack_call(recurrent):
+    config = PPOConfig(num_envs=4, num_steps=8, total_timesteps=32, recurrent=recurrent)
+    trainer = make_train(config)
     obs = jnp.zeros((1, 4))
     init = jax.vmap(lambda k: init_network(trainer.network, k, obs))
     closed = jax.make_jaxpr(init)(jax.random.split(jax.random.key(0), 3))

@@ -170,7 +170,7 @@ def test_chunked_gradient_passes_equal_one_pass_per_minibatch():
     assert gradient_chunks(config, 100) == 4  # the fewest chunks of <= 100 that divide 256
     assert gradient_chunks(config.replace(recurrent=True), 64) == 1
     prime = PPOConfig(num_envs=1, num_steps=127, total_timesteps=127, num_minibatches=1)
-    assert gradient_chunks(prime, 16) == 1  # no chunks of 8..16 samples divide 127
+    assert gradient_chunks(prime, 16) == 1  # 127 is prime: no chunks of 8 to 16 samples
     trainer = make_train(config)
     hp = Hyperparams()
     state = trainer.init(jax.random.key(0), hp)
