@@ -35,15 +35,6 @@ _ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
 }
 
 
-def orthogonal_init(scale: float = 1.0) -> Callable[..., jax.Array]:
-    """Initializer: a Haar-random orthogonal matrix times `scale` (see `orthogonal_matrices`)."""
-
-    def init(key: jax.Array, shape: Sequence[int], dtype: jnp.dtype = jnp.float32) -> jax.Array:
-        return orthogonal_matrices(key, [tuple(shape)], [scale])[0].astype(dtype)
-
-    return init
-
-
 def orthogonal_matrices(
     key: jax.Array, shapes: Sequence[tuple[int, ...]], scales: Sequence[float]
 ) -> list[jax.Array]:
@@ -67,9 +58,8 @@ def orthogonal_matrices(
     gaussian = jax.random.normal(key, mask.shape, jnp.float32) * mask
     q = jax.vmap(orthonormal_columns)(gaussian)
     out = []
-    for i, (shape, scale) in enumerate(zip(shapes, scales, strict=True)):
-        (rows, cols), (m, k) = sizes[i], tall[i]
-        corner = q[i, :m, :k]
+    for q_i, (rows, cols), (m, k), shape, scale in zip(q, sizes, tall, shapes, scales, strict=True):
+        corner = q_i[:m, :k]
         out.append((scale * (corner if rows >= cols else corner.T)).reshape(shape))
     return out
 

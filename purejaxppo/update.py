@@ -176,7 +176,7 @@ def update_policy(
     batch: Batch,
     key: jax.Array,
     learning_rate: jax.Array,
-    max_chunk: int | str | None = "default",
+    chunks: int | None = None,
 ) -> tuple[Any, Any, LossInfo, jax.Array, jax.Array]:
     """Run `update_epochs x num_minibatches` optimizer steps on `batch` `[B, ...]`.
 
@@ -186,12 +186,12 @@ def update_policy(
 
     Returns the new params and optimizer state, the loss diagnostics and the pre-clipping
     gradient norm, each averaged over the steps of the epochs kept, and the number of epochs
-    kept (int32). `max_chunk` caps the samples per gradient pass (`gradient_chunks`; the
-    default is `default_gradient_chunk()`, None for one pass per minibatch).
+    kept (int32). `chunks` is the number of gradient passes per minibatch
+    (`minibatch_gradient`); None picks `gradient_chunks(config, default_gradient_chunk())`.
     """
     optimizer = make_optimizer(hp, learning_rate)
-    max_chunk = default_gradient_chunk() if max_chunk == "default" else max_chunk
-    chunks = gradient_chunks(config, max_chunk)
+    if chunks is None:
+        chunks = gradient_chunks(config, default_gradient_chunk())
 
     def minibatch_step(carry, minibatch: Batch):
         params, opt_state = carry

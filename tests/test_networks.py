@@ -7,7 +7,12 @@ import numpy as np
 import pytest
 
 from purejaxppo import PPOConfig, make_train
-from purejaxppo.networks import init_network, orthogonal_init, orthogonal_matrices
+from purejaxppo.networks import init_network, orthogonal_matrices
+
+
+def orthogonal_init(scale):
+    """One orthogonal array of `shape` times `scale`, as an initializer."""
+    return lambda key, shape: orthogonal_matrices(key, [tuple(shape)], [scale])[0]
 
 
 @pytest.mark.parametrize("shape", [(64, 64), (4, 64), (64, 2), (3, 3, 4, 16)])
