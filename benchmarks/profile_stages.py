@@ -25,6 +25,7 @@ import jax
 import jax.numpy as jnp
 
 from purejaxppo import bench, report
+from purejaxppo.compiling import trainer_compiler_options
 from purejaxppo.config import stack_hyperparams
 from purejaxppo.networks import init_network
 from purejaxppo.presets import PRESETS
@@ -86,8 +87,9 @@ def stage_times(num_envs: int, num_seeds: int, repeats: int) -> dict:
     trainer = make_train(config)
     keys = jax.random.split(jax.random.key(0), num_seeds)
     hps = stack_hyperparams([hp] * num_seeds)
-    train, compile_s = bench.compile_timed(jax.vmap(trainer), (keys, hps))
-    rollout, _ = bench.compile_timed(jax.vmap(rollouts_only(trainer)), (keys, hps))
+    options = trainer_compiler_options()
+    train, compile_s = bench.compile_timed(jax.vmap(trainer), (keys, hps), options)
+    rollout, _ = bench.compile_timed(jax.vmap(rollouts_only(trainer)), (keys, hps), options)
     floor, _ = bench.compile_timed(jax.vmap(bench.make_env_only(trainer.spec, config)), (keys,))
     times = bench.time_alternating(
         [(train, (keys, hps)), (rollout, (keys, hps)), (floor, (keys,))], repeats

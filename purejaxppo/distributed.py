@@ -38,6 +38,7 @@ from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from purejaxppo.compiling import trainer_compiler_options
 from purejaxppo.config import ConfigError
 
 if TYPE_CHECKING:  # not at run time: they import gymnax, which starts the XLA backend
@@ -138,7 +139,9 @@ def shard_over_runs(
         check_run_axis(args, mesh.size)  # shapes are static: this runs at trace time
         return mapped(*args)
 
-    return jax.jit(sharded, donate_argnums=donate_argnums)
+    return jax.jit(
+        sharded, donate_argnums=donate_argnums, compiler_options=trainer_compiler_options()
+    )
 
 
 def run_sharding(mesh: Mesh) -> NamedSharding:

