@@ -4,7 +4,7 @@ On the CPU, LLVM's optimisation level 1 instead of XLA's default 3: the cartpole
 program compiles in about 2.7 s instead of 3.8 s, while its run time stays within the noise
 of this project's 2-core CPU (measured in one process against level 3 at 1 x 4, 16 x 4 and
 1 x 2048 envs, and for the pendulum and breakout-minatar presets; the README's Performance
-section). Level 0 is not worth it: the env-only program alone runs 2-5x slower.
+section). Level 0 is not worth it: the env-only program alone runs 1.7-4.8x slower.
 Accelerators keep XLA's defaults.
 
 This module imports nothing that starts the XLA backend: `trainer_compiler_options` asks

@@ -1,0 +1,43 @@
+"""benchmarks/run_grid.py's aggregation: per point, the median over processes of every
+timing and of the per-process fractions of the floor, with their range and the rows kept."""
+
+import importlib.util
+import sys
+from pathlib import Path
+
+SCRIPT = Path(__file__).parent.parent / "benchmarks" / "run_grid.py"
+
+
+def load_script():
+    spec = importlib.util.spec_from_file_location("run_grid", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def fake_row(num_envs: int, sps: float, floor: float) -> dict:
+    row = {"env": "CartPole-v1", "num_envs": num_envs, "num_seeds": 1, "run_times": [1.0]}
+    row |= {"compile_s": sps / 1e5, "run_s": 1 / sps, "sps": sps, "env_only_sps": floor}
+    row |= {"env_only_run_s": 1 / floor, "peak_bytes": 100, "env_only_run_times": [1.0]}
+    return row | {"fraction_of_floor": sps / floor}
+
+
+def test_median_rows_take_each_figure_over_processes():
+    grid = load_script()
+    processes = [
+        [fake_row(4, 100.0, 1000.0), fake_row(64, 10.0, 100.0)],
+        [fake_row(4, 300.0, 1000.0), fake_row(64, 30.0, 200.0)],
+        [fake_row(4, 200.0, 4000.0), fake_row(64, 20.0, 400.0)],
+    ]
+    small, large = grid.median_rows(processes)
+    assert small["num_envs"] == 4 and large["num_envs"] == 64
+    assert small["sps"] == 200.0 and small["env_only_sps"] == 1000.0
+    assert small["fraction_of_floor"] == 0.1  # median of 0.1, 0.3, 0.05
+    assert small["fraction_of_floor_range"] == [0.05, 0.3]
+    assert large["fraction_of_floor"] == 0.1  # median of 0.1, 0.15, 0.05
+    assert [p["sps"] for p in small["processes"]] == [100.0, 300.0, 200.0]
+    assert "run_times" not in small and "env_only_run_times" not in small
+    table = grid.markdown_table([small, large], "cpu", {"jax": "0"}, 3)
+    assert "| 1 x 4 | 200 | 1,000 | 10.0 | 5.0-30.0 |" in table
+    assert "medians over 3 processes" in table
