@@ -1,24 +1,13 @@
 """benchmarks/learning.py on a tiny budget: learning.json, learning.md and a PNG per preset."""
 
-import importlib.util
 import json
 import math
-import sys
-from pathlib import Path
 
-BENCHMARK = Path(__file__).parent.parent / "benchmarks" / "learning.py"
-
-
-def load_benchmark():
-    spec = importlib.util.spec_from_file_location("learning_benchmark", BENCHMARK)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while executing it
-    spec.loader.exec_module(module)
-    return module
+from benchmark_scripts import load_benchmark_script
 
 
 def test_learning_benchmark_writes_json_table_and_curves(tmp_path):
-    learning = load_benchmark()
+    learning = load_benchmark_script("learning")
     argv = ["--presets", "mountaincar-continuous", "--seeds", "2", "--total-timesteps", "4096"]
     rows = learning.main([*argv, "--eval-episodes", "2", "--out", str(tmp_path)])
     assert [row["preset"] for row in rows] == ["mountaincar-continuous"]
@@ -44,7 +33,7 @@ def test_learning_benchmark_writes_json_table_and_curves(tmp_path):
 
 
 def test_earlier_rows_of_other_presets_are_kept(tmp_path):
-    learning = load_benchmark()
+    learning = load_benchmark_script("learning")
     path = tmp_path / "learning.json"
     rows = [{"preset": "cartpole"}, {"preset": "acrobot"}]
     path.write_text(json.dumps({"device": "cpu:cpu x1", "presets": rows}))
@@ -54,7 +43,7 @@ def test_earlier_rows_of_other_presets_are_kept(tmp_path):
 
 
 def test_reference_is_met_within_five_percent_of_its_worse_end():
-    learning = load_benchmark()
+    learning = load_benchmark_script("learning")
     pendulum = learning.REFERENCES["pendulum"]
     assert math.isclose(pendulum.met_at, -178.5)
     assert learning.is_met(-175.0, pendulum) and not learning.is_met(-180.0, pendulum)

@@ -1,26 +1,13 @@
 """benchmarks/profile_kernels.py on a tiny point: XLA's kernel trace is read back, the
 matrix products are told from the rest, and the shares add up."""
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import jax
 import jax.numpy as jnp
-
-SCRIPT = Path(__file__).parent.parent / "benchmarks" / "profile_kernels.py"
-
-
-def load_script():
-    spec = importlib.util.spec_from_file_location("profile_kernels", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+from benchmark_scripts import load_benchmark_script
 
 
 def test_products_are_told_from_elementwise_kernels():
-    kernels = load_script()
+    kernels = load_benchmark_script("profile_kernels")
     x = jnp.ones((256, 64))
     text = jax.jit(lambda x: jnp.tanh(x @ x.T).sum() + jnp.exp(x).sum()).lower(x).compile()
     names = kernels.product_kernels(text.as_text())
@@ -31,7 +18,7 @@ def test_products_are_told_from_elementwise_kernels():
 
 
 def test_profile_point_reads_the_trace():
-    kernels = load_script()
+    kernels = load_benchmark_script("profile_kernels")
     row = kernels.profile_point(num_envs=2, num_seeds=2, updates=1)
     shares = row["share_matrix_products"] + row["share_sort"] + row["share_other"]
     assert abs(shares - 1.0) < 1e-9

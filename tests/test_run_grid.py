@@ -1,19 +1,7 @@
 """benchmarks/run_grid.py's aggregation: per point, the median over processes of every
 timing and of the per-process fractions of the floor, with their range and the rows kept."""
 
-import importlib.util
-import sys
-from pathlib import Path
-
-SCRIPT = Path(__file__).parent.parent / "benchmarks" / "run_grid.py"
-
-
-def load_script():
-    spec = importlib.util.spec_from_file_location("run_grid", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+from benchmark_scripts import load_benchmark_script
 
 
 def fake_row(num_envs: int, sps: float, floor: float) -> dict:
@@ -24,7 +12,7 @@ def fake_row(num_envs: int, sps: float, floor: float) -> dict:
 
 
 def test_median_rows_take_each_figure_over_processes():
-    grid = load_script()
+    grid = load_benchmark_script("run_grid")
     processes = [
         [fake_row(4, 100.0, 1000.0), fake_row(64, 10.0, 100.0)],
         [fake_row(4, 300.0, 1000.0), fake_row(64, 30.0, 200.0)],
