@@ -5,7 +5,7 @@
 For the three target points of the cartpole grid (1 x 4, 16 x 4, 1 x 2048) it compiles
 `--updates` update steps in one scan, as `train` compiles them, with XLA's per-kernel trace
 events on (`xla_cpu_enable_xprof_traceme`), runs them once under `jax.profiler` and reads the
-trace back: busy time per worker thread, and each kernel's total time, classed as a matrix
+trace back: busy time per XLA worker thread, and each kernel's total time, classed as a matrix
 product (a `dot`, or a fusion whose root is one) or the rest (elementwise and reductions,
 sorts, copies). Tracing adds a cost per kernel, so the shares are what to read, not the
 absolute times (the profiled wall time is stored beside the unprofiled one).
@@ -61,14 +61,18 @@ def kernel_events(trace_dir: Path) -> tuple[list[dict], dict[tuple[int, int], st
     return [e for e in events if e.get("ph") == "X"], threads
 
 
-def is_kernel(name: str) -> bool:
-    """A leaf kernel event, not the executor's, the loops' or Python's own spans."""
-    return not (name.startswith(("Thunk", "$", "Slinky")) or name.startswith("while"))
+def is_kernel(name: str, thread: str) -> bool:
+    """A leaf kernel event on one of XLA's worker threads: not the executor's or the loops'
+    own spans, nor anything on the Python thread."""
+    worker = thread.startswith("tf_XLAEigen")
+    return worker and not name.startswith(("Thunk", "Slinky", "while"))
 
 
 def profile_point(num_envs: int, num_seeds: int, updates: int) -> dict:
     config, hp = PRESETS["cartpole"]
-    config = config.replace(num_envs=num_envs, total_timesteps=num_envs * 128 * updates)
+    config = config.replace(
+        num_envs=num_envs, total_timesteps=num_envs * config.num_steps * updates
+    )
     trainer = make_train(config)
     keys = jax.random.split(jax.random.key(0), num_seeds)
     hps = stack_hyperparams([hp] * num_seeds)
@@ -96,10 +100,11 @@ def profile_point(num_envs: int, num_seeds: int, updates: int) -> dict:
     calls: collections.Counter = collections.Counter()
     per_thread: collections.Counter = collections.Counter()
     for e in events:
-        if is_kernel(e["name"]):
+        thread = threads.get((e["pid"], e["tid"]), "")
+        if is_kernel(e["name"], thread):
             per_kernel[e["name"]] += e["dur"]
             calls[e["name"]] += 1
-            per_thread[threads.get((e["pid"], e["tid"]), str(e["tid"]))] += e["dur"]
+            per_thread[thread] += e["dur"]
     total = sum(per_kernel.values())
     product_us = sum(v for k, v in per_kernel.items() if k in products)
     sort_us = sum(v for k, v in per_kernel.items() if k.startswith("sort"))

@@ -92,10 +92,8 @@ def median_rows(per_process: list[list[dict]]) -> list[dict]:
         fractions = [r["fraction_of_floor"] for r in point]
         row["fraction_of_floor"] = statistics.median(fractions)
         row["fraction_of_floor_range"] = [min(fractions), max(fractions)]
-        row["processes"] = [
-            {key: r[key] for key in (*MEDIAN_FIELDS, "fraction_of_floor", "run_times")}
-            for r in point
-        ]
+        kept = (*MEDIAN_FIELDS, "fraction_of_floor", "run_times", "env_only_run_times")
+        row["processes"] = [{key: r[key] for key in kept} for r in point]
         for key in ("run_times", "env_only_run_times"):
             row.pop(key, None)
         rows.append(row)

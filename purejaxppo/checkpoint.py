@@ -26,7 +26,9 @@ import orbax.checkpoint as ocp
 from purejaxppo.config import ConfigError
 from purejaxppo.train import Metrics, TrainState
 
-FORMAT_VERSION = 1
+# 2: the optimizer state is one flat vector per moment (`optax.flatten`); format 1 kept one
+# array per parameter and is refused with a message that says so.
+FORMAT_VERSION = 2
 CHECKPOINT_DIR = "checkpoints"
 
 

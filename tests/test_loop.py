@@ -10,7 +10,7 @@ import jax
 import numpy as np
 import pytest
 
-from purejaxppo import Hyperparams, PPOConfig, make_train
+from purejaxppo import Hyperparams, PPOConfig, checkpoint, make_train
 from purejaxppo.checkpoint import (
     CheckpointError,
     checkpoint_dir,
@@ -135,6 +135,17 @@ def test_mismatched_checkpoint_is_refused(population, uninterrupted, tmp_path):
     pendulum = make_train(CONFIG.replace(env="Pendulum-v1"))
     with pytest.raises(CheckpointError, match="does not match this run"):
         restore_checkpoint(tmp_path, abstract_train_state(pendulum, population), 4)
+
+
+def test_checkpoint_of_an_older_format_is_refused(
+    trainer, population, uninterrupted, tmp_path, monkeypatch
+):
+    monkeypatch.setattr(checkpoint, "FORMAT_VERSION", checkpoint.FORMAT_VERSION - 1)
+    _save(uninterrupted, tmp_path)
+    monkeypatch.undo()
+    old, new = checkpoint.FORMAT_VERSION - 1, checkpoint.FORMAT_VERSION
+    with pytest.raises(CheckpointError, match=f"has format {old}; this version reads format {new}"):
+        restore_checkpoint(tmp_path, abstract_train_state(trainer, population), 4)
 
 
 def test_missing_and_corrupt_checkpoints_are_refused(trainer, population, uninterrupted, tmp_path):
