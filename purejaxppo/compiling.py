@@ -1,11 +1,12 @@
 """The XLA options the training programs are compiled with, per backend.
 
 On the CPU, LLVM's optimisation level 1 instead of XLA's default 3: the cartpole preset's
-program compiles in about 2.7 s instead of 3.8 s, while its run time stays within the noise
-of this project's 2-core CPU (measured in one process against level 3 at 1 x 4, 16 x 4 and
-1 x 2048 envs, and for the pendulum and breakout-minatar presets; the README's Performance
-section). Level 0 is not worth it: the env-only program alone runs 1.7-4.8x slower.
-Accelerators keep XLA's defaults.
+program traces, lowers and compiles in about 2.7 s instead of 3.8 s (one process, with
+the flat optimizer; XLA's own part 2.2-2.6 s instead of 3.0-3.3 s), while its run time
+stays within the noise of this project's 2-core CPU (measured in one process against
+level 3 at 1 x 4, 16 x 4 and 1 x 2048 envs, and for the pendulum and breakout-minatar
+presets; the README's Performance section). Level 0 is not worth it: the env-only program
+alone runs 1.7-4.8x slower. Accelerators keep XLA's defaults.
 
 This module imports nothing that starts the XLA backend: `trainer_compiler_options` asks
 for the backend only when a program is built.

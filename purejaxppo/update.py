@@ -57,7 +57,8 @@ def make_optimizer(
     Both act on all parameters concatenated into one vector (`optax.flatten`): the same
     per-element Adam arithmetic in a few fused ops instead of a few per parameter array,
     which compiles faster (0.3-0.6 s less for the cartpole preset) and ran 1 x 4 about 5%
-    faster (one-process A/B). The optimizer state is flat: `mu` and `nu` are `[P]` vectors."""
+    faster (more SPS; one-process A/B). The optimizer state is flat: `mu` and `nu` are
+    `[P]` vectors (checkpoint format 2)."""
     return optax.flatten(
         optax.chain(
             optax.clip_by_global_norm(hp.max_grad_norm),
