@@ -215,8 +215,7 @@ def markdown_table(rows: list[dict[str, Any]], device: str) -> str:
 
 def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     args = parse_args(argv)
-    out = args.out or Path(__file__).parent / "results" / report.device_slug() / "learning"
-    out.mkdir(parents=True, exist_ok=True)
+    out = report.results_dir(args.out, Path(__file__).parent / "results", "learning")
     device, versions = report.device_description(), report.library_versions()
     command = " ".join(["python benchmarks/learning.py", *(argv or sys.argv[1:])])
     rows = earlier_rows(out / "learning.json", device, args.presets)

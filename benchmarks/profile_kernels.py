@@ -142,8 +142,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, help="default: benchmarks/results/<device>")
     parser.add_argument("--updates", type=int, default=4)
     args = parser.parse_args()
-    out = args.out or Path(__file__).parent / "results" / report.device_slug()
-    out.mkdir(parents=True, exist_ok=True)
+    out = report.results_dir(args.out, Path(__file__).parent / "results")
     rows = []
     for num_envs, num_seeds in POINTS:
         row = profile_point(num_envs, num_seeds, args.updates)

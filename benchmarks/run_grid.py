@@ -41,8 +41,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.processes < 1:
         parser.error("--processes must be at least 1")
-    out = args.out or Path(__file__).parent / "results" / report.device_slug()
-    out.mkdir(parents=True, exist_ok=True)
+    out = report.results_dir(args.out, Path(__file__).parent / "results")
     if args.processes == 1:
         rows = run_points(args.total_timesteps, args.repeats)
     else:

@@ -54,6 +54,13 @@ def device_slug() -> str:
     return re.sub(r"[^a-z0-9]+", "-", device.device_kind.lower()).strip("-")
 
 
+def results_dir(out: Path | None, results_root: Path, *parts: str) -> Path:
+    """`out`, or `results_root/<device_slug>/<parts...>` by default; created if missing."""
+    path = out or results_root.joinpath(device_slug(), *parts)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
 def return_stats(values: np.ndarray) -> dict[str, Any]:
     """mean/std/min/max over runs (NaN-aware: a run with no finished episode is skipped)."""
     finite = values[np.isfinite(values)]
