@@ -110,8 +110,63 @@ def orthogonal_kernel(scale: float) -> Callable[..., OrthogonalKernel]:
     return declare
 
 
+@jax.custom_vjp
+def dense_product(x: jax.Array, kernel: jax.Array) -> jax.Array:
+    """`x @ kernel`: `[..., in] x [in, out] -> [..., out]`, with the weight gradient taken in
+    the orientation XLA:CPU computes fastest (`_dense_product_bwd`); same values as autodiff
+    of the plain product."""
+    return jax.lax.dot_general(x, kernel, (((x.ndim - 1,), (0,)), ((), ())))
+
+
+def _dense_product_fwd(x: jax.Array, kernel: jax.Array):
+    return dense_product(x, kernel), (x, kernel)
+
+
+def _dense_product_bwd(residuals: tuple[jax.Array, jax.Array], g: jax.Array):
+    """Input gradient `g @ kernel.T` `[..., in]`; weight gradient `[in, out]` summed over all
+    samples, computed with the smaller of in and out as its rows.
+
+    Autodiff computes it as `(g.T @ x).T`, rows `out`. XLA:CPU contracts over the sample axis
+    4-5x faster when the result has few rows and many columns: for a 16,384-sample chunk a
+    `[4, 64]` first-layer gradient took 0.13 ms against 0.63 ms for `[64, 4]`, and a `[2, 64]`
+    policy-head gradient 0.12 ms against 0.62 ms for `[64, 2]`. The barrier keeps XLA from
+    folding the transpose back into the product."""
+    x, kernel = residuals
+    x_flat = x.reshape(-1, x.shape[-1])  # [S, in]
+    g_flat = g.reshape(-1, g.shape[-1])  # [S, out]
+    over_samples = (((0,), (0,)), ((), ()))
+    if kernel.shape[0] <= kernel.shape[1]:
+        grad_kernel = jax.lax.dot_general(x_flat, g_flat, over_samples)
+    else:
+        grad_kernel = jax.lax.optimization_barrier(
+            jax.lax.dot_general(g_flat, x_flat, over_samples)
+        ).T
+    grad_x = jax.lax.dot_general(g, kernel, (((g.ndim - 1,), (1,)), ((), ())))
+    return grad_x, grad_kernel
+
+
+dense_product.defvjp(_dense_product_fwd, _dense_product_bwd)
+
+
+def dense_dot_general(
+    lhs: jax.Array,
+    rhs: jax.Array,
+    dimension_numbers,
+    precision=None,
+    preferred_element_type=None,
+) -> jax.Array:
+    """`flax.linen.Dense`'s product (`dot_general=`) as `dense_product`; any other contraction
+    or precision falls back to `lax.dot_general`."""
+    plain = dimension_numbers == (((lhs.ndim - 1,), (0,)), ((), ())) and rhs.ndim == 2
+    if plain and precision is None and preferred_element_type is None:
+        return dense_product(lhs, rhs)
+    return jax.lax.dot_general(
+        lhs, rhs, dimension_numbers, precision, preferred_element_type=preferred_element_type
+    )
+
+
 def _dense(features: int, scale: float) -> nn.Dense:
-    return nn.Dense(features, kernel_init=orthogonal_kernel(scale))
+    return nn.Dense(features, kernel_init=orthogonal_kernel(scale), dot_general=dense_dot_general)
 
 
 class Tower(nn.Module):

@@ -1,5 +1,7 @@
 """Network initialisation: orthogonal without LAPACK, so it is safe under vmap on CPU."""
 
+import re
+
 import jax
 import jax.extend
 import jax.numpy as jnp
@@ -7,7 +9,7 @@ import numpy as np
 import pytest
 
 from purejaxppo import PPOConfig, make_train
-from purejaxppo.networks import init_network, orthogonal_matrices
+from purejaxppo.networks import dense_dot_general, dense_product, init_network, orthogonal_matrices
 
 
 def orthogonal_init(scale):
@@ -82,3 +84,66 @@ def test_init_network_fills_every_declared_kernel():
         np.testing.assert_allclose(gram, scale2 * np.eye(small), atol=1e-4 * scale2 + 1e-9)
     head = kernels["['params']['actor']['Dense_2']['kernel']"]
     np.testing.assert_allclose(np.sum(head * head, axis=0), 0.01**2, rtol=1e-4)
+
+
+def plain_product(x, kernel):
+    return jax.lax.dot_general(x, kernel, (((x.ndim - 1,), (0,)), ((), ())))
+
+
+@pytest.mark.parametrize(
+    "x_shape, kernel_shape",
+    [((128, 4), (4, 64)), ((128, 64), (64, 2)), ((128, 64), (64, 64)), ((8, 16, 4), (4, 64))],
+)
+def test_dense_product_has_the_values_and_gradients_of_the_plain_product(x_shape, kernel_shape):
+    kx, kk, kg = jax.random.split(jax.random.key(0), 3)
+    x = jax.random.normal(kx, x_shape)
+    kernel = jax.random.normal(kk, kernel_shape)
+    cotangent = jax.random.normal(kg, (*x_shape[:-1], kernel_shape[1]))
+
+    def pulled_back(product):
+        out, vjp = jax.vjp(product, x, kernel)
+        return (out, *vjp(cotangent))
+
+    fast, plain = jax.jit(pulled_back, static_argnums=0)(dense_product), pulled_back(plain_product)
+    for a, b in zip(fast, plain, strict=True):
+        assert a.shape == b.shape
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-5)
+
+
+def test_dense_product_gradients_under_vmap_over_runs():
+    kx, kk = jax.random.split(jax.random.key(1))
+    x = jax.random.normal(kx, (3, 32, 4))  # 3 runs
+    kernels = jax.random.normal(kk, (3, 4, 8))
+
+    def loss(product, kernel, x):
+        return jnp.sum(jnp.tanh(product(x, kernel)) ** 2)
+
+    fast = jax.vmap(jax.grad(lambda k, x: loss(dense_product, k, x)))(kernels, x)
+    plain = jax.vmap(jax.grad(lambda k, x: loss(plain_product, k, x)))(kernels, x)
+    np.testing.assert_allclose(np.asarray(fast), np.asarray(plain), rtol=1e-5, atol=1e-6)
+
+
+def test_dense_dot_general_falls_back_for_other_contractions():
+    a, b = jnp.ones((2, 3, 4)), jnp.ones((2, 4, 5))
+    batched = (((2,), (1,)), ((0,), (0,)))
+    np.testing.assert_array_equal(
+        dense_dot_general(a, b, batched), jax.lax.dot_general(a, b, batched)
+    )
+
+
+def test_weight_gradients_are_products_with_few_rows():
+    """The compiled gradient of a 4 -> 64 -> 2 network computes its kernels' gradients as
+    [4, 64] and [2, 64] products (the fast orientation on XLA:CPU), not [64, 4] / [64, 2]."""
+    x = jnp.ones((4096, 4))
+    params = (jnp.ones((4, 64)), jnp.ones((64, 2)))
+
+    def loss(params):
+        hidden = jnp.tanh(dense_product(x, params[0]))
+        return jnp.sum(dense_product(hidden, params[1]) ** 2)
+
+    hlo = jax.jit(jax.grad(loss)).lower(params).compile().as_text()
+    # Each product's result as it lies in memory: [rows, columns] of its layout.
+    layouts = re.findall(r"= f32\[(\d+),(\d+)\]\{(\d),(\d)\} dot\(", hlo)
+    stored = {(int(a), int(b)) if major == "0" else (int(b), int(a)) for a, b, _, major in layouts}
+    assert {(4, 64), (2, 64)} <= stored, stored
+    assert not {(64, 4), (64, 2)} & stored, stored
