@@ -11,6 +11,7 @@ and `sample(key)` is the two together.
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import NamedTuple
 
@@ -18,6 +19,24 @@ import jax
 import jax.numpy as jnp
 
 _LOG_2PI = math.log(2.0 * math.pi)
+
+# Up to this many actions, `log_softmax` works column by column.
+SMALL_ACTION_COUNT = 8
+
+
+def log_softmax(logits: jax.Array) -> jax.Array:
+    """`jax.nn.log_softmax` over the last axis, by the same formula (`x - max` minus the log of
+    its exponentials' sum). For a few actions (<= `SMALL_ACTION_COUNT`) the max and the sum are
+    taken column by column, as elementwise ops that XLA fuses into one loop, rather than as
+    reductions over a short last axis: on the CPU the gradient of a CartPole loss on 16,384
+    samples took 0.18 ms this way against 0.37 ms."""
+    num_actions = logits.shape[-1]
+    if num_actions > SMALL_ACTION_COUNT:
+        return jax.nn.log_softmax(logits)
+    peak = functools.reduce(jnp.maximum, [logits[..., i] for i in range(num_actions)])
+    shifted = logits - jax.lax.stop_gradient(peak)[..., None]
+    total = functools.reduce(jnp.add, [jnp.exp(shifted[..., i]) for i in range(num_actions)])
+    return shifted - jnp.log(total)[..., None]
 
 
 def draw_noise(discrete: bool, key: jax.Array, shape: tuple[int, ...]) -> jax.Array:
@@ -41,11 +60,11 @@ class Categorical(NamedTuple):
         return jnp.argmax(self.logits + gumbel, axis=-1)
 
     def log_prob(self, action: jax.Array) -> jax.Array:
-        log_p = jax.nn.log_softmax(self.logits)
+        log_p = log_softmax(self.logits)
         return jnp.take_along_axis(log_p, action[..., None].astype(jnp.int32), axis=-1)[..., 0]
 
     def entropy(self) -> jax.Array:
-        log_p = jax.nn.log_softmax(self.logits)
+        log_p = log_softmax(self.logits)
         return -jnp.sum(jnp.exp(log_p) * log_p, axis=-1)
 
     def mode(self) -> jax.Array:

@@ -5,8 +5,15 @@ import math
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
-from purejaxppo.distributions import Categorical, DiagGaussian, draw_noise
+from purejaxppo.distributions import (
+    SMALL_ACTION_COUNT,
+    Categorical,
+    DiagGaussian,
+    draw_noise,
+    log_softmax,
+)
 
 
 def test_categorical_log_prob_entropy_closed_form():
@@ -70,3 +77,22 @@ def test_sample_with_noise_equals_sample_from_its_key():
     np.testing.assert_array_equal(cat.sample(key), cat.sample_with(noise))
     gauss = DiagGaussian(logits, jnp.full((3,), -0.5))
     np.testing.assert_allclose(gauss.sample(key), gauss.sample_with(draw_noise(False, key, (7, 3))))
+
+
+@pytest.mark.parametrize("num_actions", [1, 2, 3, SMALL_ACTION_COUNT, SMALL_ACTION_COUNT + 1])
+def test_log_softmax_matches_jax_in_values_and_gradients(num_actions):
+    logits = 5.0 * jax.random.normal(jax.random.key(num_actions), (64, 3, num_actions))
+    cotangent = jax.random.normal(jax.random.key(99), logits.shape)
+    ours, pull_ours = jax.vjp(log_softmax, logits)
+    ref, pull_ref = jax.vjp(jax.nn.log_softmax, logits)
+    np.testing.assert_allclose(ours, ref, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(
+        pull_ours(cotangent)[0], pull_ref(cotangent)[0], rtol=1e-5, atol=1e-5
+    )
+
+
+def test_log_softmax_is_stable_for_large_logits():
+    logits = jnp.array([[1000.0, 0.0], [-1000.0, -1001.0]])
+    out = np.asarray(log_softmax(logits))
+    assert np.all(np.isfinite(out))
+    np.testing.assert_allclose(out, jax.nn.log_softmax(logits), atol=1e-6)
