@@ -237,6 +237,16 @@ class ActorCritic(nn.Module):
     def step_value(self, hidden: jax.Array, obs: jax.Array, first: jax.Array) -> jax.Array:
         return self.value(obs)
 
+    def policy_step(
+        self, hidden: jax.Array, obs: jax.Array, first: jax.Array
+    ) -> tuple[jax.Array, Distribution]:
+        """`step` without the value: what acting needs."""
+        return hidden, self.policy(obs)
+
+    def value_after(self, memory: jax.Array, obs: jax.Array) -> jax.Array:
+        """The value `step` returned for `obs`, given the memory `step` returned with it."""
+        return self.value(obs)
+
     @property
     def memory_size(self) -> int:
         return 0
@@ -287,10 +297,20 @@ class RecurrentActorCritic(nn.Module):
     def step(
         self, hidden: jax.Array, obs: jax.Array, first: jax.Array
     ) -> tuple[jax.Array, Distribution, jax.Array]:
+        hidden, dist = self.policy_step(hidden, obs, first)
+        return hidden, dist, self.value_after(hidden, obs)
+
+    def policy_step(
+        self, hidden: jax.Array, obs: jax.Array, first: jax.Array
+    ) -> tuple[jax.Array, Distribution]:
+        """`step` without the value: what acting needs."""
         hidden = self.memory(hidden, obs, first)
         out = self.actor(hidden)
-        dist = Categorical(out) if self.discrete else DiagGaussian(out, self.log_std)
-        return hidden, dist, self.critic(hidden)[..., 0]
+        return hidden, Categorical(out) if self.discrete else DiagGaussian(out, self.log_std)
+
+    def value_after(self, memory: jax.Array, obs: jax.Array) -> jax.Array:
+        """The value `step` returned for `obs`, given the memory `step` returned with it."""
+        return self.critic(memory)[..., 0]
 
     def step_value(self, hidden: jax.Array, obs: jax.Array, first: jax.Array) -> jax.Array:
         return self.critic(self.memory(hidden, obs, first))[..., 0]
@@ -334,6 +354,21 @@ def act(
 ) -> tuple[jax.Array, Distribution, jax.Array]:
     """One step for a batch `[N]`: new hidden `[N, H]`, the action distribution, value `[N]`."""
     return network.apply(params, hidden, obs, first, method="step")
+
+
+def act_without_value(
+    network: Network, params: dict, hidden: jax.Array, obs: jax.Array, first: jax.Array
+) -> tuple[jax.Array, Distribution]:
+    """`act` without the critic: new hidden `[N, H]` and the action distribution."""
+    return network.apply(params, hidden, obs, first, method="policy_step")
+
+
+def values_of(
+    network: Network, params: dict, memory: jax.Array | None, obs: jax.Array
+) -> jax.Array:
+    """The values `act` gives for observations `[..., *obs_shape]` whose steps returned the
+    memory `memory` `[..., H]` (None: feed-forward), computed for all of them at once."""
+    return network.apply(params, memory, obs, method="value_after")
 
 
 def unroll(
