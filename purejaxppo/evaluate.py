@@ -23,7 +23,7 @@ import numpy as np
 
 from purejaxppo.config import ConfigError
 from purejaxppo.envs import EnvRunner, EnvSpec, reset_envs, step_envs
-from purejaxppo.networks import act, initial_memory
+from purejaxppo.networks import act_without_value, initial_memory
 from purejaxppo.rollout import policy_input
 from purejaxppo.train import Policy, Trainer
 
@@ -99,7 +99,7 @@ def select_action(
     """The network's memory `[E, H]` after `obs` `[E, *obs_shape]` (normalised with the
     policy's frozen training statistics if it has them; `first` `[E]` marks episode starts),
     and actions `[E]` (discrete) or `[E, D]` (continuous, unclipped): the mode or a sample."""
-    hidden, dist, _ = act(
+    hidden, dist = act_without_value(
         trainer.network, policy.params, hidden, policy_input(policy.obs_stats, obs), first
     )
     return hidden, dist.mode() if deterministic else dist.sample(key)

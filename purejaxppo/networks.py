@@ -114,7 +114,8 @@ def orthogonal_kernel(scale: float) -> Callable[..., OrthogonalKernel]:
 def dense_product(x: jax.Array, kernel: jax.Array) -> jax.Array:
     """`x @ kernel`: `[..., in] x [in, out] -> [..., out]`, with the weight gradient taken in
     the orientation XLA:CPU computes fastest (`_dense_product_bwd`); same values as autodiff
-    of the plain product."""
+    of the plain product. Being a custom VJP, it supports reverse-mode autodiff only (`grad`,
+    `vjp`), not `jvp` or `jacfwd`."""
     return jax.lax.dot_general(x, kernel, (((x.ndim - 1,), (0,)), ((), ())))
 
 
