@@ -119,11 +119,15 @@ def dense_product(x: jax.Array, kernel: jax.Array) -> jax.Array:
     return jax.lax.dot_general(x, kernel, (((x.ndim - 1,), (0,)), ((), ())))
 
 
-def _dense_product_fwd(x: jax.Array, kernel: jax.Array):
+def _dense_product_fwd(
+    x: jax.Array, kernel: jax.Array
+) -> tuple[jax.Array, tuple[jax.Array, jax.Array]]:
     return dense_product(x, kernel), (x, kernel)
 
 
-def _dense_product_bwd(residuals: tuple[jax.Array, jax.Array], g: jax.Array):
+def _dense_product_bwd(
+    residuals: tuple[jax.Array, jax.Array], g: jax.Array
+) -> tuple[jax.Array, jax.Array]:
     """Input gradient `g @ kernel.T` `[..., in]`; weight gradient `[in, out]` summed over all
     samples, computed with the smaller of in and out as its rows.
 
@@ -152,9 +156,9 @@ dense_product.defvjp(_dense_product_fwd, _dense_product_bwd)
 def dense_dot_general(
     lhs: jax.Array,
     rhs: jax.Array,
-    dimension_numbers,
-    precision=None,
-    preferred_element_type=None,
+    dimension_numbers: jax.lax.DotDimensionNumbers,
+    precision: jax.lax.PrecisionLike = None,
+    preferred_element_type: jnp.dtype | None = None,
 ) -> jax.Array:
     """`flax.linen.Dense`'s product (`dot_general=`) as `dense_product`; any other contraction
     or precision falls back to `lax.dot_general`."""
@@ -314,7 +318,7 @@ class RecurrentActorCritic(nn.Module):
         return self.critic(memory)[..., 0]
 
     def step_value(self, hidden: jax.Array, obs: jax.Array, first: jax.Array) -> jax.Array:
-        return self.critic(self.memory(hidden, obs, first))[..., 0]
+        return self.value_after(self.memory(hidden, obs, first), obs)
 
     @property
     def memory_size(self) -> int:
@@ -360,7 +364,8 @@ def act(
 def act_without_value(
     network: Network, params: dict, hidden: jax.Array, obs: jax.Array, first: jax.Array
 ) -> tuple[jax.Array, Distribution]:
-    """`act` without the critic: new hidden `[N, H]` and the action distribution."""
+    """`act` without the critic, for observations `[N, *obs_shape]` and `first` `[N]`: new
+    hidden `[N, H]` (None: feed-forward) and the action distribution (batch `[N]`)."""
     return network.apply(params, hidden, obs, first, method="policy_step")
 
 

@@ -79,7 +79,8 @@ def collect_rollout(
         first = runner.episode_length == 0  # reset_envs and step_envs zero it at a new episode
         x = policy_input(obs_stats, runner.obs)
         if values_after:
-            (hidden, dist), value = act_without_value(network, params, hidden, x, first), None
+            hidden, dist = act_without_value(network, params, hidden, x, first)
+            value = None  # computed after the scan
         else:
             hidden, dist, value = act(network, params, hidden, x, first)
         action = dist.sample_with(noise)

@@ -92,7 +92,13 @@ def plain_product(x, kernel):
 
 @pytest.mark.parametrize(
     "x_shape, kernel_shape",
-    [((128, 4), (4, 64)), ((128, 64), (64, 2)), ((128, 64), (64, 64)), ((8, 16, 4), (4, 64))],
+    [
+        ((128, 4), (4, 64)),
+        ((128, 64), (64, 2)),
+        ((128, 64), (64, 64)),
+        ((8, 16, 4), (4, 64)),
+        ((8, 16, 64), (64, 2)),
+    ],
 )
 def test_dense_product_has_the_values_and_gradients_of_the_plain_product(x_shape, kernel_shape):
     kx, kk, kg = jax.random.split(jax.random.key(0), 3)
@@ -110,10 +116,11 @@ def test_dense_product_has_the_values_and_gradients_of_the_plain_product(x_shape
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-5)
 
 
-def test_dense_product_gradients_under_vmap_over_runs():
+@pytest.mark.parametrize("kernel_shape", [(4, 8), (8, 2)])  # in < out, and in > out
+def test_dense_product_gradients_under_vmap_over_runs(kernel_shape):
     kx, kk = jax.random.split(jax.random.key(1))
-    x = jax.random.normal(kx, (3, 32, 4))  # 3 runs
-    kernels = jax.random.normal(kk, (3, 4, 8))
+    x = jax.random.normal(kx, (3, 32, kernel_shape[0]))  # 3 runs
+    kernels = jax.random.normal(kk, (3, *kernel_shape))
 
     def loss(product, kernel, x):
         return jnp.sum(jnp.tanh(product(x, kernel)) ** 2)
@@ -121,6 +128,21 @@ def test_dense_product_gradients_under_vmap_over_runs():
     fast = jax.vmap(jax.grad(lambda k, x: loss(dense_product, k, x)))(kernels, x)
     plain = jax.vmap(jax.grad(lambda k, x: loss(plain_product, k, x)))(kernels, x)
     np.testing.assert_allclose(np.asarray(fast), np.asarray(plain), rtol=1e-5, atol=1e-6)
+
+
+def test_the_towers_differentiate_through_dense_product():
+    """Every kernel of both towers gets its gradient from `dense_product`'s VJP (if flax's
+    `Dense` stopped calling `dot_general=`, they would fall back to plain autodiff)."""
+    trainer = make_train(PPOConfig(num_envs=4, num_steps=8, total_timesteps=32))
+    obs = jnp.ones((16, 4))
+    params = init_network(trainer.network, jax.random.key(0), obs)
+
+    def loss(params):
+        dist, value = trainer.network.apply(params, obs)
+        return jnp.sum(dist.logits) + jnp.sum(value)
+
+    jaxpr = str(jax.make_jaxpr(jax.grad(loss))(params))
+    assert jaxpr.count("custom_vjp_call") == 6, jaxpr  # two towers x three layers
 
 
 def test_dense_dot_general_falls_back_for_other_contractions():

@@ -2,6 +2,7 @@
 
 import chex
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -9,6 +10,7 @@ from purejaxppo import Hyperparams, PPOConfig, make_train
 from purejaxppo.config import stack_hyperparams
 from purejaxppo.envs import reset_envs
 from purejaxppo.networks import init_network, initial_memory
+from purejaxppo.normalize import RunningStats
 from purejaxppo.rollout import collect_rollout
 
 SMALL = PPOConfig(env="CartPole-v1", num_envs=4, num_steps=32, total_timesteps=4 * 32 * 6)
@@ -118,18 +120,31 @@ def test_stages_in_pieces_equal_one_call(trainer):
     assert int(state.update) == SMALL.num_updates
 
 
-@pytest.mark.parametrize("recurrent", [False, True])
-def test_values_after_the_scan_equal_values_in_it(recurrent):
+@pytest.mark.parametrize(
+    "env, recurrent, normalized",
+    [
+        ("CartPole-v1", False, False),
+        ("CartPole-v1", True, False),
+        ("CartPole-v1", False, True),
+        ("Pendulum-v1", False, True),  # continuous actions
+        ("Pendulum-v1", True, False),
+    ],
+)
+def test_values_after_the_scan_equal_values_in_it(env, recurrent, normalized):
     """The rollout gives the same transition whether its values come from the acting pass or
-    from one pass after the scan (`values_after`), for feed-forward and recurrent networks."""
-    trainer = make_train(SMALL.replace(recurrent=recurrent, num_minibatches=2))
+    from one pass after the scan (`values_after`): feed-forward and recurrent networks,
+    discrete and continuous actions, raw and normalised observations."""
+    trainer = make_train(SMALL.replace(env=env, recurrent=recurrent, num_minibatches=2))
     steps, envs = 64, 4
     runner = reset_envs(trainer.spec, jax.random.key(0), envs)
     params = init_network(trainer.network, jax.random.key(1), runner.obs)
     hidden = initial_memory(trainer.network, envs)
+    shape = trainer.spec.obs_shape
+    stats = RunningStats(jnp.full(shape, 0.3), jnp.full(shape, 2.0), jnp.float32(10.0))
+    obs_stats = stats if normalized else None
     rollout = jax.jit(collect_rollout, static_argnums=(0, 1, 6, 8))
     args = (trainer.network, trainer.spec, params, runner, hidden, jax.random.key(2), steps)
-    _, _, in_scan = rollout(*args, None, False)
-    _, _, after = rollout(*args, None, True)
+    _, _, in_scan = rollout(*args, obs_stats, False)
+    _, _, after = rollout(*args, obs_stats, True)
     assert float(np.std(np.asarray(in_scan.value))) > 0  # values that could differ
     chex.assert_trees_all_close(in_scan, after, rtol=1e-5, atol=1e-6)
