@@ -29,7 +29,7 @@ from purejaxppo.compiling import trainer_compiler_options
 from purejaxppo.config import stack_hyperparams
 from purejaxppo.networks import init_network
 from purejaxppo.presets import PRESETS
-from purejaxppo.rollout import collect_rollout
+from purejaxppo.rollout import collect_rollout, draw_rollout_noise
 from purejaxppo.train import Trainer, init_state, make_train
 
 POINTS = [(4, 1), (4, 16), (2048, 1)]
@@ -51,8 +51,7 @@ def rollouts_only(trainer: Trainer):
                 state.params,
                 runner,
                 hidden,
-                key,
-                config.num_steps,
+                draw_rollout_noise(trainer.spec, key, config.num_steps, config.num_envs),
             )
             # Every float output is used, so XLA keeps all the work the trainer does.
             floats = [x for x in jax.tree.leaves(tr) if jnp.issubdtype(x.dtype, jnp.floating)]

@@ -18,7 +18,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from purejaxppo.compiling import trainer_compiler_options
+from purejaxppo.compiling import garbage_collection_paused, trainer_compiler_options
 from purejaxppo.config import Hyperparams, PPOConfig, stack_hyperparams
 from purejaxppo.envs import EnvSpec, reset_envs, step_envs
 from purejaxppo.loop import compile_chunked, run_chunked
@@ -31,7 +31,8 @@ def compile_timed(
 ) -> tuple[Callable, float]:
     """`jit(fn).lower(*args).compile()` and the seconds it took (trace + lower + compile)."""
     start = time.perf_counter()
-    compiled = jax.jit(fn, compiler_options=compiler_options).lower(*args).compile()
+    with garbage_collection_paused():
+        compiled = jax.jit(fn, compiler_options=compiler_options).lower(*args).compile()
     return compiled, time.perf_counter() - start
 
 

@@ -42,9 +42,24 @@ def log_softmax(logits: jax.Array) -> jax.Array:
 def draw_noise(discrete: bool, key: jax.Array, shape: tuple[int, ...]) -> jax.Array:
     """Noise `shape` (`[..., num_actions]` or `[..., D]`) for `sample_with`: standard Gumbel
     for a categorical (the Gumbel-max trick), standard normal for a diagonal Gaussian."""
+    return noise_from_bits(discrete, jax.random.bits(key, shape, jnp.uint32))
+
+
+def noise_from_bits(discrete: bool, bits: jax.Array) -> jax.Array:
+    """`draw_noise` from uniform random uint32 `bits`, one per noise value (any shape)."""
+    uniform = uniform_from_bits(bits)
     if discrete:
-        return jax.random.gumbel(key, shape, jnp.float32)
-    return jax.random.normal(key, shape, jnp.float32)
+        tiny = jnp.finfo(jnp.float32).tiny
+        return -jnp.log(-jnp.log(jnp.maximum(uniform, tiny)))
+    above_minus_one = jnp.nextafter(jnp.float32(-1.0), jnp.float32(0.0))
+    return math.sqrt(2.0) * jax.lax.erf_inv(jnp.maximum(2.0 * uniform - 1.0, above_minus_one))
+
+
+def uniform_from_bits(bits: jax.Array) -> jax.Array:
+    """float32 uniform on [0, 1) from uint32 `bits`: their top 23 bits as the mantissa of a
+    float in [1, 2), minus 1."""
+    mantissa = jnp.right_shift(bits, jnp.uint32(9)) | jnp.uint32(0x3F800000)
+    return jax.lax.bitcast_convert_type(mantissa, jnp.float32) - 1.0
 
 
 class Categorical(NamedTuple):

@@ -143,7 +143,12 @@ def env_action(spec: EnvSpec, action: jax.Array) -> jax.Array:
 
 def reset_envs(spec: EnvSpec, key: jax.Array, num_envs: int) -> EnvRunner:
     """Reset `num_envs` envs with independent keys."""
-    keys = jax.random.split(key, num_envs)
+    return reset_envs_with_keys(spec, jax.random.split(key, num_envs))
+
+
+def reset_envs_with_keys(spec: EnvSpec, keys: jax.Array) -> EnvRunner:
+    """Reset N envs, env i with `keys[i]` (`[N]` keys)."""
+    num_envs = keys.shape[0]
     obs, env_state = jax.vmap(spec.env.reset, in_axes=(0, None))(keys, spec.params)
     zeros = jnp.zeros((num_envs,), jnp.float32)
     return EnvRunner(env_state, observe(spec, obs), zeros, jnp.zeros((num_envs,), jnp.int32))

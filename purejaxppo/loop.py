@@ -29,7 +29,7 @@ import numpy as np
 from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding
 
-from purejaxppo.compiling import trainer_compiler_options
+from purejaxppo.compiling import garbage_collection_paused, trainer_compiler_options
 from purejaxppo.config import ConfigError, Hyperparams
 from purejaxppo.distributed import (
     pad_runs,
@@ -229,18 +229,20 @@ def compile_chunked(
     keys = runs.put(pad_runs(population.keys, num_padded))
     hps = runs.put(pad_runs(population.hyperparams, num_padded))
     start = time.perf_counter()
-    init_fn = runs.map(trainer.init)
-    init = init_fn.lower(keys, hps).compile() if updates_done == 0 else None
-    abstract_state = jax.eval_shape(init_fn, keys, hps)
-    chunks = {}
-    for size in sorted(set(sizes)):
+    with garbage_collection_paused():
+        init_fn = runs.map(trainer.init)
+        init = init_fn.lower(keys, hps).compile() if updates_done == 0 else None
+        abstract_state = jax.eval_shape(init_fn, keys, hps)
+        chunks = {}
+        for size in sorted(set(sizes)):
 
-        def run_chunk(state: TrainState, hp: Hyperparams, size: int = size):
-            return trainer.run_updates(state, hp, size)
+            def run_chunk(state: TrainState, hp: Hyperparams, size: int = size):
+                return trainer.run_updates(state, hp, size)
 
-        compiled = runs.map(run_chunk, donate_argnums=(0,)).lower(abstract_state, hps).compile()
-        check_compiled_fits(compiled)
-        chunks[size] = compiled
+            mapped = runs.map(run_chunk, donate_argnums=(0,))
+            compiled = mapped.lower(abstract_state, hps).compile()
+            check_compiled_fits(compiled)
+            chunks[size] = compiled
     compile_s = time.perf_counter() - start
     return ChunkedProgram(runs, num_padded, init, chunks, chunk_updates, num_updates, compile_s)
 

@@ -25,8 +25,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from purejaxppo.config import ConfigError, PPOConfig
-from purejaxppo.distributions import Categorical, DiagGaussian, Distribution
+from purejaxppo.distributions import Categorical, DiagGaussian, Distribution, noise_from_bits
 from purejaxppo.envs import EnvSpec
+from purejaxppo.randomness import draw_bits, key_words, keys_from_bits
 
 _ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
     "tanh": jnp.tanh,
@@ -49,13 +50,34 @@ def orthogonal_matrices(
     that QR becomes one batched LAPACK call, which jaxlib 0.10 splits over its intra-op
     thread pool and which deadlocks intermittently on a 2-core CPU.
     """
+    bits = jax.random.bits(key, orthogonal_bits_shape(shapes), jnp.uint32)
+    return orthogonal_matrices_from_bits(bits, shapes, scales)
+
+
+def _tall_sizes(shapes: Sequence[tuple[int, ...]]) -> list[tuple[int, int]]:
+    """Each shape as a matrix `(m, k)` with m >= k (the orthonormal side is k)."""
     sizes = [(math.prod(shape[:-1]), shape[-1]) for shape in shapes]
-    tall = [(max(r, c), min(r, c)) for r, c in sizes]
-    big_m, big_k = max(m for m, _ in tall), max(k for _, k in tall)
-    mask = np.zeros((len(shapes), big_m, big_k), np.float32)
+    return [(max(r, c), min(r, c)) for r, c in sizes]
+
+
+def orthogonal_bits_shape(shapes: Sequence[tuple[int, ...]]) -> tuple[int, int, int]:
+    """The random uint32 bits `orthogonal_matrices_from_bits` takes for these shapes:
+    `[len(shapes), M, K]`, M and K the largest sides."""
+    tall = _tall_sizes(shapes)
+    return (len(shapes), max(m for m, _ in tall), max(k for _, k in tall))
+
+
+def orthogonal_matrices_from_bits(
+    bits: jax.Array, shapes: Sequence[tuple[int, ...]], scales: Sequence[float]
+) -> list[jax.Array]:
+    """`orthogonal_matrices` from uniform random uint32 `bits` `orthogonal_bits_shape(shapes)`
+    (made standard normal by `noise_from_bits`)."""
+    sizes = [(math.prod(shape[:-1]), shape[-1]) for shape in shapes]
+    tall = _tall_sizes(shapes)
+    mask = np.zeros(orthogonal_bits_shape(shapes), np.float32)
     for i, (m, k) in enumerate(tall):
         mask[i, :m, :k] = 1.0
-    gaussian = jax.random.normal(key, mask.shape, jnp.float32) * mask
+    gaussian = noise_from_bits(False, bits) * mask
     q = jax.vmap(orthonormal_columns)(gaussian)
     out = []
     for q_i, (rows, cols), (m, k), shape, scale in zip(q, sizes, tall, shapes, scales, strict=True):
@@ -336,21 +358,28 @@ def initial_memory(network: Network, num_envs: int) -> jax.Array | None:
 
 
 def init_network(network: Network, key: jax.Array, obs: jax.Array) -> dict:
-    """Parameters from example observations `obs` `[N, *obs_shape]`."""
-    key_modules, key_kernels = jax.random.split(key)
+    """Parameters from example observations `obs` `[N, *obs_shape]`: the modules' own
+    initialisers, then every `OrthogonalKernel` from `orthogonal_matrices_from_bits`; the
+    modules' key and the kernels' bits come from one draw (`draw_bits`)."""
     first = jnp.ones(obs.shape[:1], bool)
     hidden = initial_memory(network, obs.shape[0])  # None: feed-forward
-    params = network.init(key_modules, hidden, obs, first, method="step")
+
+    def init_modules(key_modules: jax.Array) -> dict:
+        return network.init(key_modules, hidden, obs, first, method="step")
 
     def is_kernel(x: object) -> bool:
         return isinstance(x, OrthogonalKernel)
 
-    declared = [x for x in jax.tree.leaves(params, is_leaf=is_kernel) if is_kernel(x)]
-    drawn = iter(
-        orthogonal_matrices(
-            key_kernels, [x.value.shape for x in declared], [x.scale for x in declared]
-        )
-    )
+    def kernels(params: dict) -> list[OrthogonalKernel]:
+        return [x for x in jax.tree.leaves(params, is_leaf=is_kernel) if is_kernel(x)]
+
+    shapes = [x.value.shape for x in kernels(jax.eval_shape(init_modules, key))]
+    if not shapes:
+        return init_modules(key)
+    module_bits, kernel_bits = draw_bits(key, [(key_words(key),), orthogonal_bits_shape(shapes)])
+    params = init_modules(keys_from_bits(module_bits, key))
+    declared = kernels(params)
+    drawn = iter(orthogonal_matrices_from_bits(kernel_bits, shapes, [x.scale for x in declared]))
     return jax.tree.map(lambda x: next(drawn) if is_kernel(x) else x, params, is_leaf=is_kernel)
 
 

@@ -11,7 +11,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from purejaxppo.compiling import trainer_compiler_options
+from purejaxppo.compiling import garbage_collection_paused, trainer_compiler_options
 from purejaxppo.config import (
     HYPERPARAM_NAMES,
     ConfigError,
@@ -93,7 +93,8 @@ def train_population(trainer: Trainer, population: Population) -> tuple[TrainOut
     """Compile `jit(vmap(train))` for the population, run it once, and time both apart."""
     train_runs = jax.jit(jax.vmap(trainer), compiler_options=trainer_compiler_options())
     start = time.perf_counter()
-    compiled = train_runs.lower(population.keys, population.hyperparams).compile()
+    with garbage_collection_paused():
+        compiled = train_runs.lower(population.keys, population.hyperparams).compile()
     compile_s = time.perf_counter() - start
     check_compiled_fits(compiled)
     start = time.perf_counter()

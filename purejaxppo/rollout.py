@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+import chex
 import jax
 import jax.numpy as jnp
 
-from purejaxppo.distributions import draw_noise
+from purejaxppo.distributions import noise_from_bits
 from purejaxppo.envs import EnvRunner, EnvSpec, step_envs
 from purejaxppo.networks import Network, act, act_without_value, values_of
 from purejaxppo.normalize import RunningStats, normalize_obs
+from purejaxppo.randomness import draw_bits, key_words, keys_from_bits
 
 # On the CPU, a run's rollout of at most this many samples (T x N) gets its values after the
 # scan, in one pass over all of them: fewer kernels per step. Larger rollouts compute them
@@ -51,25 +53,58 @@ class Transition(NamedTuple):
     episode_length: jax.Array
 
 
+class RolloutNoise(NamedTuple):
+    """A rollout's randomness, drawn before its scan: `action` `[T, N, A]` float32 (Gumbel
+    noise for A actions, or standard normal for A action dimensions) and `env_keys` `[T, N]`
+    (one key per env step)."""
+
+    action: jax.Array
+    env_keys: jax.Array
+
+
+def rollout_noise_bit_shapes(
+    spec: EnvSpec, num_steps: int, num_envs: int, words: int
+) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """The uint32 bits a `RolloutNoise` is made of: `[T, N, A]` and `[T, N, words]` (words:
+    `key_words` of the key implementation)."""
+    return (num_steps, num_envs, spec.action_dim), (num_steps, num_envs, words)
+
+
+def rollout_noise_from_bits(
+    spec: EnvSpec, action_bits: jax.Array, key_bits: jax.Array, like: jax.Array
+) -> RolloutNoise:
+    """`RolloutNoise` from the bits of `rollout_noise_bit_shapes` (keys of `like`'s kind)."""
+    return RolloutNoise(noise_from_bits(spec.discrete, action_bits), keys_from_bits(key_bits, like))
+
+
+def draw_rollout_noise(
+    spec: EnvSpec, key: jax.Array, num_steps: int, num_envs: int
+) -> RolloutNoise:
+    """The noise of a rollout of `num_steps` in `num_envs` envs, from `key` (one draw)."""
+    shapes = rollout_noise_bit_shapes(spec, num_steps, num_envs, key_words(key))
+    return rollout_noise_from_bits(spec, *draw_bits(key, shapes), like=key)
+
+
 def collect_rollout(
     network: Network,
     spec: EnvSpec,
     params: dict,
     runner: EnvRunner,
     hidden: jax.Array | None,
-    key: jax.Array,
-    num_steps: int,
+    noise: RolloutNoise,
     obs_stats: RunningStats | None = None,
     values_after: bool | None = None,
 ) -> tuple[EnvRunner, jax.Array, Transition]:
-    """Act for `num_steps` in every env of `runner`, starting from the network's memory
-    `hidden` `[N, H]` (None: feed-forward); returns the new runner and memory and the rollout.
+    """Act for T steps in every env of `runner`, starting from the network's memory `hidden`
+    `[N, H]` (None: feed-forward), with the randomness `noise` (`[T, N]` env steps; see
+    `draw_rollout_noise`); returns the new runner and memory and the rollout.
 
     With `obs_stats` the policy sees observations normalised by them (`policy_input`).
     `values_after` computes `value` `[T, N]` after the scan from the observations and the
     memory of each step, not in it (the same values); None picks `values_after_scan`.
     """
-    num_envs = runner.obs.shape[0]
+    num_steps, num_envs = noise.env_keys.shape
+    chex.assert_shape(runner.obs, (num_envs, *spec.obs_shape))
     if values_after is None:
         values_after = values_after_scan(num_steps * num_envs)
 
@@ -88,13 +123,8 @@ def collect_rollout(
         out = (runner.obs, first, hidden, action, dist.log_prob(action), value, step)
         return (runner_next, hidden), out
 
-    # The rollout's randomness in two ops before the scan, none inside it: the sampling
-    # noise [T, N, A] and a key per env step [T, N].
-    key_act, key_env = jax.random.split(key)
-    noise = draw_noise(spec.discrete, key_act, (num_steps, num_envs, spec.action_dim))
-    env_keys = jax.random.split(key_env, (num_steps, num_envs))
     (runner, hidden), (obs, first, memory, action, log_prob, value, step) = jax.lax.scan(
-        act_and_step, (runner, hidden), (noise, env_keys)
+        act_and_step, (runner, hidden), (noise.action, noise.env_keys)
     )
     if values_after:
         value = values_of(network, params, memory, policy_input(obs_stats, obs))

@@ -20,7 +20,7 @@ import numpy as np
 from gymnax.environments.environment import Environment
 
 from purejaxppo.config import Hyperparams, PPOConfig
-from purejaxppo.envs import EnvRunner, EnvSpec, make_env, reset_envs
+from purejaxppo.envs import EnvRunner, EnvSpec, make_env, reset_envs_with_keys
 from purejaxppo.gae import compute_gae
 from purejaxppo.loss import LossInfo
 from purejaxppo.networks import Network, init_network, initial_memory, make_network
@@ -31,7 +31,16 @@ from purejaxppo.normalize import (
     merge_stats,
     scale_rewards,
 )
-from purejaxppo.rollout import Transition, collect_rollout, episode_ends, policy_input
+from purejaxppo.randomness import draw_bits, key_words, keys_from_bits
+from purejaxppo.rollout import (
+    RolloutNoise,
+    Transition,
+    collect_rollout,
+    episode_ends,
+    policy_input,
+    rollout_noise_bit_shapes,
+    rollout_noise_from_bits,
+)
 from purejaxppo.update import (
     ent_coef_at,
     learning_rate_at,
@@ -124,6 +133,31 @@ class Trainer:
         return np.asarray(updates, dtype=np.int64) * self.config.batch_size
 
 
+class UpdateRandomness(NamedTuple):
+    """All the randomness of one update (`draw_update_randomness`)."""
+
+    next_key: jax.Array  # the key the next update starts from
+    rollout: RolloutNoise  # action noise [T, N, A], env keys [T, N]
+    epoch_keys: jax.Array  # [update_epochs]: each epoch's shuffle
+
+
+def draw_update_randomness(trainer: Trainer, key: jax.Array) -> UpdateRandomness:
+    """An update's randomness from `key` in one draw of random bits (`purejaxppo.randomness`):
+    one threefry loop per update where separate splits and draws made five."""
+    config, spec, words = trainer.config, trainer.spec, key_words(key)
+    shapes = [
+        (words,),
+        *rollout_noise_bit_shapes(spec, config.num_steps, config.num_envs, words),
+        (config.update_epochs, words),
+    ]
+    next_bits, action_bits, env_key_bits, epoch_key_bits = draw_bits(key, shapes)
+    return UpdateRandomness(
+        next_key=keys_from_bits(next_bits, key),
+        rollout=rollout_noise_from_bits(spec, action_bits, env_key_bits, key),
+        epoch_keys=keys_from_bits(epoch_key_bits, key),
+    )
+
+
 def make_train(
     config: PPOConfig, env: Environment | None = None, env_params: Any = None
 ) -> Trainer:
@@ -134,8 +168,10 @@ def make_train(
 
 def init_state(trainer: Trainer, key: jax.Array, hp: Hyperparams) -> TrainState:
     """Initialise network parameters, optimizer state and `num_envs` envs."""
-    key, key_net, key_env = jax.random.split(key, 3)
-    runner = reset_envs(trainer.spec, key_env, trainer.config.num_envs)
+    words = key_words(key)  # the state's key, the network's, one per env: one draw
+    shapes = [(words,), (words,), (trainer.config.num_envs, words)]
+    key, key_net, env_keys = (keys_from_bits(b, key) for b in draw_bits(key, shapes))
+    runner = reset_envs_with_keys(trainer.spec, env_keys)
     params = init_network(trainer.network, key_net, runner.obs[:1])
     opt_state = make_optimizer(hp, hp.learning_rate).init(params)
     norm = init_normalizer(trainer.spec.obs_shape, trainer.config.num_envs)
@@ -146,7 +182,7 @@ def init_state(trainer: Trainer, key: jax.Array, hp: Hyperparams) -> TrainState:
 def update_step(trainer: Trainer, hp: Hyperparams, state: TrainState) -> tuple[TrainState, Metrics]:
     """One PPO update: rollout -> rewards -> gae -> update -> observation statistics -> metrics."""
     config = trainer.config
-    key, key_rollout, key_update = jax.random.split(state.key, 3)
+    randomness = draw_update_randomness(trainer, state.key)
     obs_stats = policy_of(config, state).obs_stats  # frozen until this update is done
     runner, hidden, transition = collect_rollout(
         trainer.network,
@@ -154,8 +190,7 @@ def update_step(trainer: Trainer, hp: Hyperparams, state: TrainState) -> tuple[T
         state.params,
         state.runner,
         state.hidden,
-        key_rollout,
-        config.num_steps,
+        randomness.rollout,
         obs_stats,
     )
     norm, reward = training_rewards(config, hp, state.norm, transition)
@@ -185,14 +220,17 @@ def update_step(trainer: Trainer, hp: Hyperparams, state: TrainState) -> tuple[T
         state.params,
         state.opt_state,
         batch,
-        key_update,
+        randomness.epoch_keys,
         learning_rate,
     )
     norm = update_obs_stats(config, norm, transition.obs)
     metrics = summarize_update(
         transition, target, loss_info, grad_norm, learning_rate, ent_coef, epochs
     )
-    return TrainState(params, opt_state, runner, hidden, norm, key, state.update + 1), metrics
+    next_state = TrainState(
+        params, opt_state, runner, hidden, norm, randomness.next_key, state.update + 1
+    )
+    return next_state, metrics
 
 
 def training_rewards(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import chex
 import jax
 import jax.flatten_util
 import jax.numpy as jnp
@@ -190,11 +191,12 @@ def update_policy(
     params: Any,
     opt_state: Any,
     batch: Batch,
-    key: jax.Array,
+    epoch_keys: jax.Array,
     learning_rate: jax.Array,
     chunks: int | None = None,
 ) -> tuple[Any, Any, LossInfo, jax.Array, jax.Array]:
-    """Run `update_epochs x num_minibatches` optimizer steps on `batch` `[B, ...]`.
+    """Run `update_epochs x num_minibatches` optimizer steps on `batch` `[B, ...]`, epoch e
+    shuffled with `epoch_keys[e]` (`[update_epochs]` keys).
 
     With `config.target_kl_stop`, the epochs after the first whose mean approximate KL
     exceeds `hp.target_kl` are skipped: they are computed (per run under `vmap`, there is no
@@ -233,9 +235,9 @@ def update_policy(
         stopped = stopped | (jnp.mean(info.approx_kl) > hp.target_kl)
         return (params, opt_state, stopped), (info, grad_norm, kept)
 
-    keys = jax.random.split(key, config.update_epochs)
+    chex.assert_shape(epoch_keys, (config.update_epochs,))
     start = (params, opt_state, jnp.zeros((), bool))
-    (params, opt_state, _), (info, grad_norm, kept) = jax.lax.scan(epoch, start, keys)
+    (params, opt_state, _), (info, grad_norm, kept) = jax.lax.scan(epoch, start, epoch_keys)
     epochs = jnp.sum(kept, dtype=jnp.int32)
     weight = kept.astype(jnp.float32)[:, None] / epochs  # [E, 1]: the first epoch is always kept
 

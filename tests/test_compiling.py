@@ -54,3 +54,24 @@ def test_options_reach_the_compiler(monkeypatch, path):
             compile_chunked(trainer, population, 1, runs=LOCAL_RUNS)
         else:
             bench.bench_point(trainer, Hyperparams(), num_seeds=1, repeats=1)
+
+
+def test_garbage_collection_is_paused_inside_and_restored_after_an_error():
+    import gc
+
+    from purejaxppo.compiling import garbage_collection_paused
+
+    assert gc.isenabled()
+    with garbage_collection_paused():
+        assert not gc.isenabled()
+    assert gc.isenabled()
+    with pytest.raises(RuntimeError), garbage_collection_paused():
+        raise RuntimeError("tracing failed")
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with garbage_collection_paused():
+            pass
+        assert not gc.isenabled(), "a collector the caller had paused stays paused"
+    finally:
+        gc.enable()

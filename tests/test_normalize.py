@@ -18,8 +18,8 @@ from purejaxppo.normalize import (
     normalize_obs,
     scale_rewards,
 )
-from purejaxppo.rollout import collect_rollout, policy_input
-from purejaxppo.train import policy_of, update_step
+from purejaxppo.rollout import collect_rollout, draw_rollout_noise, policy_input
+from purejaxppo.train import draw_update_randomness, policy_of, update_step
 from purejaxppo.update import make_batch
 
 CONFIG = PPOConfig(
@@ -89,8 +89,7 @@ def test_training_statistics_equal_numpy_over_the_rollouts_seen():
             s.params,
             s.runner,
             s.hidden,
-            jax.random.split(s.key, 3)[1],
-            CONFIG.num_steps,
+            draw_update_randomness(trainer, s.key).rollout,
             policy_of(CONFIG, s).obs_stats,
         )[2]
     )
@@ -121,8 +120,7 @@ def _first_epoch_kl(trainer, state, normalize_batch: bool) -> float:
         state.params,
         state.runner,
         state.hidden,
-        state.key,
-        16,
+        draw_rollout_noise(trainer.spec, state.key, 16, CONFIG.num_envs),
         stats,
     )[2]
     obs = policy_input(stats, transition.obs) if normalize_batch else transition.obs

@@ -14,7 +14,7 @@ from purejaxppo.evaluate import evaluate_runs, summarize_eval
 from purejaxppo.loss import ppo_loss
 from purejaxppo.networks import RecurrentActorCritic, act, unroll
 from purejaxppo.population import build_population
-from purejaxppo.rollout import collect_rollout
+from purejaxppo.rollout import collect_rollout, draw_rollout_noise
 from purejaxppo.train import policy_of
 from purejaxppo.update import make_batch, shuffle_sequences_into_minibatches
 
@@ -43,11 +43,14 @@ def _rollout(trainer, seed=0):
     """A second rollout, which starts mid-episode (32 steps = 5 episodes of 6 and 2 steps):
     its start memory `hidden0` matters."""
     state = jax.jit(trainer.init)(jax.random.key(seed), HP)
-    run = jax.jit(collect_rollout, static_argnums=(0, 1, 6))
+    run = jax.jit(collect_rollout, static_argnums=(0, 1))
     net, spec, params = trainer.network, trainer.spec, state.params
-    runner, hidden0, _ = run(net, spec, params, state.runner, state.hidden, state.key, 32)
+    envs = state.runner.obs.shape[0]
+    noise = draw_rollout_noise(spec, state.key, 32, envs)
+    runner, hidden0, _ = run(net, spec, params, state.runner, state.hidden, noise)
     assert not np.any(np.asarray(runner.episode_length) == 0)
-    _, hidden, tr = run(net, spec, params, runner, hidden0, jax.random.key(seed + 1), 32)
+    noise = draw_rollout_noise(spec, jax.random.key(seed + 1), 32, envs)
+    _, hidden, tr = run(net, spec, params, runner, hidden0, noise)
     return state, hidden0, hidden, tr
 
 

@@ -11,7 +11,7 @@ from purejaxppo.config import stack_hyperparams
 from purejaxppo.envs import reset_envs
 from purejaxppo.networks import init_network, initial_memory
 from purejaxppo.normalize import RunningStats
-from purejaxppo.rollout import collect_rollout
+from purejaxppo.rollout import collect_rollout, draw_rollout_noise
 
 SMALL = PPOConfig(env="CartPole-v1", num_envs=4, num_steps=32, total_timesteps=4 * 32 * 6)
 
@@ -25,11 +25,10 @@ def test_rollout_shapes_and_auto_reset(trainer):
     steps, envs = 200, 3
     runner = reset_envs(trainer.spec, jax.random.key(0), envs)
     params = init_network(trainer.network, jax.random.key(1), runner.obs)
-    rollout = jax.jit(collect_rollout, static_argnums=(0, 1, 6))
+    rollout = jax.jit(collect_rollout, static_argnums=(0, 1))
     hidden = initial_memory(trainer.network, envs)
-    runner, _, tr = rollout(
-        trainer.network, trainer.spec, params, runner, hidden, jax.random.key(2), steps
-    )
+    noise = draw_rollout_noise(trainer.spec, jax.random.key(2), steps, envs)
+    runner, _, tr = rollout(trainer.network, trainer.spec, params, runner, hidden, noise)
     chex.assert_shape([tr.obs], (steps, envs, 4))
     chex.assert_shape(
         [tr.action, tr.log_prob, tr.value, tr.next_value, tr.reward, tr.terminated, tr.truncated],
@@ -142,8 +141,9 @@ def test_values_after_the_scan_equal_values_in_it(env, recurrent, normalized):
     shape = trainer.spec.obs_shape
     stats = RunningStats(jnp.full(shape, 0.3), jnp.full(shape, 2.0), jnp.float32(10.0))
     obs_stats = stats if normalized else None
-    rollout = jax.jit(collect_rollout, static_argnums=(0, 1, 6, 8))
-    args = (trainer.network, trainer.spec, params, runner, hidden, jax.random.key(2), steps)
+    rollout = jax.jit(collect_rollout, static_argnums=(0, 1, 7))
+    noise = draw_rollout_noise(trainer.spec, jax.random.key(2), steps, envs)
+    args = (trainer.network, trainer.spec, params, runner, hidden, noise)
     _, _, in_scan = rollout(*args, obs_stats, False)
     _, _, after = rollout(*args, obs_stats, True)
     assert float(np.std(np.asarray(in_scan.value))) > 0  # values that could differ

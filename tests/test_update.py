@@ -15,7 +15,7 @@ from purejaxppo.gae import compute_gae
 from purejaxppo.loss import LossInfo
 from purejaxppo.networks import init_network, initial_memory
 from purejaxppo.population import final_returns
-from purejaxppo.rollout import Transition, collect_rollout
+from purejaxppo.rollout import Transition, collect_rollout, draw_rollout_noise
 from purejaxppo.train import summarize_update
 from purejaxppo.update import (
     global_norm,
@@ -125,7 +125,12 @@ def test_gaussian_actions_clipped_for_env_log_prob_unclipped():
     params["params"]["log_std"] = jnp.full_like(params["params"]["log_std"], 2.0)  # std 7.4
     hidden = initial_memory(trainer.network, 8)
     runner, _, tr = collect_rollout(
-        trainer.network, trainer.spec, params, runner, hidden, jax.random.key(2), 16
+        trainer.network,
+        trainer.spec,
+        params,
+        runner,
+        hidden,
+        draw_rollout_noise(trainer.spec, jax.random.key(2), 16, 8),
     )
     actions = np.asarray(tr.action)
     assert np.abs(actions).max() > 2.0  # the stored action is the unclipped sample
@@ -199,7 +204,12 @@ def test_chunked_gradient_passes_equal_one_pass_per_minibatch():
     hp = Hyperparams()
     state = trainer.init(jax.random.key(0), hp)
     _, _, tr = collect_rollout(
-        trainer.network, trainer.spec, state.params, state.runner, None, jax.random.key(1), 32
+        trainer.network,
+        trainer.spec,
+        state.params,
+        state.runner,
+        None,
+        draw_rollout_noise(trainer.spec, jax.random.key(1), 32, config.num_envs),
     )
     advantage, target = compute_gae(
         tr.reward, tr.value, tr.next_value, tr.terminated, tr.truncated, hp.gamma, hp.gae_lambda
@@ -215,7 +225,7 @@ def test_chunked_gradient_passes_equal_one_pass_per_minibatch():
             state.params,
             state.opt_state,
             batch,
-            jax.random.key(2),
+            jax.random.split(jax.random.key(2), config.update_epochs),
             hp.learning_rate,
             chunks=chunks,
         )
