@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import flax.linen as nn
 import flax.struct
@@ -361,26 +362,53 @@ def init_network(network: Network, key: jax.Array, obs: jax.Array) -> dict:
     """Parameters from example observations `obs` `[N, *obs_shape]`: the modules' own
     initialisers, then every `OrthogonalKernel` from `orthogonal_matrices_from_bits`; the
     modules' key and the kernels' bits come from one draw (`draw_bits`)."""
+    shapes = init_bits_shapes(network, obs, key_words(key))
+    return init_network_from_bits(network, draw_bits(key, shapes), obs, like=key)
+
+
+def init_bits_shapes(
+    network: Network, obs: jax.Array | jax.ShapeDtypeStruct, words: int
+) -> list[tuple[int, ...]]:
+    """The uint32 bits `init_network_from_bits` takes: a module key `[words]`, then the
+    orthogonal kernels' block (`orthogonal_bits_shape`) if the network declares any. Only
+    the shape of `obs` is used."""
+    key = jax.random.key(0)  # shapes only: the key's value does not matter
+    params = jax.eval_shape(lambda k: _init_modules(network, k, jnp.zeros(obs.shape)), key)
+    kernels = _orthogonal_kernels(params)
+    if not kernels:
+        return [(words,)]
+    return [(words,), orthogonal_bits_shape([x.value.shape for x in kernels])]
+
+
+def init_network_from_bits(
+    network: Network, bits: Sequence[jax.Array], obs: jax.Array, like: jax.Array
+) -> dict:
+    """`init_network` from the bits of `init_bits_shapes` (the module key of `like`'s kind)."""
+    module_bits, *kernel_bits = bits
+    params = _init_modules(network, keys_from_bits(module_bits, like), obs)
+    declared = _orthogonal_kernels(params)
+    if not declared:
+        return params
+    shapes = [x.value.shape for x in declared]
+    drawn = iter(orthogonal_matrices_from_bits(kernel_bits[0], shapes, [x.scale for x in declared]))
+    return jax.tree.map(
+        lambda x: next(drawn) if _is_orthogonal(x) else x, params, is_leaf=_is_orthogonal
+    )
+
+
+def _init_modules(network: Network, key: jax.Array, obs: jax.Array) -> dict:
+    """The modules' own initialisation (orthogonal kernels still NaN placeholders)."""
     first = jnp.ones(obs.shape[:1], bool)
     hidden = initial_memory(network, obs.shape[0])  # None: feed-forward
+    return network.init(key, hidden, obs, first, method="step")
 
-    def init_modules(key_modules: jax.Array) -> dict:
-        return network.init(key_modules, hidden, obs, first, method="step")
 
-    def is_kernel(x: object) -> bool:
-        return isinstance(x, OrthogonalKernel)
+def _is_orthogonal(x: object) -> bool:
+    return isinstance(x, OrthogonalKernel)
 
-    def kernels(params: dict) -> list[OrthogonalKernel]:
-        return [x for x in jax.tree.leaves(params, is_leaf=is_kernel) if is_kernel(x)]
 
-    shapes = [x.value.shape for x in kernels(jax.eval_shape(init_modules, key))]
-    if not shapes:
-        return init_modules(key)
-    module_bits, kernel_bits = draw_bits(key, [(key_words(key),), orthogonal_bits_shape(shapes)])
-    params = init_modules(keys_from_bits(module_bits, key))
-    declared = kernels(params)
-    drawn = iter(orthogonal_matrices_from_bits(kernel_bits, shapes, [x.scale for x in declared]))
-    return jax.tree.map(lambda x: next(drawn) if is_kernel(x) else x, params, is_leaf=is_kernel)
+def _orthogonal_kernels(params: Any) -> list[OrthogonalKernel]:
+    return [x for x in jax.tree.leaves(params, is_leaf=_is_orthogonal) if _is_orthogonal(x)]
 
 
 def act(

@@ -1,10 +1,12 @@
 """Several random arrays from one draw of random bits.
 
-Each `jax.random` call on the CPU is a threefry hash compiled as a 5-round loop of a dozen
+Each `jax.random` call on the CPU is a threefry hash compiled as a 5-round loop of about 16
 small kernels. Drawing the bits of everything an update needs in one call, and cutting them
-into keys, noise and shuffle keys, leaves one such loop where there were six: fewer kernels to
-compile and to launch per update. A key cut out of the bits is what `jax.random.split` makes
-(split hashes a counter with the parent key; `bits` hashes a counter too).
+into keys, noise and epoch keys, leaves one such loop where there were five: fewer kernels to
+compile and to launch per update. The words of a key cut out of the bits are hashes of a
+counter under the parent key, as `jax.random.split`'s are, though not the same words (with
+jax's default partitionable threefry, split keeps both halves of each hash, `bits` their
+xor): independent uniform bits either way.
 """
 
 from __future__ import annotations
@@ -40,5 +42,11 @@ def draw_bits(key: jax.Array, shapes: Sequence[tuple[int, ...]]) -> list[jax.Arr
 
 
 def keys_from_bits(bits: jax.Array, like: jax.Array) -> jax.Array:
-    """Keys `[...]` of `like`'s implementation from bits `[..., key_words]`."""
+    """Typed keys `[...]` of `like`'s implementation from bits `[..., key_words]`."""
     return jax.random.wrap_key_data(bits, impl=jax.random.key_impl(as_typed_key(like)))
+
+
+def key_like(key: jax.Array, like: jax.Array) -> jax.Array:
+    """The typed `key` in the form of `like`: typed, or its raw `uint32` data if `like` is a
+    raw key (so a carried key keeps its type through a scan)."""
+    return key if jnp.issubdtype(like.dtype, jax.dtypes.prng_key) else jax.random.key_data(key)

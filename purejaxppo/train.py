@@ -23,7 +23,13 @@ from purejaxppo.config import Hyperparams, PPOConfig
 from purejaxppo.envs import EnvRunner, EnvSpec, make_env, reset_envs_with_keys
 from purejaxppo.gae import compute_gae
 from purejaxppo.loss import LossInfo
-from purejaxppo.networks import Network, init_network, initial_memory, make_network
+from purejaxppo.networks import (
+    Network,
+    init_bits_shapes,
+    init_network_from_bits,
+    initial_memory,
+    make_network,
+)
 from purejaxppo.normalize import (
     Normalizer,
     RunningStats,
@@ -31,7 +37,7 @@ from purejaxppo.normalize import (
     merge_stats,
     scale_rewards,
 )
-from purejaxppo.randomness import draw_bits, key_words, keys_from_bits
+from purejaxppo.randomness import draw_bits, key_like, key_words, keys_from_bits
 from purejaxppo.rollout import (
     RolloutNoise,
     Transition,
@@ -136,7 +142,7 @@ class Trainer:
 class UpdateRandomness(NamedTuple):
     """All the randomness of one update (`draw_update_randomness`)."""
 
-    next_key: jax.Array  # the key the next update starts from
+    next_key: jax.Array  # the key the next update starts from (typed, or raw as the input)
     rollout: RolloutNoise  # action noise [T, N, A], env keys [T, N]
     epoch_keys: jax.Array  # [update_epochs]: each epoch's shuffle
 
@@ -152,7 +158,7 @@ def draw_update_randomness(trainer: Trainer, key: jax.Array) -> UpdateRandomness
     ]
     next_bits, action_bits, env_key_bits, epoch_key_bits = draw_bits(key, shapes)
     return UpdateRandomness(
-        next_key=keys_from_bits(next_bits, key),
+        next_key=key_like(keys_from_bits(next_bits, key), key),
         rollout=rollout_noise_from_bits(spec, action_bits, env_key_bits, key),
         epoch_keys=keys_from_bits(epoch_key_bits, key),
     )
@@ -168,15 +174,20 @@ def make_train(
 
 def init_state(trainer: Trainer, key: jax.Array, hp: Hyperparams) -> TrainState:
     """Initialise network parameters, optimizer state and `num_envs` envs."""
-    words = key_words(key)  # the state's key, the network's, one per env: one draw
-    shapes = [(words,), (words,), (trainer.config.num_envs, words)]
-    key, key_net, env_keys = (keys_from_bits(b, key) for b in draw_bits(key, shapes))
-    runner = reset_envs_with_keys(trainer.spec, env_keys)
-    params = init_network(trainer.network, key_net, runner.obs[:1])
+    # One draw: the state's key, a key per env, the network's module key and kernel bits.
+    words, num_envs = key_words(key), trainer.config.num_envs
+    example_obs = jax.ShapeDtypeStruct((1, *trainer.spec.obs_shape), jnp.float32)
+    network_shapes = init_bits_shapes(trainer.network, example_obs, words)
+    key_bits, env_key_bits, *network_bits = draw_bits(
+        key, [(words,), (num_envs, words), *network_shapes]
+    )
+    runner = reset_envs_with_keys(trainer.spec, keys_from_bits(env_key_bits, key))
+    params = init_network_from_bits(trainer.network, network_bits, runner.obs[:1], like=key)
     opt_state = make_optimizer(hp, hp.learning_rate).init(params)
     norm = init_normalizer(trainer.spec.obs_shape, trainer.config.num_envs)
     hidden = initial_memory(trainer.network, trainer.config.num_envs)
-    return TrainState(params, opt_state, runner, hidden, norm, key, jnp.zeros((), jnp.int32))
+    state_key = key_like(keys_from_bits(key_bits, key), key)  # typed, or raw as the caller's key
+    return TrainState(params, opt_state, runner, hidden, norm, state_key, jnp.zeros((), jnp.int32))
 
 
 def update_step(trainer: Trainer, hp: Hyperparams, state: TrainState) -> tuple[TrainState, Metrics]:

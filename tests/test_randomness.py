@@ -9,6 +9,7 @@ from jax.extend.core import ClosedJaxpr, Jaxpr
 
 from purejaxppo.config import Hyperparams, PPOConfig
 from purejaxppo.distributions import noise_from_bits, uniform_from_bits
+from purejaxppo.permutation import random_permutation
 from purejaxppo.randomness import as_typed_key, draw_bits, key_words, keys_from_bits
 from purejaxppo.rollout import draw_rollout_noise
 from purejaxppo.train import draw_update_randomness, make_train, update_step
@@ -71,17 +72,25 @@ def test_noise_from_bits_has_the_standard_moments_and_stays_finite(discrete):
     assert np.all(np.isfinite(np.asarray(edges)))
 
 
-def test_update_randomness_shapes_and_determinism():
+def test_update_randomness_is_one_draw_cut_in_order():
+    """Each piece is its own slice of one `jax.random.bits` draw: next key, action noise,
+    env keys, epoch keys (no bits used twice)."""
     trainer = make_train(CONFIG)
     key = jax.random.key(4)
     a = jax.jit(lambda k: draw_update_randomness(trainer, k))(key)
-    b = jax.jit(lambda k: draw_update_randomness(trainer, k))(key)
-    assert a.rollout.action.shape == (CONFIG.num_steps, CONFIG.num_envs, 2)
-    assert a.rollout.env_keys.shape == (CONFIG.num_steps, CONFIG.num_envs)
-    assert a.epoch_keys.shape == (CONFIG.update_epochs,)
-    data = lambda k: np.asarray(jax.random.key_data(k)).reshape(-1, 2)  # noqa: E731
-    np.testing.assert_array_equal(data(a.next_key), data(b.next_key))
-    np.testing.assert_array_equal(a.rollout.action, b.rollout.action)
+    T, N, A, E, w = CONFIG.num_steps, CONFIG.num_envs, 2, CONFIG.update_epochs, key_words(key)
+    assert a.rollout.action.shape == (T, N, A)
+    assert a.rollout.env_keys.shape == (T, N)
+    assert a.epoch_keys.shape == (E,)
+    bits = np.asarray(jax.random.bits(key, (w + T * N * A + T * N * w + E * w,), jnp.uint32))
+    cuts = np.cumsum([w, T * N * A, T * N * w])
+    next_bits, action_bits, env_bits, epoch_bits = np.split(bits, cuts)
+    data = lambda k: np.asarray(jax.random.key_data(k)).reshape(-1, w)  # noqa: E731
+    np.testing.assert_array_equal(data(a.next_key), next_bits.reshape(-1, w))
+    expected_noise = noise_from_bits(True, jnp.asarray(action_bits.reshape(T, N, A)))
+    np.testing.assert_array_equal(a.rollout.action, expected_noise)
+    np.testing.assert_array_equal(data(a.rollout.env_keys), env_bits.reshape(-1, w))
+    np.testing.assert_array_equal(data(a.epoch_keys), epoch_bits.reshape(-1, w))
     all_keys = np.concatenate(
         [data(key), data(a.next_key), data(a.rollout.env_keys), data(a.epoch_keys)]
     )
@@ -101,17 +110,17 @@ def test_draw_rollout_noise_matches_its_shapes():
 HASHING_PRIMITIVES = {"random_bits", "random_split", "random_fold_in", "threefry2x32"}
 
 
-def _count_threefry(jaxpr) -> int:
+def _count_threefry(jaxpr, primitives=HASHING_PRIMITIVES) -> int:
     """Hashing equations (`HASHING_PRIMITIVES`) in a jaxpr and all the jaxprs nested in it."""
     if isinstance(jaxpr, ClosedJaxpr):
         jaxpr = jaxpr.jaxpr
     count = 0
     for eqn in jaxpr.eqns:
-        count += eqn.primitive.name in HASHING_PRIMITIVES
+        count += eqn.primitive.name in primitives
         for param in eqn.params.values():
             for sub in param if isinstance(param, tuple | list) else [param]:
                 if isinstance(sub, ClosedJaxpr | Jaxpr):
-                    count += _count_threefry(sub)
+                    count += _count_threefry(sub, primitives)
     return count
 
 
@@ -127,7 +136,47 @@ def test_an_update_hashes_once_besides_the_env_and_the_shuffles():
     keys = jax.random.split(jax.random.key(0), CONFIG.num_envs)
     in_env = _count_threefry(jax.make_jaxpr(env_step)(keys, state.runner.env_state))
     in_shuffle = _count_threefry(
-        jax.make_jaxpr(lambda k: jax.random.bits(k, (4,), jnp.uint32))(jax.random.key(0))
+        jax.make_jaxpr(lambda k: random_permutation(k, 8))(jax.random.key(0))
     )
     assert in_env >= 1 and in_shuffle == 1
     assert in_update == 1 + in_env + in_shuffle
+
+
+@pytest.mark.parametrize("discrete", [True, False])
+def test_noise_from_bits_is_jax_s_noise_to_rounding(discrete):
+    """The same formulas as `jax.random.gumbel` / `normal` on the same bits (jax scales its
+    uniform draw differently, which moves the normal's far tail by about 1e-3)."""
+    key = jax.random.key(7)
+    ours = np.asarray(noise_from_bits(discrete, jax.random.bits(key, (50_000,), jnp.uint32)))
+    draw = jax.random.gumbel if discrete else jax.random.normal
+    np.testing.assert_allclose(ours, np.asarray(draw(key, (50_000,))), atol=3e-3)
+
+
+@pytest.mark.parametrize("raw", [True, False])
+def test_a_state_keeps_its_key_type_through_updates(raw):
+    """A raw `uint32` key (`jax.random.PRNGKey`) gives a state with a raw key, which stays raw
+    through the update scan; a typed key stays typed."""
+    trainer = make_train(CONFIG)
+    hp = Hyperparams()
+    key = jax.random.PRNGKey(0) if raw else jax.random.key(0)
+    state = trainer.init(key, hp)
+    assert jnp.issubdtype(state.key.dtype, jax.dtypes.prng_key) != raw
+    state, metrics = jax.jit(lambda s: trainer.run_updates(s, hp, 2))(state)
+    assert state.key.dtype == key.dtype and state.key.shape == key.shape
+    assert np.all(np.isfinite(np.asarray(metrics.total_loss)))
+
+
+def test_init_hashes_once_besides_the_env_reset():
+    """init draws the state's key, the env keys and the network's bits in one hash; the
+    other hashes are the env's own reset draws. (flax folds a key for each parameter it
+    creates, `random_fold_in`; no initialiser of these networks uses them, and XLA removes
+    them as dead code, so they are not counted.)"""
+    trainer = make_train(CONFIG)
+    init = jax.make_jaxpr(lambda k: trainer.init(k, Hyperparams()))(jax.random.key(0))
+    in_init = _count_threefry(init, {"random_bits", "random_split", "threefry2x32"})
+    spec = trainer.spec
+    reset = jax.vmap(lambda k: spec.env.reset(k, spec.params))
+    keys = jax.random.split(jax.random.key(0), CONFIG.num_envs)
+    in_reset = _count_threefry(jax.make_jaxpr(reset)(keys))
+    assert in_reset >= 1
+    assert in_init == 1 + in_reset
