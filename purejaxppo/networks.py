@@ -442,6 +442,8 @@ def unroll(
 
     def one_step(h: jax.Array, inputs: tuple[jax.Array, jax.Array]):
         h, dist, value = act(network, params, h, *inputs)
+        if isinstance(dist, DiagGaussian):  # stacked per step, log_std must have the batch
+            dist = dist._replace(log_std=jnp.broadcast_to(dist.log_std, dist.mean.shape))
         return h, (dist, value)
 
     _, (dist, value) = jax.lax.scan(one_step, hidden, (obs, first))

@@ -138,3 +138,28 @@ def test_memory_survives_a_checkpoint(tmp_path):
     restored = restore_checkpoint(tmp_path, abstract_train_state(trainer, population), 2)
     chex.assert_trees_all_equal(restored.state.hidden, out.state.hidden)
     chex.assert_trees_all_equal(restored.state.params, out.state.params)
+
+
+def test_recurrent_continuous_policy_replays_and_trains():
+    """A recurrent Gaussian policy (Pendulum): the replayed sequences give the rollout's
+    log-probabilities and entropy per sample, and a short run trains with finite losses."""
+    config = PPOConfig(
+        env="Pendulum-v1",
+        num_envs=4,
+        num_steps=8,
+        total_timesteps=4 * 8 * 2,
+        recurrent=True,
+        update_epochs=2,
+        num_minibatches=2,
+    )
+    trainer = make_train(config)
+    state = jax.jit(trainer.init)(jax.random.key(0), HP)
+    noise = draw_rollout_noise(trainer.spec, jax.random.key(1), 8, 4)
+    run = jax.jit(collect_rollout, static_argnums=(0, 1))
+    net, params = trainer.network, state.params
+    _, _, tr = run(net, trainer.spec, params, state.runner, state.hidden, noise)
+    dist, value = unroll(net, params, state.hidden, tr.obs, tr.first)
+    chex.assert_shape([dist.log_prob(tr.action), dist.entropy(), value], (8, 4))
+    np.testing.assert_allclose(dist.log_prob(tr.action), tr.log_prob, rtol=1e-5, atol=1e-5)
+    out = jax.jit(trainer)(jax.random.key(0), HP)
+    assert np.all(np.isfinite(np.asarray(out.metrics.total_loss)))
