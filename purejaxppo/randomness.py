@@ -11,6 +11,7 @@ xor): independent uniform bits either way.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 
@@ -34,7 +35,7 @@ def draw_bits(key: jax.Array, shapes: Sequence[tuple[int, ...]]) -> list[jax.Arr
     """uint32 arrays of the given shapes, cut from one `jax.random.bits` call with `key`."""
     sizes = [math.prod(shape) for shape in shapes]
     bits = jax.random.bits(as_typed_key(key), (sum(sizes),), jnp.uint32)
-    starts = [sum(sizes[:i]) for i in range(len(sizes))]
+    starts = list(itertools.accumulate(sizes, initial=0))[: len(sizes)]
     return [
         bits[start : start + size].reshape(shape)
         for start, size, shape in zip(starts, sizes, shapes, strict=True)
@@ -46,7 +47,8 @@ def keys_from_bits(bits: jax.Array, like: jax.Array) -> jax.Array:
     return jax.random.wrap_key_data(bits, impl=jax.random.key_impl(as_typed_key(like)))
 
 
-def key_like(key: jax.Array, like: jax.Array) -> jax.Array:
-    """The typed `key` in the form of `like`: typed, or its raw `uint32` data if `like` is a
-    raw key (so a carried key keeps its type through a scan)."""
+def carried_key_from_bits(bits: jax.Array, like: jax.Array) -> jax.Array:
+    """A key from bits `[key_words]` in the form of `like`: typed, or raw `uint32` data if
+    `like` is a raw key (so a key carried through a scan keeps its type)."""
+    key = keys_from_bits(bits, like)
     return key if jnp.issubdtype(like.dtype, jax.dtypes.prng_key) else jax.random.key_data(key)

@@ -37,7 +37,7 @@ from purejaxppo.normalize import (
     merge_stats,
     scale_rewards,
 )
-from purejaxppo.randomness import draw_bits, key_like, key_words, keys_from_bits
+from purejaxppo.randomness import carried_key_from_bits, draw_bits, key_words, keys_from_bits
 from purejaxppo.rollout import (
     RolloutNoise,
     Transition,
@@ -158,7 +158,7 @@ def draw_update_randomness(trainer: Trainer, key: jax.Array) -> UpdateRandomness
     ]
     next_bits, action_bits, env_key_bits, epoch_key_bits = draw_bits(key, shapes)
     return UpdateRandomness(
-        next_key=key_like(keys_from_bits(next_bits, key), key),
+        next_key=carried_key_from_bits(next_bits, key),
         rollout=rollout_noise_from_bits(spec, action_bits, env_key_bits, key),
         epoch_keys=keys_from_bits(epoch_key_bits, key),
     )
@@ -186,7 +186,7 @@ def init_state(trainer: Trainer, key: jax.Array, hp: Hyperparams) -> TrainState:
     opt_state = make_optimizer(hp, hp.learning_rate).init(params)
     norm = init_normalizer(trainer.spec.obs_shape, trainer.config.num_envs)
     hidden = initial_memory(trainer.network, trainer.config.num_envs)
-    state_key = key_like(keys_from_bits(key_bits, key), key)  # typed, or raw as the caller's key
+    state_key = carried_key_from_bits(key_bits, key)  # typed, or raw as the caller's key
     return TrainState(params, opt_state, runner, hidden, norm, state_key, jnp.zeros((), jnp.int32))
 
 
