@@ -13,8 +13,6 @@ from purejaxppo.distributions import (
     DiagGaussian,
     draw_noise,
     log_softmax,
-    pick_action_column,
-    sum_last_axis,
 )
 
 
@@ -98,48 +96,3 @@ def test_log_softmax_is_stable_for_large_logits():
     out = np.asarray(log_softmax(logits))
     assert np.all(np.isfinite(out))
     np.testing.assert_allclose(out, jax.nn.log_softmax(logits), atol=1e-6)
-
-
-@pytest.mark.parametrize("num_actions", [1, 2, 3, SMALL_ACTION_COUNT, SMALL_ACTION_COUNT + 1])
-def test_categorical_log_prob_and_entropy_match_plain_jax_in_values_and_gradients(num_actions):
-    """Column-by-column picking and summing give `take_along_axis`'s values exactly and
-    `jnp.sum`'s within rounding, with the same gradients."""
-    logits = 3.0 * jax.random.normal(jax.random.key(num_actions), (64, 3, num_actions))
-    action = jax.random.randint(jax.random.key(7), (64, 3), 0, num_actions)
-
-    def ours(logits):
-        dist = Categorical(logits)
-        return dist.log_prob(action), dist.entropy()
-
-    def plain(logits):
-        log_p = jax.nn.log_softmax(logits)
-        picked = jnp.take_along_axis(log_p, action[..., None], axis=-1)[..., 0]
-        return picked, -jnp.sum(jnp.exp(log_p) * log_p, axis=-1)
-
-    (log_prob, entropy), pull_ours = jax.vjp(ours, logits)
-    (ref_log_prob, ref_entropy), pull_ref = jax.vjp(plain, logits)
-    np.testing.assert_allclose(log_prob, ref_log_prob, rtol=1e-6, atol=1e-6)
-    np.testing.assert_allclose(entropy, ref_entropy, rtol=1e-5, atol=1e-6)
-    cotangents = (jnp.ones_like(log_prob), 0.5 * jnp.ones_like(entropy))
-    np.testing.assert_allclose(pull_ours(cotangents)[0], pull_ref(cotangents)[0], atol=1e-5)
-    values = jax.random.normal(jax.random.key(1), logits.shape)
-    np.testing.assert_array_equal(
-        pick_action_column(values, action),
-        jnp.take_along_axis(values, action[..., None], axis=-1)[..., 0],
-    )
-    np.testing.assert_allclose(sum_last_axis(values), jnp.sum(values, -1), rtol=1e-6, atol=1e-6)
-
-
-def test_categorical_log_prob_gradient_has_no_scatter_for_few_actions():
-    """For a few actions the log-prob's gradient is elementwise: no scatter-add (the gradient
-    of `take_along_axis`, three more kernels per gradient step and slow for large batches)."""
-
-    def grad_text(num_actions):
-        logits = jnp.zeros((128, num_actions))
-        action = jnp.zeros((128,), jnp.int32)
-        grad = jax.grad(lambda x: jnp.sum(Categorical(x).log_prob(action)))
-        return str(jax.make_jaxpr(grad)(logits))
-
-    assert "scatter" not in grad_text(2)
-    assert "scatter" not in grad_text(SMALL_ACTION_COUNT)
-    assert "scatter" in grad_text(SMALL_ACTION_COUNT + 1)  # the plain path, as a check
