@@ -9,8 +9,11 @@ update) and the env-only floor. `update = trainer - rollouts`. Beside them it ti
 products the update is made of, in a loop so launch costs are amortised: a 128-sample
 hidden layer (the 1 x 4 minibatch), the same for 16 runs at once (what `vmap` over seeds
 makes of it), and a 65,536-sample forward product, alone and followed by its weight
-gradient (the 1 x 2048 minibatch). The learner's matrix arithmetic per env step is counted
-from the network's kernels.
+gradient (the 1 x 2048 minibatch); also two independent 128-sample layers at once (whether
+XLA:CPU overlaps the actor's and critic's products) and one with bfloat16 inputs. The
+learner's matrix arithmetic per env step is counted from the network's kernels, and each
+point's best case is the env alone plus its products at the measured rates
+(`best_case`).
 """
 
 from __future__ import annotations
@@ -68,6 +71,13 @@ def matmul_flops_per_env_step(trainer: Trainer) -> float:
     """The learner's matrix-product FLOPs per env step: a forward pass of both towers to act,
     one of the critic for `next_value`, and per epoch a forward and backward pass (about 3x
     a forward). XLA's cost analysis counts a loop body once, so it cannot give this."""
+    return sum(forward_and_backward_flops(trainer))
+
+
+def forward_and_backward_flops(trainer: Trainer) -> tuple[float, float]:
+    """`matmul_flops_per_env_step` in two parts: forward products (acting, the critic's
+    values, each epoch's forward pass) and backward ones (each epoch's two products per
+    forward one: input and weight gradients)."""
     obs = jnp.zeros((1, *trainer.spec.obs_shape))
     params = jax.eval_shape(lambda k: init_network(trainer.network, k, obs), jax.random.key(0))
     per_tower: dict[str, float] = {}
@@ -77,7 +87,38 @@ def matmul_flops_per_env_step(trainer: Trainer) -> float:
             tower = names[1]
             per_tower[tower] = per_tower.get(tower, 0.0) + 2.0 * leaf.size
     forward = sum(per_tower.values())
-    return forward + per_tower.get("critic", 0.0) + trainer.config.update_epochs * 3 * forward
+    epochs = trainer.config.update_epochs
+    return forward + per_tower.get("critic", 0.0) + epochs * forward, epochs * 2 * forward
+
+
+# Which measured product rates bound each point's products (keys of `product_rates`): the
+# forward ones, then the backward ones.
+BEST_CASE_RATES = {
+    (4, 1): ("hidden_128x64x64", "hidden_128x64x64"),
+    (4, 16): ("hidden_16_runs_batched", "hidden_16_runs_batched"),
+    (2048, 1): ("forward_65536x64x64", "forward_and_weight_grad_65536x64x64"),
+}
+
+
+def best_case(row: dict, products: dict, flops: tuple[float, float]) -> dict:
+    """The fastest update the measured product rates allow at this point: the env alone
+    plus every forward and backward product at the rate `BEST_CASE_RATES` names for it."""
+    forward_rate, backward_rate = BEST_CASE_RATES[(row["num_envs"], row["num_seeds"])]
+    steps = row["env_steps_per_update"]
+    products_ms = (
+        1e3
+        * steps
+        * (
+            flops[0] / (1e9 * products[forward_rate]["gflops_per_s"])
+            + flops[1] / (1e9 * products[backward_rate]["gflops_per_s"])
+        )
+    )
+    best_ms = row["env_only_ms_per_update"] + products_ms
+    return {
+        "best_case_ms_per_update": best_ms,
+        "best_case_fraction_of_floor": row["env_only_ms_per_update"] / best_ms,
+        "best_case_rates": [forward_rate, backward_rate],
+    }
 
 
 def stage_times(num_envs: int, num_seeds: int, repeats: int) -> dict:
@@ -105,6 +146,7 @@ def stage_times(num_envs: int, num_seeds: int, repeats: int) -> dict:
         "update_ms_per_update": 1e3 * (per_update[0] - per_update[1]),
         "env_only_ms_per_update": 1e3 * per_update[2],
         "fraction_of_floor": per_update[2] / per_update[0],
+        "env_steps_per_update": num_seeds * config.batch_size,
         "matmul_flops_per_env_step": flops,
         "learner_gflops_per_s": flops * num_seeds * config.batch_size / per_update[0] / 1e9,
     }
@@ -137,6 +179,21 @@ def product_rates() -> dict:
     def hidden_runs(x, w):
         return jax.lax.fori_loop(0, n, lambda i, x: jnp.tanh(jnp.einsum("kbi,kij->kbj", x, w)), x)
 
+    def two_independent_hidden(x, w):  # the actor's and the critic's layers, as in a step
+        def both(i, xy):
+            return jnp.tanh(xy[0] @ w), jnp.tanh(xy[1] @ (w + 1.0))
+
+        return jax.lax.fori_loop(0, n, both, (x, x))
+
+    def hidden_bf16_inputs(x, w):  # float32 accumulation (not used by the trainer)
+        def layer(i, x):
+            product = jnp.dot(
+                x.astype(jnp.bfloat16), w.astype(jnp.bfloat16), preferred_element_type=jnp.float32
+            )
+            return jnp.tanh(product)
+
+        return jax.lax.fori_loop(0, n, layer, x)
+
     def forward_big(x, w):
         return jax.lax.fori_loop(0, 20, lambda i, w: w + 1e-9 * (x @ w)[:64], w)
 
@@ -147,6 +204,10 @@ def product_rates() -> dict:
     return {
         "hidden_128x64x64": loop_rate(hidden, (x, w), n, small),
         "hidden_16_runs_batched": loop_rate(hidden_runs, (xs, ws), n, many),
+        # Two independent layers per iteration: about twice one if XLA:CPU runs them one
+        # after the other, about one if it overlaps them on the two cores.
+        "two_independent_hidden_128x64x64": loop_rate(two_independent_hidden, (x, w), n, 2 * small),
+        "hidden_128x64x64_bf16_inputs": loop_rate(hidden_bf16_inputs, (x, w), n, small),
         "forward_65536x64x64": loop_rate(forward_big, (big, w), 20, big_flops),
         "forward_and_weight_grad_65536x64x64": loop_rate(
             forward_and_weight_grad_big, (big, w), 20, 2 * big_flops
@@ -176,6 +237,14 @@ def main() -> None:
     products = product_rates()
     for name, rate in products.items():
         print(f"{name}: {rate['us_per_product']:.1f} us, {rate['gflops_per_s']:.0f} GFLOP/s")
+    flops = forward_and_backward_flops(make_train(PRESETS["cartpole"][0]))
+    for row in stages:
+        row.update(best_case(row, products, flops))
+        print(
+            f"{row['num_seeds']:>2} x {row['num_envs']:<5} best case at these rates: "
+            f"{row['best_case_ms_per_update']:.2f} ms/update, "
+            f"{100 * row['best_case_fraction_of_floor']:.1f}% of the floor"
+        )
     result = {
         "device": report.device_description(),
         "versions": report.library_versions(),
