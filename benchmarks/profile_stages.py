@@ -204,8 +204,9 @@ def product_rates() -> dict:
     return {
         "hidden_128x64x64": loop_rate(hidden, (x, w), n, small),
         "hidden_16_runs_batched": loop_rate(hidden_runs, (xs, ws), n, many),
-        # Two independent layers per iteration: about twice one if XLA:CPU runs them one
-        # after the other, about one if it overlaps them on the two cores.
+        # Two independent layers per iteration (its `us_per_product` is for both): about
+        # twice one layer if XLA:CPU runs them one after the other, about one if it
+        # overlaps them on the two cores.
         "two_independent_hidden_128x64x64": loop_rate(two_independent_hidden, (x, w), n, 2 * small),
         "hidden_128x64x64_bf16_inputs": loop_rate(hidden_bf16_inputs, (x, w), n, small),
         "forward_65536x64x64": loop_rate(forward_big, (big, w), 20, big_flops),
