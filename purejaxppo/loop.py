@@ -29,7 +29,12 @@ import numpy as np
 from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding
 
-from purejaxppo.compiling import garbage_collection_paused, trainer_compiler_options
+from purejaxppo.compiling import (
+    garbage_collection_paused,
+    map_over_runs,
+    trainer_compiler_options,
+    unbatched_single_run,
+)
 from purejaxppo.config import ConfigError, Hyperparams
 from purejaxppo.distributed import (
     pad_runs,
@@ -55,8 +60,11 @@ class RunAxis(Protocol):
     def put(self, tree: Any) -> Any:
         """Place a pytree with a leading run axis (already padded) for the mapped functions."""
 
-    def map(self, fn: Callable, donate_argnums: tuple[int, ...] = ()) -> Callable:
-        """jit of `fn` vmapped over the leading run axis of every argument and output."""
+    def map(
+        self, fn: Callable, donate_argnums: tuple[int, ...] = (), single_run_unbatched: bool = False
+    ) -> Callable:
+        """jit of `fn` vmapped over the leading run axis of every argument and output (a single
+        run traced without vmap where `single_run_unbatched` and the axis allows it)."""
 
     def to_host(self, tree: Any) -> Any:
         """numpy copies (on every process) of a pytree with a leading run axis."""
@@ -80,9 +88,13 @@ class LocalRuns:
     def put(self, tree: Any) -> Any:
         return tree
 
-    def map(self, fn: Callable, donate_argnums: tuple[int, ...] = ()) -> Callable:
+    def map(
+        self, fn: Callable, donate_argnums: tuple[int, ...] = (), single_run_unbatched: bool = False
+    ) -> Callable:
         return jax.jit(
-            jax.vmap(fn), donate_argnums=donate_argnums, compiler_options=trainer_compiler_options()
+            map_over_runs(fn, single_run_unbatched),
+            donate_argnums=donate_argnums,
+            compiler_options=trainer_compiler_options(),
         )
 
     def to_host(self, tree: Any) -> Any:
@@ -113,7 +125,10 @@ class MeshRuns:
     def put(self, tree: Any) -> Any:
         return put_runs(tree, self.mesh)
 
-    def map(self, fn: Callable, donate_argnums: tuple[int, ...] = ()) -> Callable:
+    def map(
+        self, fn: Callable, donate_argnums: tuple[int, ...] = (), single_run_unbatched: bool = False
+    ) -> Callable:
+        # Each device's block stays vmapped (a block of one run is not measured).
         return shard_over_runs(fn, self.mesh, donate_argnums)
 
     def to_host(self, tree: Any) -> Any:
@@ -230,7 +245,8 @@ def compile_chunked(
     hps = runs.put(pad_runs(population.hyperparams, num_padded))
     start = time.perf_counter()
     with garbage_collection_paused():
-        init_fn = runs.map(trainer.init)
+        single = unbatched_single_run(trainer.config.batch_size)
+        init_fn = runs.map(trainer.init, single_run_unbatched=single)
         init = init_fn.lower(keys, hps).compile() if updates_done == 0 else None
         abstract_state = jax.eval_shape(init_fn, keys, hps)
         chunks = {}
@@ -239,7 +255,7 @@ def compile_chunked(
             def run_chunk(state: TrainState, hp: Hyperparams, size: int = size):
                 return trainer.run_updates(state, hp, size)
 
-            mapped = runs.map(run_chunk, donate_argnums=(0,))
+            mapped = runs.map(run_chunk, donate_argnums=(0,), single_run_unbatched=single)
             compiled = mapped.lower(abstract_state, hps).compile()
             check_compiled_fits(compiled)
             chunks[size] = compiled

@@ -11,7 +11,12 @@ from typing import Any
 import jax
 import numpy as np
 
-from purejaxppo.compiling import garbage_collection_paused, trainer_compiler_options
+from purejaxppo.compiling import (
+    garbage_collection_paused,
+    map_over_runs,
+    trainer_compiler_options,
+    unbatched_single_run,
+)
 from purejaxppo.config import (
     HYPERPARAM_NAMES,
     ConfigError,
@@ -90,8 +95,12 @@ class Timing:
 
 
 def train_population(trainer: Trainer, population: Population) -> tuple[TrainOutput, Timing]:
-    """Compile `jit(vmap(train))` for the population, run it once, and time both apart."""
-    train_runs = jax.jit(jax.vmap(trainer), compiler_options=trainer_compiler_options())
+    """Compile `jit(vmap(train))` for the population (`map_over_runs`), run it once, and time
+    both apart."""
+    single = unbatched_single_run(trainer.config.batch_size)
+    train_runs = jax.jit(
+        map_over_runs(trainer, single), compiler_options=trainer_compiler_options()
+    )
     start = time.perf_counter()
     with garbage_collection_paused():
         compiled = train_runs.lower(population.keys, population.hyperparams).compile()

@@ -75,3 +75,46 @@ def test_garbage_collection_is_paused_inside_and_restored_after_an_error():
         assert not gc.isenabled(), "a collector the caller had paused stays paused"
     finally:
         gc.enable()
+
+
+def test_map_over_runs_traces_a_single_run_without_vmap():
+    seen = []
+
+    def fn(key, x):
+        seen.append((x.shape, type(x).__name__ == "BatchTracer"))
+        return {"draw": jax.random.uniform(key, x.shape) + x, "total": x.sum()}
+
+    mapped = compiling.map_over_runs(fn)
+    for runs in (1, 3):
+        keys = jax.random.split(jax.random.key(7), runs)
+        x = jax.numpy.arange(runs * 2, dtype=jax.numpy.float32).reshape(runs, 2)
+        seen.clear()
+        out = jax.jit(mapped)(keys, x)
+        assert seen == [((2,), runs > 1)], "vmap batches more than one run only"
+        expected = jax.vmap(fn)(keys, x)
+        chex.assert_trees_all_equal_shapes_and_dtypes(out, expected)
+        chex.assert_trees_all_close(out, expected)
+    seen.clear()
+    jax.jit(compiling.map_over_runs(fn, single_run_unbatched=False))(keys[:1], x[:1])
+    assert seen == [((2,), True)], "a single run keeps the vmap when asked to"
+
+
+def test_only_small_single_runs_on_the_cpu_are_traced_without_vmap(monkeypatch):
+    limit = compiling.CPU_UNBATCHED_SINGLE_RUN_MAX_SAMPLES
+    monkeypatch.setattr(jax, "default_backend", lambda: "cpu")
+    assert compiling.unbatched_single_run(limit)
+    assert not compiling.unbatched_single_run(limit + 1)
+    monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+    assert not compiling.unbatched_single_run(512)
+
+
+def test_a_single_run_trains_as_under_vmap():
+    """One run through `map_over_runs` (the single-run program every path compiles) equals
+    the vmapped program to float32 rounding (XLA fuses the two programs differently)."""
+    trainer = make_train(CONFIG)
+    population = population_of(1)
+    vmapped = jax.jit(jax.vmap(trainer))(population.keys, population.hyperparams)
+    single, _ = train_population(trainer, population)
+    chex.assert_trees_all_equal_shapes_and_dtypes(single, vmapped)
+    chex.assert_trees_all_close(single.metrics, vmapped.metrics, rtol=1e-5, atol=1e-6)
+    chex.assert_trees_all_close(single.state.params, vmapped.state.params, rtol=1e-5, atol=1e-6)
