@@ -17,9 +17,10 @@ they set off took 0.17 s of the cartpole preset's 0.80 s of tracing and lowering
 with a small rollout (`unbatched_single_run`) is traced without it: the same computation,
 without `vmap`'s batching of every scan. For the cartpole preset (1 run x 4 envs) tracing,
 lowering and compiling took 2.48 s instead of 2.86 s (one process, medians of 5 alternated
-rounds). Run time, one-process A/Bs in both orders: 1 x 4 envs -1% and +1%, 1 x 64 -4% and
--10%; but 1 x 512 +3% and +4%, 1 x 2048 +7% to +11% (XLA schedules the two programs'
-kernels in another order), so larger rollouts keep the vmap.
+rounds). Run time without the vmap, one-process A/Bs with either program first: 1 x 4 envs
+-0.7%, -1.5% and -15%, 1 x 64 -7% and +3%; but 1 x 512 +5% and +9%, 1 x 2048 +7%, +8%
+and +11% (XLA schedules the two programs' kernels in another order), so larger rollouts
+keep the vmap.
 
 This module imports nothing that starts the XLA backend: `trainer_compiler_options` asks
 for the backend only when a program is built.
