@@ -26,7 +26,7 @@ from pathlib import Path
 import jax
 
 from purejaxppo import report
-from purejaxppo.compiling import map_over_runs, trainer_compiler_options, unbatched_single_run
+from purejaxppo.compiling import map_trainer_over_runs, trainer_compiler_options
 from purejaxppo.config import stack_hyperparams
 from purejaxppo.presets import PRESETS
 from purejaxppo.train import make_train
@@ -76,10 +76,12 @@ def profile_point(num_envs: int, num_seeds: int, updates: int) -> dict:
     trainer = make_train(config)
     keys = jax.random.split(jax.random.key(0), num_seeds)
     hps = stack_hyperparams([hp] * num_seeds)
-    single = unbatched_single_run(config.batch_size)  # mapped over runs as `train` does
-    state = jax.jit(map_over_runs(trainer.init, single))(keys, hps)
+    # Mapped over runs as `train` does.
+    state = jax.jit(map_trainer_over_runs(trainer.init, config.batch_size))(keys, hps)
     options = trainer_compiler_options() | {"xla_cpu_enable_xprof_traceme": True}
-    run_updates = map_over_runs(lambda s, h: trainer.run_updates(s, h, updates), single)
+    run_updates = map_trainer_over_runs(
+        lambda s, h: trainer.run_updates(s, h, updates), config.batch_size
+    )
     run = jax.jit(run_updates, compiler_options=options)
     compiled = run.lower(state, hps).compile()
     products = product_kernels(compiled.as_text())

@@ -28,7 +28,7 @@ import jax
 import jax.numpy as jnp
 
 from purejaxppo import bench, report
-from purejaxppo.compiling import map_over_runs, trainer_compiler_options, unbatched_single_run
+from purejaxppo.compiling import map_trainer_over_runs, trainer_compiler_options
 from purejaxppo.config import stack_hyperparams
 from purejaxppo.networks import init_network
 from purejaxppo.presets import PRESETS
@@ -128,8 +128,9 @@ def stage_times(num_envs: int, num_seeds: int, repeats: int) -> dict:
     keys = jax.random.split(jax.random.key(0), num_seeds)
     hps = stack_hyperparams([hp] * num_seeds)
     options = trainer_compiler_options()
-    single = unbatched_single_run(config.batch_size)  # mapped over runs as `train` does
-    train_runs, rollout_runs = (map_over_runs(f, single) for f in (trainer, rollouts_only(trainer)))
+    # Mapped over runs as `train` does; the floor as `bench` does.
+    train_runs = map_trainer_over_runs(trainer, config.batch_size)
+    rollout_runs = map_trainer_over_runs(rollouts_only(trainer), config.batch_size)
     train, compile_s = bench.compile_timed(train_runs, (keys, hps), options)
     rollout, _ = bench.compile_timed(rollout_runs, (keys, hps), options)
     floor, _ = bench.compile_timed(jax.vmap(bench.make_env_only(trainer.spec, config)), (keys,))

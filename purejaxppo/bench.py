@@ -1,6 +1,7 @@
 """Steps-per-second profiling: compile time apart from run time, the env-only floor, memory.
 
-For each point of a grid (num_envs x num_seeds) it compiles `jit(vmap(train))` and, beside
+For each point of a grid (num_envs x num_seeds) it compiles `jit(vmap(train))` (as `train`
+does: `compiling.map_trainer_over_runs`) and, beside
 it, an env-only program with the same env, the same num_envs x num_seeds and the same
 `lax.scan` shape (num_updates x num_steps) but random actions and no learner: the floor.
 `fraction_of_floor = sps / env_only_sps` tells how much the learner costs.
@@ -20,9 +21,8 @@ import jax.numpy as jnp
 
 from purejaxppo.compiling import (
     garbage_collection_paused,
-    map_over_runs,
+    map_trainer_over_runs,
     trainer_compiler_options,
-    unbatched_single_run,
 )
 from purejaxppo.config import Hyperparams, PPOConfig, stack_hyperparams
 from purejaxppo.envs import EnvSpec, reset_envs, step_envs
@@ -131,12 +131,10 @@ def bench_point(
     env_steps = num_seeds * config.num_updates * config.batch_size
     # The trainer as `train` compiles it; the floor with XLA's defaults, its fastest setting
     # (level 1 ran the env-only program up to 5% slower at 1 x 2048).
-    # A small single run is traced without `vmap`, as `train` does (`map_over_runs`); the
+    # A small single run is traced without `vmap`, as `train` does; the
     # floor keeps it (as fast or faster).
-    single = unbatched_single_run(config.batch_size)
-    train, compile_s = compile_timed(
-        map_over_runs(trainer, single), (keys, hps), trainer_compiler_options()
-    )
+    train_runs = map_trainer_over_runs(trainer, config.batch_size)
+    train, compile_s = compile_timed(train_runs, (keys, hps), trainer_compiler_options())
     floor, floor_compile_s = compile_timed(jax.vmap(make_env_only(trainer.spec, config)), (keys,))
     programs = [(train, (keys, hps)), (floor, (keys,))]
     chunked = None

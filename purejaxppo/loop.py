@@ -61,8 +61,12 @@ class RunAxis(Protocol):
         """Place a pytree with a leading run axis (already padded) for the mapped functions."""
 
     def map(
-        self, fn: Callable, donate_argnums: tuple[int, ...] = (), single_run_unbatched: bool = False
-    ) -> Callable:
+        self,
+        fn: Callable[..., Any],
+        donate_argnums: tuple[int, ...] = (),
+        *,
+        single_run_unbatched: bool = False,
+    ) -> Callable[..., Any]:
         """jit of `fn` vmapped over the leading run axis of every argument and output (a single
         run traced without vmap where `single_run_unbatched` and the axis allows it)."""
 
@@ -80,7 +84,8 @@ class RunAxis(Protocol):
 
 @dataclasses.dataclass(frozen=True)
 class LocalRuns:
-    """All runs on the default device: `jit(vmap(fn))`."""
+    """All runs on the default device: `jit(vmap(fn))` (`compiling.map_over_runs`: a single
+    run traced without vmap where asked)."""
 
     def padded(self, num_runs: int) -> int:
         return num_runs
@@ -89,10 +94,14 @@ class LocalRuns:
         return tree
 
     def map(
-        self, fn: Callable, donate_argnums: tuple[int, ...] = (), single_run_unbatched: bool = False
-    ) -> Callable:
+        self,
+        fn: Callable[..., Any],
+        donate_argnums: tuple[int, ...] = (),
+        *,
+        single_run_unbatched: bool = False,
+    ) -> Callable[..., Any]:
         return jax.jit(
-            map_over_runs(fn, single_run_unbatched),
+            map_over_runs(fn, single_run_unbatched=single_run_unbatched),
             donate_argnums=donate_argnums,
             compiler_options=trainer_compiler_options(),
         )
@@ -126,8 +135,12 @@ class MeshRuns:
         return put_runs(tree, self.mesh)
 
     def map(
-        self, fn: Callable, donate_argnums: tuple[int, ...] = (), single_run_unbatched: bool = False
-    ) -> Callable:
+        self,
+        fn: Callable[..., Any],
+        donate_argnums: tuple[int, ...] = (),
+        *,
+        single_run_unbatched: bool = False,
+    ) -> Callable[..., Any]:
         # Each device's block stays vmapped (a block of one run is not measured).
         return shard_over_runs(fn, self.mesh, donate_argnums)
 

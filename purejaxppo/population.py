@@ -13,9 +13,8 @@ import numpy as np
 
 from purejaxppo.compiling import (
     garbage_collection_paused,
-    map_over_runs,
+    map_trainer_over_runs,
     trainer_compiler_options,
-    unbatched_single_run,
 )
 from purejaxppo.config import (
     HYPERPARAM_NAMES,
@@ -95,11 +94,11 @@ class Timing:
 
 
 def train_population(trainer: Trainer, population: Population) -> tuple[TrainOutput, Timing]:
-    """Compile `jit(vmap(train))` for the population (`map_over_runs`), run it once, and time
-    both apart."""
-    single = unbatched_single_run(trainer.config.batch_size)
+    """Compile `jit(vmap(train))` for the population (`map_trainer_over_runs`), run it once,
+    and time both apart."""
     train_runs = jax.jit(
-        map_over_runs(trainer, single), compiler_options=trainer_compiler_options()
+        map_trainer_over_runs(trainer, trainer.config.batch_size),
+        compiler_options=trainer_compiler_options(),
     )
     start = time.perf_counter()
     with garbage_collection_paused():

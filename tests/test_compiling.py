@@ -84,7 +84,7 @@ def test_map_over_runs_traces_a_single_run_without_vmap():
         seen.append((x.shape, type(x).__name__ == "BatchTracer"))
         return {"draw": jax.random.uniform(key, x.shape) + x, "total": x.sum()}
 
-    mapped = compiling.map_over_runs(fn)
+    mapped = compiling.map_over_runs(fn, single_run_unbatched=True)
     for runs in (1, 3):
         keys = jax.random.split(jax.random.key(7), runs)
         x = jax.numpy.arange(runs * 2, dtype=jax.numpy.float32).reshape(runs, 2)
@@ -118,3 +118,30 @@ def test_a_single_run_trains_as_under_vmap():
     chex.assert_trees_all_equal_shapes_and_dtypes(single, vmapped)
     chex.assert_trees_all_close(single.metrics, vmapped.metrics, rtol=1e-5, atol=1e-6)
     chex.assert_trees_all_close(single.state.params, vmapped.state.params, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("path", ["train_population", "compile_chunked", "bench"])
+def test_every_path_traces_a_small_single_run_without_vmap(monkeypatch, path):
+    """The fused call, the chunked loop's programs and the benchmark all trace one run of
+    the small CONFIG without `vmap` on the CPU (more runs: `map_over_runs`' own test)."""
+    if jax.default_backend() != "cpu":
+        pytest.skip("single runs are traced without vmap on the CPU only")
+    from purejaxppo import train as train_module
+
+    batched = []
+    init_state = train_module.init_state
+
+    def recording_init_state(trainer, key, hp):
+        batched.append(type(key).__name__ == "BatchTracer")
+        return init_state(trainer, key, hp)
+
+    monkeypatch.setattr(train_module, "init_state", recording_init_state)
+    trainer = make_train(CONFIG)
+    population = population_of(1)
+    if path == "train_population":
+        train_population(trainer, population)
+    elif path == "compile_chunked":
+        compile_chunked(trainer, population, 1, runs=LOCAL_RUNS)
+    else:
+        bench.bench_point(trainer, Hyperparams(), num_seeds=1, repeats=1)
+    assert batched and not any(batched), "init traced under vmap"

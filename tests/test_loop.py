@@ -27,7 +27,7 @@ from purejaxppo.loop import (
     run_chunked,
     train_chunked,
 )
-from purejaxppo.population import build_population
+from purejaxppo.population import build_population, train_population
 
 CONFIG = PPOConfig(
     num_envs=4, num_steps=8, total_timesteps=4 * 8 * 7, update_epochs=2, num_minibatches=2
@@ -90,6 +90,20 @@ def test_chunked_equals_one_chunk_and_the_fused_train(trainer, population, unint
     # `jit(vmap(train))` compiles init and updates into one program, where XLA may round a
     # few results differently (layouts): equal to float32 rounding.
     fused = jax.jit(jax.vmap(trainer))(population.keys, population.hyperparams)
+    chex.assert_trees_all_close(fused.state.params, chunked.state.params, rtol=1e-5, atol=1e-6)
+    chex.assert_trees_all_close(fused.metrics, chunked.metrics, rtol=1e-5, atol=1e-6)
+
+
+def test_one_run_chunked_equals_one_chunk_and_the_fused_train(trainer):
+    """A single run (traced without vmap on the CPU) keeps the chunked loop's guarantees."""
+    one = build_population(Hyperparams(), seed=5, num_seeds=1)
+    whole = train_chunked(trainer, one, CONFIG.num_updates)
+    chunked = train_chunked(trainer, one, 3)
+    assert_bit_identical(
+        (chunked.state.params, chunked.metrics), (whole.state.params, whole.metrics)
+    )
+    assert chunked.metrics.total_loss.shape == (1, CONFIG.num_updates)
+    fused, _ = train_population(trainer, one)
     chex.assert_trees_all_close(fused.state.params, chunked.state.params, rtol=1e-5, atol=1e-6)
     chex.assert_trees_all_close(fused.metrics, chunked.metrics, rtol=1e-5, atol=1e-6)
 
