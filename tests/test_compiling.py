@@ -108,18 +108,6 @@ def test_only_small_single_runs_on_the_cpu_are_traced_without_vmap(monkeypatch):
     assert not compiling.unbatched_single_run(512)
 
 
-def test_a_single_run_trains_as_under_vmap():
-    """One run through `map_over_runs` (the single-run program every path compiles) equals
-    the vmapped program to float32 rounding (XLA fuses the two programs differently)."""
-    trainer = make_train(CONFIG)
-    population = population_of(1)
-    vmapped = jax.jit(jax.vmap(trainer))(population.keys, population.hyperparams)
-    single, _ = train_population(trainer, population)
-    chex.assert_trees_all_equal_shapes_and_dtypes(single, vmapped)
-    chex.assert_trees_all_close(single.metrics, vmapped.metrics, rtol=1e-5, atol=1e-6)
-    chex.assert_trees_all_close(single.state.params, vmapped.state.params, rtol=1e-5, atol=1e-6)
-
-
 @pytest.mark.parametrize("path", ["train_population", "compile_chunked", "bench"])
 def test_every_path_traces_a_small_single_run_without_vmap(monkeypatch, path):
     """The fused call, the chunked loop's programs and the benchmark all trace one run of
