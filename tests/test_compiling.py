@@ -29,6 +29,17 @@ def population_of(num_runs: int) -> Population:
     return Population(tuple(range(num_runs)), ({},) * num_runs, keys, hps)
 
 
+def compile_on_path(path: str, trainer, population: Population) -> None:
+    """Compile (and for `train_population` and `bench`, run) one of the trainer's paths for a
+    population of one run: the fused call, the chunked loop (`train`'s default), the bench."""
+    if path == "train_population":
+        train_population(trainer, population)
+    elif path == "compile_chunked":
+        compile_chunked(trainer, population, 1, runs=LOCAL_RUNS)
+    else:
+        bench.bench_point(trainer, Hyperparams(), num_seeds=1, repeats=1)
+
+
 def test_options_change_no_result():
     trainer = make_train(CONFIG)
     population = population_of(2)
@@ -48,12 +59,7 @@ def test_options_reach_the_compiler(monkeypatch, path):
     trainer = make_train(CONFIG)
     population = population_of(1)
     with pytest.raises(Exception, match="xla_no_such_option"):
-        if path == "train_population":
-            train_population(trainer, population)
-        elif path == "compile_chunked":
-            compile_chunked(trainer, population, 1, runs=LOCAL_RUNS)
-        else:
-            bench.bench_point(trainer, Hyperparams(), num_seeds=1, repeats=1)
+        compile_on_path(path, trainer, population)
 
 
 def test_garbage_collection_is_paused_inside_and_restored_after_an_error():
@@ -125,11 +131,5 @@ def test_every_path_traces_a_small_single_run_without_vmap(monkeypatch, path):
 
     monkeypatch.setattr(train_module, "init_state", recording_init_state)
     trainer = make_train(CONFIG)
-    population = population_of(1)
-    if path == "train_population":
-        train_population(trainer, population)
-    elif path == "compile_chunked":
-        compile_chunked(trainer, population, 1, runs=LOCAL_RUNS)
-    else:
-        bench.bench_point(trainer, Hyperparams(), num_seeds=1, repeats=1)
+    compile_on_path(path, trainer, population_of(1))
     assert batched and not any(batched), "init traced under vmap"
