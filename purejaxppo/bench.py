@@ -131,8 +131,8 @@ def bench_point(
     env_steps = num_seeds * config.num_updates * config.batch_size
     # The trainer as `train` compiles it; the floor with XLA's defaults, its fastest setting
     # (level 1 ran the env-only program up to 5% slower at 1 x 2048).
-    # A small single run is traced without `vmap`, as `train` does; the
-    # floor keeps it (as fast or faster).
+    # A small single run is traced without `vmap`, as `train` does; the floor keeps the
+    # `vmap` (as fast or faster).
     train_runs = map_trainer_over_runs(trainer, config.batch_size)
     train, compile_s = compile_timed(train_runs, (keys, hps), trainer_compiler_options())
     floor, floor_compile_s = compile_timed(jax.vmap(make_env_only(trainer.spec, config)), (keys,))
