@@ -34,7 +34,7 @@ from purejaxppo.population import build_population, final_returns
 from purejaxppo.presets import PRESETS
 from purejaxppo.train import make_train, policy_of
 
-DESIGN = "DESIGN.md section 4 (public PPO baselines on gymnax)"
+GYMNAX_BASELINES = "public PPO baselines reported for gymnax environments"
 ZOO = (
     "araffin/rl-baselines-zoo: benchmark.md, ppo2 91.7 ± 1.7 (evaluation of the trained "
     "agent); hyperparams/ppo2.yml, 1M training steps"
@@ -64,15 +64,15 @@ class Reference:
 
 
 REFERENCES: dict[str, Reference] = {
-    "cartpole": Reference(500, 500, 500_000, DESIGN),
-    "acrobot": Reference(-80, -80, 500_000, DESIGN),
-    "mountaincar": Reference(-118, -118, 250_000, DESIGN),
-    "pendulum": Reference(-170, -130, 1_000_000, DESIGN),
+    "cartpole": Reference(500, 500, 500_000, GYMNAX_BASELINES),
+    "acrobot": Reference(-80, -80, 500_000, GYMNAX_BASELINES),
+    "mountaincar": Reference(-118, -118, 250_000, GYMNAX_BASELINES),
+    "pendulum": Reference(-170, -130, 1_000_000, GYMNAX_BASELINES),
     "mountaincar-continuous": Reference(91.7, 91.7, 1_000_000, ZOO),
-    "breakout-minatar": Reference(28, 28, 10_000_000, DESIGN),
-    "asterix-minatar": Reference(15, 15, 10_000_000, DESIGN),
-    "freeway-minatar": Reference(58, 58, 10_000_000, DESIGN),
-    "spaceinvaders-minatar": Reference(131, 131, 10_000_000, DESIGN),
+    "breakout-minatar": Reference(28, 28, 10_000_000, GYMNAX_BASELINES),
+    "asterix-minatar": Reference(15, 15, 10_000_000, GYMNAX_BASELINES),
+    "freeway-minatar": Reference(58, 58, 10_000_000, GYMNAX_BASELINES),
+    "spaceinvaders-minatar": Reference(131, 131, 10_000_000, GYMNAX_BASELINES),
 }
 CPU_PRESETS = ("cartpole", "acrobot", "mountaincar", "pendulum", "mountaincar-continuous")
 

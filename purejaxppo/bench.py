@@ -24,7 +24,7 @@ from purejaxppo.compiling import (
     map_trainer_over_runs,
     trainer_compiler_options,
 )
-from purejaxppo.config import Hyperparams, PPOConfig, stack_hyperparams
+from purejaxppo.config import ConfigError, Hyperparams, PPOConfig, stack_hyperparams
 from purejaxppo.envs import EnvSpec, reset_envs, step_envs
 from purejaxppo.loop import compile_chunked, run_chunked
 from purejaxppo.population import Population
@@ -49,21 +49,24 @@ def time_alternating(
 ) -> list[list[float]]:
     """Seconds per call of each compiled program: one warm-up call each (discarded), then
     `repeats` rounds calling them in turn, each ended by `block_until_ready`. Alternating
-    keeps slow drifts of a noisy machine out of the ratios. With `trace_dir`, the first
-    program's last call (or that of program `trace_index`) is written as a `jax.profiler` trace."""
+    keeps slow drifts of a noisy machine out of the ratios. With `trace_dir`, one more call
+    of the first program (or of program `trace_index`), not timed, is written as a
+    `jax.profiler` trace: tracing slows a call down."""
     for compiled, args in programs:
         jax.block_until_ready(compiled(*args))
     times: list[list[float]] = [[] for _ in programs]
-    for round_ in range(repeats):
+    for _ in range(repeats):
         for i, (compiled, args) in enumerate(programs):
-            profile = trace_dir is not None and i == trace_index and round_ == repeats - 1
-            if profile:
-                jax.profiler.start_trace(str(trace_dir))
             start = time.perf_counter()
             jax.block_until_ready(compiled(*args))
             times[i].append(time.perf_counter() - start)
-            if profile:
-                jax.profiler.stop_trace()
+    if trace_dir is not None:
+        compiled, args = programs[trace_index]
+        jax.profiler.start_trace(str(trace_dir))
+        try:
+            jax.block_until_ready(compiled(*args))
+        finally:
+            jax.profiler.stop_trace()
     return times
 
 
@@ -193,27 +196,52 @@ def run_grid(
     on_row: Callable[[dict[str, Any]], None] | None = None,
     min_updates: int = 4,
     chunk_updates: int | None = None,
+    total_timesteps: int | None = None,
 ) -> list[dict[str, Any]]:
-    """Every (num_envs, num_seeds) point; each trains `config.total_timesteps` env steps per
-    run, raised where needed to `min_updates` updates so wide points still time a scan."""
+    """Every (num_envs, num_seeds) point; each trains `total_timesteps` env steps per run
+    (default `config.total_timesteps`), raised where needed to `min_updates` updates so wide
+    points still time a scan. Every point's config is checked before the first compile
+    (`grid_point_configs`)."""
     rows = []
-    for envs in num_envs:
-        trainer = make_train(grid_point_config(config, envs, min_updates))
+    points = grid_point_configs(config, num_envs, min_updates, total_timesteps, chunk_updates)
+    for point in points:
+        trainer = make_train(point)
         for seeds in num_seeds:
             profile_here = trace_dir if (trace_dir is not None and not rows) else None
-            chunk = (
-                None if chunk_updates is None else min(chunk_updates, trainer.config.num_updates)
-            )
-            row = bench_point(trainer, hp, seeds, repeats, profile_here, chunk)
+            row = bench_point(trainer, hp, seeds, repeats, profile_here, chunk_updates)
             rows.append(row)
             if on_row is not None:
                 on_row(row)
     return rows
 
 
-def grid_point_config(config: PPOConfig, num_envs: int, min_updates: int) -> PPOConfig:
-    steps = max(config.total_timesteps, num_envs * config.num_steps * min_updates)
+def grid_point_config(
+    config: PPOConfig, num_envs: int, min_updates: int, total_timesteps: int | None = None
+) -> PPOConfig:
+    """`config` at `num_envs` envs, training `total_timesteps` env steps per run (default
+    `config.total_timesteps`) raised to at least `min_updates` updates (validated)."""
+    total = config.total_timesteps if total_timesteps is None else total_timesteps
+    steps = max(total, num_envs * config.num_steps * min_updates)
     return config.replace(num_envs=num_envs, total_timesteps=steps)
+
+
+def grid_point_configs(
+    config: PPOConfig,
+    num_envs: Sequence[int],
+    min_updates: int,
+    total_timesteps: int | None = None,
+    chunk_updates: int | None = None,
+) -> list[PPOConfig]:
+    """`grid_point_config` of every `num_envs`; a `ConfigError` if any is invalid or has
+    fewer updates than `chunk_updates`."""
+    points = [grid_point_config(config, n, min_updates, total_timesteps) for n in num_envs]
+    for point in points:
+        if chunk_updates is not None and chunk_updates > point.num_updates:
+            raise ConfigError(
+                f"--chunk-updates {chunk_updates} is more than the {point.num_updates} updates "
+                f"of the {point.num_envs}-env point"
+            )
+    return points
 
 
 def plot_grid(rows: list[dict[str, Any]], out_dir: Path) -> list[Path]:

@@ -15,7 +15,9 @@ so is a missing or unreadable one.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +63,17 @@ def open_manager(out: Path, max_to_keep: int = 2, read_only: bool = False):
     return ocp.CheckpointManager(checkpoint_dir(out), options=options, item_handlers=handlers)
 
 
+@contextlib.contextmanager
+def reading_manager(out: Path) -> Iterator[Any]:
+    """A read-only manager for `<out>/checkpoints`, closed after the block (orbax's threads
+    left open print errors when the process exits)."""
+    manager = open_manager(out, read_only=True)
+    try:
+        yield manager
+    finally:
+        manager.close()
+
+
 def storable_state(state: TrainState) -> TrainState:
     """Typed PRNG keys as their raw uint32 data, which orbax stores like any array."""
     return state._replace(key=jax.random.key_data(state.key))
@@ -89,7 +102,8 @@ def latest_updates(out: Path) -> int | None:
     """The update count of the newest complete checkpoint under `out`, or None."""
     if not checkpoint_dir(out).is_dir():
         return None
-    return open_manager(out, read_only=True).latest_step()
+    with reading_manager(out) as manager:
+        return manager.latest_step()
 
 
 def read_meta(out: Path) -> dict[str, Any]:
@@ -98,9 +112,9 @@ def read_meta(out: Path) -> dict[str, Any]:
     if step is None:
         raise CheckpointError(f"no checkpoint under {checkpoint_dir(out)}")
     try:
-        meta = open_manager(out, read_only=True).restore(
-            step, args=ocp.args.Composite(meta=ocp.args.JsonRestore())
-        )["meta"]
+        with reading_manager(out) as manager:
+            meta = manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
+        meta = meta["meta"]
     except Exception as error:  # orbax raises many types for a damaged directory
         raise CheckpointError(
             f"checkpoint {checkpoint_dir(out) / str(step)} is unreadable: {_first_line(error)}"
@@ -119,7 +133,6 @@ def restore_checkpoint(out: Path, abstract_state: TrainState, num_runs: int) -> 
     (a `jax.eval_shape` of the run's init, run axis as the caller places it)."""
     meta = read_meta(out)
     step = int(meta["updates_done"])
-    manager = open_manager(out, read_only=True)
     metric_device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
     metric_dtypes = {"episodes": np.int32}
     abstract = {
@@ -131,15 +144,16 @@ def restore_checkpoint(out: Path, abstract_state: TrainState, num_runs: int) -> 
             for name in Metrics._fields
         },
     }
-    check_shapes(manager, step, abstract, out)
-    try:
-        tree = manager.restore(
-            step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract))
-        )["state"]
-    except Exception as error:
-        raise CheckpointError(
-            f"checkpoint {checkpoint_dir(out) / str(step)} is unreadable: {_first_line(error)}"
-        ) from None
+    with reading_manager(out) as manager:
+        check_shapes(manager, step, abstract, out)
+        try:
+            tree = manager.restore(
+                step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract))
+            )["state"]
+        except Exception as error:
+            raise CheckpointError(
+                f"checkpoint {checkpoint_dir(out) / str(step)} is unreadable: {_first_line(error)}"
+            ) from None
     metrics = Metrics(**{k: np.asarray(v) for k, v in tree["metrics"].items()})
     return Restored(typed_state(tree["state"]), metrics, meta)
 
@@ -200,6 +214,11 @@ def _path_name(path: tuple) -> str:
     return "/".join(parts)
 
 
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {text[0] if text else ''}"
+def _first_line(error: BaseException, limit: int = 200) -> str:
+    """The error's type and first line, without TensorStore's appended spec, at most
+    `limit` characters."""
+    lines = str(error).strip().splitlines()
+    text = lines[0].split(" See full TensorStore details")[0].strip() if lines else ""
+    if len(text) > limit:
+        text = text[: limit - 3].rstrip() + "..."
+    return f"{type(error).__name__}: {text}"

@@ -91,9 +91,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--checkpoint-every",
         type=int,
-        default=10,
         metavar="CHUNKS",
-        help="save a checkpoint every N chunks, and always at the end (0: only at the end)",
+        help="save a checkpoint every N chunks, and always at the end (0: only at the end; "
+        "default 10, or the resumed run's)",
     )
     train.add_argument(
         "--resume", type=Path, metavar="DIR", help="continue the run saved in DIR (its --out)"
@@ -101,12 +101,14 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--eval-every",
         type=int,
-        default=0,
         metavar="CHUNKS",
-        help="evaluate the deterministic policy every N chunks into metrics.csv (0: never)",
+        help="evaluate the deterministic policy every N chunks into metrics.csv (0: never; "
+        "default 0, or the resumed run's)",
     )
     train.add_argument(
-        "--eval-episodes", type=int, default=16, help="episodes per run and evaluation"
+        "--eval-episodes",
+        type=int,
+        help="episodes per run and evaluation (default 16, or the resumed run's)",
     )
     train.add_argument(
         "--tensorboard",
@@ -132,7 +134,11 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("run_dir", type=Path, help="the --out directory of a train run")
     evaluate.add_argument("--episodes", type=int, default=32, help="episodes per run and mode")
     evaluate.add_argument("--seed", type=int, default=0, help="seed of the evaluation envs")
-    evaluate.add_argument("--out", type=Path, help="results file (default: RUN_DIR/eval.json)")
+    evaluate.add_argument(
+        "--out",
+        type=Path,
+        help="results file, or a directory for eval.json (default: RUN_DIR/eval.json)",
+    )
 
     envs = commands.add_parser("envs", help="list environments by suite, and what is installed")
     envs.add_argument("suite", nargs="?", help="only this suite: gymnax, brax or xminigrid")
@@ -148,7 +154,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--min-updates", type=int, default=4, help="raise total_timesteps to this many updates"
     )
     bench.add_argument("--out", type=Path, help="output directory (default: runs/bench-<time>)")
-    bench.add_argument("--profile", type=Path, metavar="DIR", help="jax.profiler trace of one call")
+    bench.add_argument(
+        "--profile",
+        type=Path,
+        metavar="DIR",
+        help="jax.profiler trace of one more call of the first point's trainer (not timed)",
+    )
     bench.add_argument(
         "--chunk-updates",
         type=int,
@@ -234,10 +245,31 @@ def _load_config_file(path: Path) -> tuple[PPOConfig, Hyperparams, dict[str, Any
     )
     if not valid_sweep:
         raise ConfigError(f"config file {path}: sweep must map names to lists of numbers")
+    for name, values in sweep.items():
+        check_sweep(name, [float(v) for v in values], hp, f"config file {path}: sweep")
     for name in ("seed", "num_seeds"):
         if name in data and not (isinstance(data[name], int) and not isinstance(data[name], bool)):
             raise ConfigError(f"config file {path}: {name} must be an integer")
     return config, hp, data
+
+
+def check_sweepable(name: str, where: str) -> None:
+    if name not in HYPERPARAM_NAMES:
+        raise ConfigError(
+            f"{where}: cannot sweep {name!r}: it is static (changes shapes or control flow); "
+            f"sweepable: {', '.join(HYPERPARAM_NAMES)}"
+        )
+
+
+def check_sweep(name: str, values: list[float], hp: Hyperparams, where: str) -> None:
+    """A swept hyperparameter: sweepable, at least one value, none repeated, each valid."""
+    check_sweepable(name, where)
+    if not values:
+        raise ConfigError(f"{where} {name} has no values")
+    if len(set(values)) != len(values):
+        raise ConfigError(f"{where} {name} repeats a value: {values}")
+    for value in values:
+        validate_hyperparams(hp.replace(**{name: value}))
 
 
 def _is_number(value: Any) -> bool:
@@ -264,10 +296,13 @@ def resolve_base(args: argparse.Namespace) -> tuple[str, PPOConfig, Hyperparams,
         key, text = _split_assignment(item, "--set")
         target = hp_changes if key in HYPERPARAM_NAMES else config_changes
         target[key] = parse_value(key, text)
-    if args.total_timesteps is not None:
-        config_changes["total_timesteps"] = args.total_timesteps
-    if isinstance(args.num_envs, int):
-        config_changes["num_envs"] = args.num_envs
+    for flag, value in (("--total-timesteps", args.total_timesteps), ("--num-envs", args.num_envs)):
+        name = flag[2:].replace("-", "_")
+        if value is None:
+            continue
+        if name in config_changes:
+            raise ConfigError(f"{name} is given twice, by --set {name}=... and by {flag}")
+        config_changes[name] = value
     config = config.replace(**config_changes)  # validates
     hp = hp.replace(**hp_changes)
     validate_hyperparams(hp)
@@ -289,7 +324,7 @@ def enable_compilation_cache(path: Path) -> None:
 def resolve_train_request(args: argparse.Namespace) -> TrainRequest:
     """Turn parsed arguments into a validated request; raise ConfigError on any bad input."""
     loop_options = resolve_loop_options(args)
-    if args.resume is not None:
+    if args.resume is not None:  # the saved loop options, but for those given again
         request = resolve_resume(args)
         return dataclasses.replace(
             request, **{**loop_options, "chunk_updates": request.chunk_updates}
@@ -299,21 +334,16 @@ def resolve_train_request(args: argparse.Namespace) -> TrainRequest:
     sweep: dict[str, list[float]] = saved_sweep if not args.sweep else {}
     for item in args.sweep:
         key, text = _split_assignment(item, "--sweep")
-        if key not in HYPERPARAM_NAMES:
-            raise ConfigError(
-                f"cannot sweep {key!r}: it is static (changes shapes or control flow); "
-                f"sweepable: {', '.join(HYPERPARAM_NAMES)}"
-            )
+        check_sweepable(key, "--sweep")
         values = [_parse_float(key, v) for v in text.split(",") if v.strip()]
-        if not values:
-            raise ConfigError(f"--sweep {key} has no values")
         if key in sweep:
             raise ConfigError(f"--sweep {key} is given twice: put all its values in one list")
-        if len(set(values)) != len(values):
-            raise ConfigError(f"--sweep {key} repeats a value: {text}")
-        for value in values:
-            validate_hyperparams(hp.replace(**{key: value}))
+        check_sweep(key, values, hp, "--sweep")
         sweep[key] = values
+    set_names = {_split_assignment(item, "--set")[0] for item in args.set}
+    for key in sweep:
+        if key in set_names:
+            raise ConfigError(f"{key} is both set (--set) and swept: drop one of them")
 
     num_seeds = args.num_seeds if args.num_seeds is not None else saved.get("num_seeds", 1)
     seed = args.seed if args.seed is not None else saved.get("seed", 0)
@@ -354,15 +384,16 @@ def resolve_loop_options(args: argparse.Namespace) -> dict[str, Any]:
     ):
         if value is not None and value < low:
             raise ConfigError(f"{flag} must be an integer >= {low}, got {value}")
-    return {
+    given = {
         "chunk_updates": args.chunk_updates,
         "checkpoint_every": args.checkpoint_every,
         "eval_every": args.eval_every,
         "eval_episodes": args.eval_episodes,
-        "tensorboard": args.tensorboard,
+        "tensorboard": args.tensorboard or None,
         "progress": not args.no_progress,
         "devices": args.devices,
     }
+    return {name: value for name, value in given.items() if value is not None}
 
 
 def check_chunk_updates(request: TrainRequest) -> None:
@@ -372,6 +403,9 @@ def check_chunk_updates(request: TrainRequest) -> None:
             f"--chunk-updates {request.chunk_updates} is more than the run's {updates} updates"
         )
 
+
+# What `--resume` continues with unless given again (saved in the checkpoint's metadata).
+SAVED_LOOP_OPTIONS = ("checkpoint_every", "eval_every", "eval_episodes", "tensorboard")
 
 RESUME_CONFLICTS = (
     "preset",
@@ -411,6 +445,11 @@ def resolve_resume(args: argparse.Namespace) -> TrainRequest:
             args.resume,
             chunk_updates=args.chunk_updates or int(meta["chunk_updates"]),
             resume=True,
+            **{
+                name: meta["loop"][name]
+                for name in SAVED_LOOP_OPTIONS
+                if name in meta.get("loop", {})
+            },
         )
     except (KeyError, TypeError, ValueError) as error:
         raise CheckpointError(
@@ -451,7 +490,7 @@ def run_train(request: TrainRequest, argv: Sequence[str]) -> int:
         run_chunked,
         unpadded_state,
     )
-    from purejaxppo.memory import check_fits
+    from purejaxppo.memory import check_fits, check_metrics_fit
     from purejaxppo.population import build_population, first_nonfinite_update
     from purejaxppo.progress import TrainProgress
     from purejaxppo.train import make_train, policy_of
@@ -465,6 +504,9 @@ def run_train(request: TrainRequest, argv: Sequence[str]) -> int:
     )
     runs_per_device = runs.padded(population.num_runs) // runs.num_devices
     check_fits(config, trainer.spec, runs_per_device)
+    check_metrics_fit(config, population.num_runs)
+    if request.tensorboard and writer:
+        report.tensorboard_writer_class()  # a missing tensorboardX fails before compiling
     prepare_output_dir(out)
     chunk_updates = request.chunk_updates or default_chunk_updates(config.num_updates)
     meta = {
@@ -478,8 +520,10 @@ def run_train(request: TrainRequest, argv: Sequence[str]) -> int:
         "seeds": list(population.seeds),
         "num_updates": config.num_updates,
         "chunk_updates": chunk_updates,
+        "loop": {name: getattr(request, name) for name in SAVED_LOOP_OPTIONS},
     }
     resume, updates_done = None, 0
+    evaluations: dict[int, np.ndarray] = {}  # update -> [R] mean deterministic eval return
     if request.resume:
         restored = restore_checkpoint(
             out, abstract_train_state(trainer, population), population.num_runs
@@ -487,6 +531,13 @@ def run_train(request: TrainRequest, argv: Sequence[str]) -> int:
         if restored.meta.get("seeds") != meta["seeds"]:
             raise CheckpointError(f"checkpoint in {out} is of other runs than its metadata says")
         updates_done = restored.updates_done
+        if updates_done >= config.num_updates:
+            print(
+                f"{out}: all {config.num_updates} updates are done, nothing to train "
+                f"(evaluate it with: purejaxppo eval {out})"
+            )
+            return 0
+        evaluations = report.evaluations_from_json(restored.meta.get("evaluations", {}))
         state = place_state(runs, restored.state, population.num_runs)
         resume = (state, restored.metrics, updates_done)
     placement = (
@@ -516,23 +567,26 @@ def run_train(request: TrainRequest, argv: Sequence[str]) -> int:
         )
         logs.append(report.MetricsCsv(out / "metrics.csv", population, config.batch_size))
         if resume is not None:
-            logs[0].append(resume[1], 0)
+            logs[0].append(resume[1], 0, evaluations)
         if request.tensorboard:
             tensorboard = report.TensorBoardLog(out / "tensorboard", population, config.batch_size)
             logs.append(tensorboard)
     manager = open_manager(out)
-    chunks_done = 0
+    # Counted from the start of the run, so a resumed run keeps the cadence of
+    # --eval-every and --checkpoint-every (its checkpoint lies on a chunk boundary).
+    chunks_done = updates_done // chunk_updates
 
     def on_chunk(run: Any, done: Any) -> None:
         nonlocal chunks_done
         chunks_done += 1
         first = done.updates_done - int(np.asarray(done.chunk_metrics.total_loss).shape[-1])
-        evaluation = None
+        evaluated: dict[int, np.ndarray] = {}
         if request.eval_every and chunks_done % request.eval_every == 0:
             policy = runs.to_host(policy_of(config, run.state))
-            evaluation = mean_eval_returns(trainer, policy, population, request)
+            evaluated[done.updates_done] = mean_eval_returns(trainer, policy, population, request)
+            evaluations.update(evaluated)
         for log in logs:
-            log.append(done.chunk_metrics, first, evaluation)
+            log.append(done.chunk_metrics, first, evaluated)
         bar.update(done)
         periodic = request.checkpoint_every and chunks_done % request.checkpoint_every == 0
         if periodic and done.updates_done < config.num_updates:
@@ -544,7 +598,12 @@ def run_train(request: TrainRequest, argv: Sequence[str]) -> int:
         if run.updates_done == 0 or manager.latest_step() == run.updates_done:
             return  # nothing trained yet, or saved at this update already
         state = unpadded_state(runs, run.state, population.num_runs)
-        save_checkpoint(manager, state, run.metrics, {**meta, "updates_done": run.updates_done})
+        saved = {
+            **meta,
+            "updates_done": run.updates_done,
+            "evaluations": report.evaluations_to_json(evaluations),
+        }
+        save_checkpoint(manager, state, run.metrics, saved)
 
     steps_per_update = config.batch_size * population.num_runs
     enabled = request.progress and writer
@@ -581,9 +640,13 @@ def run_train(request: TrainRequest, argv: Sequence[str]) -> int:
     report.print_summary(summary)
     print(f"wrote {out}/config.json, metrics.csv, summary.json, learning_curve.png, checkpoints/")
     if stop.signal_number is not None:
+        if run.updates_done == 0:
+            saved_note = "nothing was saved (no update had finished)"
+        else:
+            saved_note = f"checkpoint saved. Continue with: purejaxppo train --resume {out}"
         print(
             f"purejaxppo: stopped after {run.updates_done} of {config.num_updates} updates; "
-            f"checkpoint saved. Continue with: purejaxppo train --resume {out}",
+            + saved_note,
             file=sys.stderr,
         )
         return 128 + stop.signal_number
@@ -635,6 +698,8 @@ def run_eval(args: argparse.Namespace) -> int:
     )
     request = resolve_resume(args_resume)
     out = args.out or request.out / "eval.json"
+    if out.is_dir():
+        out = out / "eval.json"
     prepare_output_dir(out.parent)
 
     import jax
@@ -698,20 +763,24 @@ def run_bench(args: argparse.Namespace) -> int:
     num_seeds = parse_int_list("--num-seeds", args.num_seeds)
     if args.repeats < 1:
         raise ConfigError(f"--repeats must be at least 1, got {args.repeats}")
-    args.num_envs = None  # a list here, applied per point below
-    name, config, hp, _ = resolve_base(args)
     if args.min_updates < 1:
         raise ConfigError(f"--min-updates must be at least 1, got {args.min_updates}")
     if args.chunk_updates is not None and args.chunk_updates < 1:
         raise ConfigError(f"--chunk-updates must be at least 1, got {args.chunk_updates}")
-    for envs in num_envs:  # every grid point is valid before anything compiles
-        bench.grid_point_config(config, envs, args.min_updates)
+    # The base config at the grid's first point; --total-timesteps applies per point, where
+    # --min-updates may raise it.
+    args.num_envs = num_envs[0]
+    total_timesteps, args.total_timesteps = args.total_timesteps, None
+    name, config, hp, _ = resolve_base(args)
+    # Every grid point is valid, and fits, before anything compiles.
+    points = bench.grid_point_configs(
+        config, num_envs, args.min_updates, total_timesteps, args.chunk_updates
+    )
     from purejaxppo.envs import make_env
     from purejaxppo.memory import check_fits
 
     spec = make_env(config.env)
-    for envs in num_envs:
-        point = bench.grid_point_config(config, envs, args.min_updates)
+    for point in points:
         check_fits(point, spec, max(num_seeds))
     out = args.out or Path("runs") / f"bench-{time.strftime('%Y%m%d-%H%M%S')}"
     prepare_output_dir(out)
@@ -744,6 +813,7 @@ def run_bench(args: argparse.Namespace) -> int:
         show,
         args.min_updates,
         args.chunk_updates,
+        total_timesteps,
     )
     for row in rows:
         row.update(device=device, versions=versions, hyperparams=hp.to_dict(), name=name)

@@ -213,8 +213,9 @@ def default_chunk_updates(num_updates: int, target_chunks: int = 20) -> int:
     """A chunk size near `num_updates / target_chunks`: a divisor of `num_updates` if one is
     within 2x of it (one compiled chunk), else that size (and one shorter last chunk)."""
     target = max(1, num_updates // target_chunks)
-    divisors = [d for d in range(1, num_updates + 1) if num_updates % d == 0]
-    best = min(divisors, key=lambda d: abs(math.log(d / target)))
+    small = [d for d in range(1, math.isqrt(num_updates) + 1) if num_updates % d == 0]
+    divisors = small + [num_updates // d for d in small]
+    best = min(divisors, key=lambda d: (abs(math.log(d / target)), d))
     return best if target / 2 <= best <= target * 2 else target
 
 

@@ -21,8 +21,8 @@ So `bytes ~= 4 * runs * num_envs * num_steps * (4 * obs + 3 * act + A + 16 + 1.5
 + 7 * gru)`.
 CartPole (obs 4, 2 actions, 2x64 hidden): ~920 bytes per env step per run; XLA reports 570-830
 depending on sizes. The model errs high: tests/test_memory.py keeps it between 0.67x and 2x
-of XLA's figure over several envs and sizes. Parameters, optimizer state and metrics are
-small beside it.
+of XLA's figure over several envs and sizes. Parameters and optimizer state are small beside it;
+the metrics of every update, which the host keeps, are checked apart (`check_metrics_fit`).
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ import jax
 
 from purejaxppo.config import ConfigError, PPOConfig
 from purejaxppo.envs import EnvSpec
+from purejaxppo.train import Metrics
 
 FLOAT_BYTES = 4
 HEADROOM = 0.8  # use at most this share of what the device has free
@@ -62,6 +63,11 @@ def available_bytes() -> int:
     stats = device.memory_stats() if device.platform != "cpu" else None
     if stats and "bytes_limit" in stats:
         return int(stats["bytes_limit"] - stats.get("bytes_in_use", 0))
+    return host_available_bytes()
+
+
+def host_available_bytes() -> int:
+    """The host's available memory (MemAvailable, else the free pages)."""
     try:
         with open("/proc/meminfo") as f:
             for line in f:
@@ -83,6 +89,24 @@ def check_fits(config: PPOConfig, spec: EnvSpec, num_runs: int, free: int | None
             f"{num_runs} run(s) x {config.num_envs} envs x {config.num_steps} steps need about "
             f"{need / 2**30:.1f} GiB, but {free / 2**30:.1f} GiB is free on "
             f"{jax.devices()[0].platform}; at most {fit} run(s) fit: use fewer runs or envs"
+        )
+
+
+def metrics_bytes(config: PPOConfig, num_runs: int) -> int:
+    """Host memory of a whole run's metrics: `[R, num_updates]` per metric, 4 bytes each."""
+    return FLOAT_BYTES * num_runs * config.num_updates * len(Metrics._fields)
+
+
+def check_metrics_fit(config: PPOConfig, num_runs: int, free: int | None = None) -> None:
+    """Raise `ConfigError` before compiling if the metrics of every update, which the host
+    keeps for checkpoints and the summary, cannot fit in its memory."""
+    need = metrics_bytes(config, num_runs)
+    free = host_available_bytes() if free is None else free
+    if need > HEADROOM * free:
+        raise ConfigError(
+            f"the metrics of {num_runs} run(s) x {config.num_updates:,} updates need about "
+            f"{need / 2**30:.1f} GiB of host memory, but {free / 2**30:.1f} GiB is available: "
+            "use fewer env steps (--total-timesteps) or runs"
         )
 
 

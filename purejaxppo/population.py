@@ -126,6 +126,8 @@ def final_returns(metrics: Any, fraction: float = 0.1) -> np.ndarray:
 def first_nonfinite_update(metrics: Any) -> tuple[int, int] | None:
     """`(run, update)` where the loss first became NaN/inf (earliest update), or None."""
     loss = np.asarray(metrics.total_loss)
+    if loss.size == 0:
+        return None  # no update yet (a run stopped before its first chunk ended)
     bad = ~np.isfinite(loss.reshape(-1, loss.shape[-1]))
     if not bad.any():
         return None

@@ -5,7 +5,7 @@ from __future__ import annotations
 from purejaxppo.config import Hyperparams, PPOConfig
 
 PRESETS: dict[str, tuple[PPOConfig, Hyperparams]] = {
-    # The widely used CartPole configuration (DESIGN.md section 4); reaches about 500.
+    # The widely used CartPole configuration of public PPO baselines; reaches about 500.
     "cartpole": (
         PPOConfig(env="CartPole-v1", num_envs=4, num_steps=128, total_timesteps=500_000),
         Hyperparams(),
@@ -80,7 +80,7 @@ def minatar_preset(env: str) -> tuple[PPOConfig, Hyperparams]:
     return PRESETS["breakout-minatar"][0].replace(env=env), PRESETS["breakout-minatar"][1]
 
 
-# Untuned: the breakout-minatar settings; references at 10M (DESIGN.md section 4): Asterix
+# Untuned: the breakout-minatar settings; references at 10M (public PPO baselines): Asterix
 # about 15, Freeway about 58, SpaceInvaders about 131. Meant for a GPU.
 PRESETS["asterix-minatar"] = minatar_preset("Asterix-MinAtar")
 PRESETS["freeway-minatar"] = minatar_preset("Freeway-MinAtar")

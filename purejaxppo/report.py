@@ -9,6 +9,7 @@ import os
 import platform
 import re
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -172,12 +173,15 @@ class MetricsCsv:
             csv.writer(f).writerow(header)
 
     def append(
-        self, metrics: Metrics, first_update: int, eval_returns: np.ndarray | None = None
+        self,
+        metrics: Metrics,
+        first_update: int,
+        evaluations: Mapping[int, np.ndarray] | None = None,
     ) -> None:
-        """Rows for updates `first_update + 1 ...` of `metrics` `[R, k]`; `eval_returns`
-        `[R]` goes on each run's last row of the chunk."""
+        """Rows for updates `first_update + 1 ...` of `metrics` `[R, k]`; `evaluations` maps
+        an update to the `[R]` returns of the evaluation after it (its `eval_return`)."""
         columns = [np.asarray(getattr(metrics, name)) for name in METRIC_NAMES]
-        num_updates = columns[0].shape[-1]
+        evaluations = evaluations or {}
         with self.path.open("a", newline="") as f:
             writer = csv.writer(f)
             for run in range(self.population.num_runs):
@@ -185,8 +189,8 @@ class MetricsCsv:
                 values = zip(*(c[run].tolist() for c in columns), strict=True)
                 for i, row in enumerate(values):
                     update = first_update + i + 1
-                    last = i == num_updates - 1 and eval_returns is not None
-                    evaluation = _fmt(float(eval_returns[run])) if last else ""
+                    evaluated = evaluations.get(update)
+                    evaluation = "" if evaluated is None else _fmt(float(evaluated[run]))
                     steps = update * self.env_steps_per_update
                     writer.writerow([*prefix, update, steps, *map(_fmt, row), evaluation])
 
@@ -196,21 +200,20 @@ class TensorBoardLog:
     with the swept values in the name. Needs `pip install purejaxppo[tensorboard]`."""
 
     def __init__(self, directory: Path, population: Population, env_steps_per_update: int):
-        try:
-            from tensorboardX import SummaryWriter
-        except ImportError:
-            raise ConfigError(
-                "--tensorboard needs tensorboardX: pip install 'purejaxppo[tensorboard]'"
-            ) from None
+        summary_writer = tensorboard_writer_class()
         self.env_steps_per_update = env_steps_per_update
         self.writers = [
-            SummaryWriter(str(directory / run_label(population, run)))
+            summary_writer(str(directory / run_label(population, run)))
             for run in range(population.num_runs)
         ]
 
     def append(
-        self, metrics: Metrics, first_update: int, eval_returns: np.ndarray | None = None
+        self,
+        metrics: Metrics,
+        first_update: int,
+        evaluations: Mapping[int, np.ndarray] | None = None,
     ) -> None:
+        """Scalars of updates `first_update + 1 ...` of `metrics` `[R, k]` (as `MetricsCsv`)."""
         columns = {name: np.asarray(getattr(metrics, name)) for name in METRIC_NAMES}
         for run, writer in enumerate(self.writers):
             for i in range(columns["total_loss"].shape[-1]):
@@ -219,14 +222,42 @@ class TensorBoardLog:
                     value = float(values[run, i])
                     if np.isfinite(value):
                         writer.add_scalar(f"train/{name}", value, steps)
-            if eval_returns is not None and np.isfinite(eval_returns[run]):
-                steps = (first_update + columns["total_loss"].shape[-1]) * self.env_steps_per_update
-                writer.add_scalar("eval/return", float(eval_returns[run]), steps)
+            for update, returns in sorted((evaluations or {}).items()):
+                if np.isfinite(returns[run]):
+                    steps = update * self.env_steps_per_update
+                    writer.add_scalar("eval/return", float(returns[run]), steps)
             writer.flush()
 
     def close(self) -> None:
         for writer in self.writers:
             writer.close()
+
+
+def tensorboard_writer_class() -> Any:
+    """tensorboardX's `SummaryWriter`, or a `ConfigError` that says how to install it."""
+    try:
+        from tensorboardX import SummaryWriter
+    except ImportError:
+        raise ConfigError(
+            "--tensorboard needs tensorboardX: pip install 'purejaxppo[tensorboard]'"
+        ) from None
+    return SummaryWriter
+
+
+def evaluations_to_json(evaluations: Mapping[int, np.ndarray]) -> dict[str, list[float | None]]:
+    """`{update: [R] returns}` as checkpoint metadata: string keys, NaN as None."""
+    return {
+        str(update): [float(v) if np.isfinite(v) else None for v in np.asarray(returns)]
+        for update, returns in sorted(evaluations.items())
+    }
+
+
+def evaluations_from_json(data: Mapping[str, list[float | None]]) -> dict[int, np.ndarray]:
+    """The inverse of `evaluations_to_json`."""
+    return {
+        int(update): np.array([np.nan if v is None else v for v in returns], dtype=np.float64)
+        for update, returns in data.items()
+    }
 
 
 def run_label(population: Population, run: int) -> str:

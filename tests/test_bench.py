@@ -5,8 +5,9 @@ import json
 import jax
 import pytest
 
+import purejaxppo.bench
 from purejaxppo import PPOConfig, make_env
-from purejaxppo.bench import make_env_only
+from purejaxppo.bench import make_env_only, time_alternating
 from purejaxppo.cli import main
 
 
@@ -75,8 +76,49 @@ def test_bench_times_the_chunked_loop(tmp_path, capsys):
         (["--num-envs", "3", "--set", "num_steps=5"], "is not divisible by num_minibatches"),
         (["--repeats", "0"], "--repeats must be at least 1"),
         (["--env", "Nope-v0"], "unknown environment 'Nope-v0'"),
+        (
+            ["--num-envs", "4", "--total-timesteps", "2048", "--chunk-updates", "100"],
+            "--chunk-updates 100 is more than the 4 updates of the 4-env point",
+        ),
+        # The base config is checked at the grid's first point (3 x 128 divides by 3), and
+        # a total below one update is raised to --min-updates (4) at each point.
+        (
+            [
+                "--num-envs",
+                "3,6",
+                "--set",
+                "num_minibatches=3",
+                "--total-timesteps",
+                "2048",
+                "--chunk-updates",
+                "99",
+            ],
+            "--chunk-updates 99 is more than the 5 updates of the 3-env point",
+        ),
+        (["--num-envs", "64", "--total-timesteps", "100", "--chunk-updates", "5"], "4 updates of"),
+        (["--set", "num_envs=8"], "num_envs is given twice"),
     ],
 )
-def test_bench_bad_input(args, message, capsys):
+def test_bench_bad_input(args, message, capsys, monkeypatch):
+    def no_bench(*args, **kwargs):
+        raise AssertionError("a grid point was compiled before the input was checked")
+
+    monkeypatch.setattr(purejaxppo.bench, "bench_point", no_bench)
     assert main(["bench", *args]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_time_alternating_traces_one_more_call_apart_from_the_timed_ones(tmp_path):
+    calls = [0, 0]
+
+    def program(i):
+        def call():
+            calls[i] += 1
+            return jax.numpy.zeros(())
+
+        return call, ()
+
+    times = time_alternating([program(0), program(1)], 3, tmp_path / "trace", trace_index=1)
+    assert [len(t) for t in times] == [3, 3]
+    assert calls == [1 + 3, 1 + 3 + 1]  # warm-up, timed rounds, and the traced call
+    assert list((tmp_path / "trace").rglob("*.xplane.pb"))

@@ -36,6 +36,10 @@ from purejaxppo.cli import main
         (["--sweep", "gamma=0.9,2"], "gamma = 2 is out of range"),
         (["--num-seeds", "two"], "invalid int value: 'two'"),
         (["--out", "/proc/purejaxppo-cannot-write"], "cannot write to output directory"),
+        (["--set", "gamma=0.95", "--sweep", "gamma=0.9,0.99"], "gamma is both set (--set) and"),
+        (["--set", "num_envs=8", "--num-envs", "16"], "num_envs is given twice"),
+        (["--set", "total_timesteps=4096", "--total-timesteps", "8192"], "is given twice"),
+        (["--total-timesteps", str(10**13)], "GiB of host memory"),
     ],
 )
 def test_bad_input_one_line_error(args, message, capsys):
@@ -45,6 +49,20 @@ def test_bad_input_one_line_error(args, message, capsys):
     assert err.startswith("purejaxppo: error: ")
     assert message in err
     assert err.count("\n") == 1, err
+
+
+def test_missing_tensorboard_fails_before_compiling(tmp_path, monkeypatch, capsys):
+    import purejaxppo.loop
+
+    def no_compile(*args, **kwargs):
+        raise AssertionError("compiled before the input was checked")
+
+    monkeypatch.setitem(sys.modules, "tensorboardX", None)  # its import raises ImportError
+    monkeypatch.setattr(purejaxppo.loop, "compile_chunked", no_compile)
+    out = tmp_path / "run"
+    assert main(["train", "--total-timesteps", "1024", "--tensorboard", "--out", str(out)]) == 2
+    assert "--tensorboard needs tensorboardX" in capsys.readouterr().err
+    assert not (out / "metrics.csv").exists()
 
 
 def test_bad_input_no_traceback_from_process():
@@ -150,6 +168,9 @@ def test_more_bad_input(args, message, capsys):
         ({"seed": "0"}, "seed must be an integer"),
         ({"num_seeds": 2.0}, "num_seeds must be an integer"),
         ({"config": {"env": "CartPole-v1", "num_envs": 0}}, "cannot read config file"),
+        ({"sweep": {"gamma": [0.9, 0.9]}}, "sweep gamma repeats a value"),
+        ({"sweep": {"num_envs": [4, 8]}}, "cannot sweep 'num_envs'"),
+        ({"sweep": {"gamma": [0.9, 1.5]}}, "gamma = 1.5 is out of range"),
     ],
 )
 def test_bad_config_file(tmp_path, change, message, capsys):

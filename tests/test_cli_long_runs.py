@@ -96,6 +96,64 @@ def test_sigint_saves_then_resume_matches_uninterrupted(tmp_path, capsys):
     )
 
 
+class StopAfterChunks:
+    """Stands in for `loop.StopOnSignals`: a SIGTERM that arrives after `chunks` chunks."""
+
+    chunks = 0
+
+    def __init__(self):
+        self.signal_number, self.polls = None, 0
+
+    def requested(self) -> bool:
+        self.polls += 1
+        if self.polls > self.chunks:
+            self.signal_number = signal.SIGTERM
+        return self.signal_number is not None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def stop_after(monkeypatch, chunks: int) -> None:
+    import purejaxppo.loop
+
+    monkeypatch.setattr(StopAfterChunks, "chunks", chunks)
+    monkeypatch.setattr(purejaxppo.loop, "StopOnSignals", StopAfterChunks)
+
+
+def test_stop_before_the_first_chunk_ends_saves_nothing(tmp_path, monkeypatch, capsys):
+    stop_after(monkeypatch, 0)
+    out = tmp_path / "run"
+    args = [*TINY, "--total-timesteps", str(4 * 8 * 4), "--chunk-updates", "2"]
+    assert main(["train", *args, "--out", str(out)]) == 128 + signal.SIGTERM
+    err = capsys.readouterr().err
+    assert "stopped after 0 of 4 updates; nothing was saved" in err
+    assert json.loads((out / "summary.json").read_text())["updates_done"] == 0
+    assert read_rows(out / "metrics.csv") == []
+    assert not (out / "checkpoints").exists() or not list((out / "checkpoints").iterdir())
+
+
+def test_resumed_run_keeps_its_evaluations_and_their_cadence(tmp_path, monkeypatch, capsys):
+    """Stopped after 3 chunks of 2 updates and resumed: the evaluations every 2nd chunk (after
+    updates 4, 8, 12, 16) and every metric equal an uninterrupted run's, as text."""
+    args = [*TINY, "--total-timesteps", str(4 * 8 * 16), "--chunk-updates", "2"]
+    args += ["--eval-every", "2", "--eval-episodes", "2", "--checkpoint-every", "1"]
+    stopped, whole = tmp_path / "stopped", tmp_path / "whole"
+    with monkeypatch.context() as patch:
+        stop_after(patch, 3)
+        assert main(["train", *args, "--out", str(stopped)]) == 128 + signal.SIGTERM
+    evaluated = {r["update"] for r in read_rows(stopped / "metrics.csv") if r["eval_return"]}
+    assert evaluated == {"4"}
+    assert main(["train", "--resume", str(stopped), "--no-progress"]) == 0
+    assert main(["train", *args, "--out", str(whole)]) == 0
+    rows = sorted_rows(stopped / "metrics.csv")
+    assert {r["update"] for r in rows if r["eval_return"]} == {"4", "8", "12", "16"}
+    assert rows == sorted_rows(whole / "metrics.csv")
+
+
 def test_resume_refuses_other_settings_and_missing_runs(tmp_path, capsys):
     assert main(["train", "--resume", str(tmp_path), "--env", "Acrobot-v1"]) == 2
     assert "--resume continues a run with its saved settings; drop --env" in (
@@ -129,11 +187,19 @@ def test_periodic_evaluation_is_in_metrics(small_run):
     assert len(evaluated) == 2 and all(float(r["eval_return"]) >= 8 for r in evaluated)
 
 
-def test_eval_command_reads_the_checkpoint(small_run, capsys):
-    out = small_run / "eval-test.json"
-    assert main(["eval", str(small_run), "--episodes", "4", "--out", str(out)]) == 0
+def test_resume_of_a_finished_run_changes_nothing(small_run, capsys):
+    files = ("metrics.csv", "summary.json", "config.json")
+    before = {name: (small_run / name).read_bytes() for name in files}
+    assert main(["train", "--resume", str(small_run), "--no-progress"]) == 0
+    assert "all 12 updates are done, nothing to train" in capsys.readouterr().out
+    assert {name: (small_run / name).read_bytes() for name in files} == before
+
+
+def test_eval_command_reads_the_checkpoint(small_run, tmp_path, capsys):
+    # --out may name a directory: eval.json is written into it.
+    assert main(["eval", str(small_run), "--episodes", "4", "--out", str(tmp_path)]) == 0
     assert "deterministic" in capsys.readouterr().out
-    result = json.loads(out.read_text())
+    result = json.loads((tmp_path / "eval.json").read_text())
     assert result["updates_done"] == 12 and result["episodes"] == 4
     assert [r["seed"] for r in result["runs"]] == [0, 1]
     for run in result["runs"]:

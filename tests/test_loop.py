@@ -1,6 +1,7 @@
 """The chunked host loop and checkpoints: chunked == unchunked, a stopped and resumed run is
 bit-identical to an uninterrupted one, bad checkpoints are refused with a clear error."""
 
+import math
 import os
 import signal
 from pathlib import Path
@@ -77,6 +78,20 @@ def test_chunk_sizes_and_default():
     assert default_chunk_updates(976) == 61  # a divisor near 976 / 20: one compiled chunk
     assert default_chunk_updates(97) == 4  # a prime: about 1/20 and a shorter last chunk
     assert default_chunk_updates(5) == 1
+
+
+def test_default_chunk_updates_is_the_divisor_rule_and_quick_for_huge_runs():
+    def by_every_divisor(n: int) -> int:
+        target = max(1, n // 20)
+        divisors = [d for d in range(1, n + 1) if n % d == 0]
+        best = min(divisors, key=lambda d: abs(math.log(d / target)))
+        return best if target / 2 <= best <= target * 2 else target
+
+    assert [default_chunk_updates(n) for n in range(1, 400)] == [
+        by_every_divisor(n) for n in range(1, 400)
+    ]
+    huge = 2 * 10**10  # 10^13 steps of 512: a divisor search up to n would never end
+    assert default_chunk_updates(huge) == 10**9 and huge % 10**9 == 0
 
 
 def test_chunked_equals_one_chunk_and_the_fused_train(trainer, population, uninterrupted):
@@ -169,8 +184,9 @@ def test_missing_and_corrupt_checkpoints_are_refused(trainer, population, uninte
     assert data_files
     for path in data_files:  # every stored byte of the arrays replaced by garbage
         path.write_bytes(os.urandom(max(16, path.stat().st_size)))
-    with pytest.raises(CheckpointError, match="unreadable"):
+    with pytest.raises(CheckpointError, match="unreadable") as refused:
         restore_checkpoint(tmp_path, abstract_train_state(trainer, population), 4)
+    assert "\n" not in str(refused.value) and len(str(refused.value)) < 400
     (step_dir / "meta" / "metadata").write_text("{not json")
     with pytest.raises(CheckpointError, match="unreadable"):
         restore_checkpoint(tmp_path, abstract_train_state(trainer, population), 4)
@@ -186,3 +202,16 @@ def test_signal_stops_at_the_next_chunk_boundary(population, program2):
     assert stop.signal_number == signal.SIGTERM
     assert run.stopped and run.updates_done == 4
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # handlers restored
+
+
+def test_checkpoint_errors_are_cut_to_one_short_line():
+    from purejaxppo.checkpoint import _first_line
+
+    tensorstore = ValueError(
+        "Encountered error while reading array index (0, 0): DATA_LOSS: bad chunk. "
+        "See full TensorStore details: <bound method spec of TensorStore({...})>\nmore"
+    )
+    assert _first_line(tensorstore) == (
+        "ValueError: Encountered error while reading array index (0, 0): DATA_LOSS: bad chunk."
+    )
+    assert len(_first_line(OSError("x" * 1000))) == len("OSError: ") + 200

@@ -6,7 +6,8 @@ import pytest
 from purejaxppo import ConfigError, Hyperparams, PPOConfig, make_train
 from purejaxppo.cli import main
 from purejaxppo.config import stack_hyperparams
-from purejaxppo.memory import check_fits, estimate_bytes
+from purejaxppo.memory import check_fits, check_metrics_fit, estimate_bytes, metrics_bytes
+from purejaxppo.train import Metrics
 
 
 @pytest.mark.parametrize(
@@ -45,6 +46,14 @@ def test_population_that_cannot_fit_is_refused():
     with pytest.raises(ConfigError, match=r"need about .* GiB, but 1.0 GiB is free"):
         check_fits(trainer.config, trainer.spec, num_runs=64, free=2**30)
     check_fits(trainer.config, trainer.spec, num_runs=1, free=2**30)  # one run fits
+
+
+def test_metrics_of_too_many_updates_are_refused():
+    config = PPOConfig(num_envs=4, num_steps=128, total_timesteps=4 * 128 * 10**6)
+    assert metrics_bytes(config, 2) == 2 * 10**6 * len(Metrics._fields) * 4  # float32 each
+    with pytest.raises(ConfigError, match=r"2 run\(s\) x 1,000,000 updates need about 0.1 GiB"):
+        check_metrics_fit(config, 2, free=2**26)
+    check_metrics_fit(config, 2, free=2**30)  # 0.1 GiB fits in 1 GiB
 
 
 def test_cli_refuses_oversized_population_before_compiling(capsys):
