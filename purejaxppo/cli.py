@@ -641,7 +641,7 @@ def run_train(request: TrainRequest, argv: Sequence[str]) -> int:
     print(f"wrote {out}/config.json, metrics.csv, summary.json, learning_curve.png, checkpoints/")
     if stop.signal_number is not None:
         if run.updates_done == 0:
-            saved_note = "nothing was saved (no update had finished)"
+            saved_note = "no checkpoint was saved (no update had finished)"
         else:
             saved_note = f"checkpoint saved. Continue with: purejaxppo train --resume {out}"
         print(
