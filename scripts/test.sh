@@ -5,6 +5,13 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
+# A persistent compilation cache for this run only: the many tests that compile the same
+# program (in both workers and in their subprocesses) compile it once. Tests that set their
+# own cache (--compilation-cache) still use theirs.
+cache=$(mktemp -d)
+trap 'rm -rf "$cache"' EXIT
+export JAX_COMPILATION_CACHE_DIR="$cache"
+export JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS=0 JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES=-1
 # Two workers by default (the CI machine has 2 cores; most tests wait on XLA's compiler,
 # which is single-threaded); PYTEST_WORKERS=0 runs in this process.
-exec .venv/bin/python -m pytest -q -n "${PYTEST_WORKERS:-2}" "$@"
+.venv/bin/python -m pytest -q -n "${PYTEST_WORKERS:-2}" "$@"

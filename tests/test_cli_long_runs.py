@@ -291,3 +291,40 @@ def test_two_processes_from_the_command_line(tmp_path, capsys):
     names = ("total_loss", "grad_norm")
     assert_metrics_close(out / "metrics.csv", single / "metrics.csv", 3 * 4, names)
     assert main(["eval", str(out), "--episodes", "2"]) == 0  # its checkpoint, on 1 device
+
+
+# Runs `main` on its arguments and prints the persistent cache's hits and writes.
+CACHE_COUNTER = """
+import sys
+import jax
+from purejaxppo.cli import main
+counts = {"/jax/compilation_cache/cache_hits": 0, "/jax/compilation_cache/cache_misses": 0}
+def count(event, **kwargs):
+    if event in counts:
+        counts[event] += 1
+jax.monitoring.register_event_listener(count)
+code = main(sys.argv[1:])
+print("cache", code, *counts.values())
+"""
+
+
+def test_compilation_cache_is_written_then_read_by_a_new_process(tmp_path):
+    """`--compilation-cache DIR`: the first process writes every program it compiles to DIR,
+    a second process of the same config reads them all back and compiles none."""
+    cache = tmp_path / "xla"
+    args = [*TINY, "--total-timesteps", str(2 * 4 * 8 * 2), "--compilation-cache", str(cache)]
+
+    def run(out: str) -> tuple[int, int]:
+        command = [sys.executable, "-c", CACHE_COUNTER, "train", *args]
+        command += ["--out", str(tmp_path / out)]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=240)
+        assert done.returncode == 0, done.stderr[-2000:]
+        code, hits, writes = done.stdout.split("cache ")[-1].split()
+        assert code == "0"
+        return int(hits), int(writes)
+
+    first_hits, first_writes = run("first")
+    assert first_writes >= 2  # at least the init and the chunk programs
+    assert len(list(cache.iterdir())) >= first_writes
+    second_hits, second_writes = run("second")
+    assert (second_hits, second_writes) == (first_hits + first_writes, 0)

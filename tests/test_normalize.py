@@ -112,29 +112,35 @@ def test_training_statistics_equal_numpy_over_the_rollouts_seen():
     assert float(state.norm.obs.count) == 3 * CONFIG.batch_size
 
 
-def _first_epoch_kl(trainer, state, normalize_batch: bool) -> float:
-    stats = policy_of(CONFIG, state).obs_stats
-    transition = collect_rollout(
-        trainer.network,
-        trainer.spec,
-        state.params,
-        state.runner,
-        state.hidden,
-        draw_rollout_noise(trainer.spec, state.key, 16, CONFIG.num_envs),
-        stats,
-    )[2]
-    obs = policy_input(stats, transition.obs) if normalize_batch else transition.obs
-    zeros = jnp.zeros_like(transition.value)
-    batch = make_batch(CONFIG, transition._replace(obs=obs), zeros, zeros, state.hidden)
-    _, info = ppo_loss(state.params, trainer.network, CONFIG, HP, batch)
-    return float(info.approx_kl), float(info.clip_fraction)
+def _first_epoch_kl(trainer, state, normalize_batch: bool) -> tuple[float, float]:
+    @jax.jit
+    def kl_and_clip_fraction(state):
+        stats = policy_of(CONFIG, state).obs_stats
+        transition = collect_rollout(
+            trainer.network,
+            trainer.spec,
+            state.params,
+            state.runner,
+            state.hidden,
+            draw_rollout_noise(trainer.spec, state.key, 16, CONFIG.num_envs),
+            stats,
+        )[2]
+        obs = policy_input(stats, transition.obs) if normalize_batch else transition.obs
+        zeros = jnp.zeros_like(transition.value)
+        batch = make_batch(CONFIG, transition._replace(obs=obs), zeros, zeros, state.hidden)
+        _, info = ppo_loss(state.params, trainer.network, CONFIG, HP, batch)
+        return info.approx_kl, info.clip_fraction
+
+    kl, clip_fraction = kl_and_clip_fraction(state)
+    return float(kl), float(clip_fraction)
 
 
 def test_probability_ratio_is_one_on_the_first_epoch():
     trainer = make_train(CONFIG)
     state = jax.jit(trainer.init)(jax.random.key(2), HP)
+    step = jax.jit(lambda s: update_step(trainer, HP, s))
     for _ in range(3):  # statistics far from the identity transform
-        state, _ = jax.jit(lambda s: update_step(trainer, HP, s))(state)
+        state, _ = step(state)
     assert float(jnp.max(jnp.abs(state.norm.obs.mean))) > 0.05
     kl, clipped = _first_epoch_kl(trainer, state, normalize_batch=True)
     assert kl < 1e-7 and clipped == 0.0
