@@ -1,6 +1,11 @@
 """benchmarks/run_grid.py's aggregation: per point, the median over processes of every
 timing and of the per-process fractions of the floor, with their range and the rows kept."""
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 from benchmark_scripts import load_benchmark_script
 
 
@@ -29,3 +34,14 @@ def test_median_rows_take_each_figure_over_processes():
     table = grid.markdown_table([small, large], "cpu", {"jax": "0"}, 3)
     assert "| 1 x 4 | 200 | 1,000 | 10.0 | 5.0-30.0 |" in table
     assert "medians over 3 processes" in table
+
+
+def test_device_script_refuses_an_unknown_stage_and_logs(tmp_path):
+    """benchmarks/run_device.sh (run on a lent GPU) checks its stages and writes its log
+    under $OUT; its stages themselves are the CLI's `train` and `bench` and run_grid.py."""
+    script = Path(__file__).parent.parent / "benchmarks" / "run_device.sh"
+    env = {**os.environ, "OUT": str(tmp_path), "PYTHON": sys.executable}
+    done = subprocess.run(["bash", str(script), "nope"], env=env, capture_output=True, text=True)
+    assert done.returncode == 2
+    assert "unknown stage 'nope' (target, grid)" in (tmp_path / "log.txt").read_text()
+    assert (tmp_path / "target").is_dir() and (tmp_path / "grid").is_dir()
