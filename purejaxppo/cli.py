@@ -234,7 +234,8 @@ def _load_config_file(path: Path) -> tuple[PPOConfig, Hyperparams, dict[str, Any
         data = json.loads(path.read_text())
         fields = dict(data["config"])
         fields["hidden_sizes"] = tuple(fields["hidden_sizes"])
-        config, hp = PPOConfig(**fields), Hyperparams(**data["hyperparams"])
+        config = PPOConfig(**fields)
+        hp = hyperparams_from_json(data["hyperparams"], f"config file {path}")
     except ConfigError:
         raise
     except (OSError, ValueError, KeyError, TypeError) as error:
@@ -251,6 +252,18 @@ def _load_config_file(path: Path) -> tuple[PPOConfig, Hyperparams, dict[str, Any
         if name in data and not (isinstance(data[name], int) and not isinstance(data[name], bool)):
             raise ConfigError(f"config file {path}: {name} must be an integer")
     return config, hp, data
+
+
+def hyperparams_from_json(values: Any, where: str) -> Hyperparams:
+    """`Hyperparams` of one run from a JSON object of numbers (a config file's or a
+    checkpoint's "hyperparams"); anything else, a list or `true` say, is a ConfigError
+    (`Hyperparams` itself also takes `[R]` arrays and bools)."""
+    if not isinstance(values, dict):
+        raise ConfigError(f"{where}: hyperparams must be an object of numbers")
+    for name, value in values.items():
+        if not _is_number(value):
+            raise ConfigError(f"{where}: hyperparams: {name} must be a number, got {value!r}")
+    return Hyperparams(**values)
 
 
 def check_sweepable(name: str, where: str) -> None:
@@ -297,12 +310,12 @@ def resolve_base(args: argparse.Namespace) -> tuple[str, PPOConfig, Hyperparams,
         target = hp_changes if key in HYPERPARAM_NAMES else config_changes
         target[key] = parse_value(key, text)
     for flag, value in (("--total-timesteps", args.total_timesteps), ("--num-envs", args.num_envs)):
-        name = flag[2:].replace("-", "_")
+        field = flag[2:].replace("-", "_")
         if value is None:
             continue
-        if name in config_changes:
-            raise ConfigError(f"{name} is given twice, by --set {name}=... and by {flag}")
-        config_changes[name] = value
+        if field in config_changes:
+            raise ConfigError(f"{field} is given twice, by --set {field}=... and by {flag}")
+        config_changes[field] = value
     config = config.replace(**config_changes)  # validates
     hp = hp.replace(**hp_changes)
     validate_hyperparams(hp)
@@ -433,7 +446,8 @@ def resolve_resume(args: argparse.Namespace) -> TrainRequest:
     try:
         fields = dict(meta["config"])
         fields["hidden_sizes"] = tuple(fields["hidden_sizes"])
-        config, hp = PPOConfig(**fields), Hyperparams(**meta["hyperparams"])
+        config = PPOConfig(**fields)
+        hp = hyperparams_from_json(meta["hyperparams"], f"checkpoint metadata in {args.resume}")
         sweep = {k: [float(v) for v in vs] for k, vs in meta["sweep"].items()}
         request = TrainRequest(
             meta["name"],
@@ -767,6 +781,8 @@ def run_bench(args: argparse.Namespace) -> int:
         raise ConfigError(f"--min-updates must be at least 1, got {args.min_updates}")
     if args.chunk_updates is not None and args.chunk_updates < 1:
         raise ConfigError(f"--chunk-updates must be at least 1, got {args.chunk_updates}")
+    if any(_split_assignment(item, "--set")[0] == "num_envs" for item in args.set):
+        raise ConfigError("bench takes num_envs from --num-envs (a comma list), not --set")
     # The base config at the grid's first point; --total-timesteps applies per point, where
     # --min-updates may raise it.
     args.num_envs = num_envs[0]

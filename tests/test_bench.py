@@ -96,7 +96,7 @@ def test_bench_times_the_chunked_loop(tmp_path, capsys):
             "--chunk-updates 99 is more than the 5 updates of the 3-env point",
         ),
         (["--num-envs", "64", "--total-timesteps", "100", "--chunk-updates", "5"], "4 updates of"),
-        (["--set", "num_envs=8"], "num_envs is given twice"),
+        (["--set", "num_envs=8"], "bench takes num_envs from --num-envs (a comma list)"),
     ],
 )
 def test_bench_bad_input(args, message, capsys, monkeypatch):

@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from purejaxppo.cli import main
+from purejaxppo.cli import build_parser, main, resolve_train_request
 
 
 @pytest.mark.parametrize(
@@ -49,6 +49,19 @@ def test_bad_input_one_line_error(args, message, capsys):
     assert err.startswith("purejaxppo: error: ")
     assert message in err
     assert err.count("\n") == 1, err
+
+
+@pytest.mark.parametrize(
+    ("args", "name"),
+    [
+        ([], "cartpole"),
+        (["--preset", "acrobot", "--num-envs", "8", "--total-timesteps", "4096"], "acrobot"),
+        (["--env", "Pendulum-v1"], "Pendulum-v1"),
+    ],
+)
+def test_run_is_named_by_its_preset_or_env(args, name):
+    request = resolve_train_request(build_parser().parse_args(["train", *args]))
+    assert request.name == name and request.out.name.startswith(f"{name}-")
 
 
 def test_missing_tensorboard_fails_before_compiling(tmp_path, monkeypatch, capsys):
@@ -171,6 +184,9 @@ def test_more_bad_input(args, message, capsys):
         ({"sweep": {"gamma": [0.9, 0.9]}}, "sweep gamma repeats a value"),
         ({"sweep": {"num_envs": [4, 8]}}, "cannot sweep 'num_envs'"),
         ({"sweep": {"gamma": [0.9, 1.5]}}, "gamma = 1.5 is out of range"),
+        ({"hyperparams": {"learning_rate": [1e-3, 2e-3]}}, "learning_rate must be a number"),
+        ({"hyperparams": {"gamma": True}}, "hyperparams: gamma must be a number, got True"),
+        ({"hyperparams": [0.99]}, "hyperparams must be an object of numbers"),
     ],
 )
 def test_bad_config_file(tmp_path, change, message, capsys):
