@@ -7,18 +7,19 @@ Per run, the learner's working set scales with the env steps of one update
   reward, flags and episode statistics, then the flattened batch with advantages, targets
   and its shuffled copy, and the sampling noise drawn before the rollout (A floats for A
   actions or action dimensions): about `4 * obs + 3 * act + A + 16` floats;
-- activations: about 1.5 floats per hidden unit (both towers), and as much again per unit
-  of a conv feature map. This term is calibrated against XLA's own analysis of the compiled
-  program (`compiled.memory_analysis()`): XLA keeps full-batch activations (the bootstrap
-  values of the pre-reset observations, the forward pass of each epoch), so it hardly
-  depends on `num_minibatches`.
+- activations: about 0.75 floats per hidden unit of the two towers together (1.5 per unit
+  of `hidden_sizes`), and as much again per unit of a conv feature map. This term is
+  calibrated against XLA's own analysis of the compiled program
+  (`compiled.memory_analysis()`): XLA keeps full-batch activations (the bootstrap values of
+  the pre-reset observations, the forward pass of each epoch), so it hardly depends on
+  `num_minibatches`.
 
 - recurrent: about 7 floats per GRU unit (the memory after every step, kept for the
   bootstrap values, and the gates of the replayed sequences with their gradients), against
   XLA's 6.5-7.4 for GRU widths 128 and 256.
 
-So `bytes ~= 4 * runs * num_envs * num_steps * (4 * obs + 3 * act + A + 16 + 1.5 * units
-+ 7 * gru)`.
+So `bytes ~= 4 * runs * num_envs * num_steps * (4 * obs + 3 * act + A + 16 + 1.5 *
+sum(hidden_sizes) + 7 * gru)`.
 CartPole (obs 4, 2 actions, 2x64 hidden): ~920 bytes per env step per run; XLA reports 570-830
 depending on sizes. The model errs high: tests/test_memory.py keeps it between 0.67x and 2x
 of XLA's figure over several envs and sizes. Parameters and optimizer state are small beside it;
