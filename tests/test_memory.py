@@ -1,11 +1,15 @@
 """The memory model against XLA's own analysis; an impossible population is refused early."""
 
+import re
+from pathlib import Path
+
 import jax
 import pytest
 
 from purejaxppo import ConfigError, Hyperparams, PPOConfig, make_train
 from purejaxppo.cli import main
 from purejaxppo.config import stack_hyperparams
+from purejaxppo.envs import make_env
 from purejaxppo.memory import check_fits, check_metrics_fit, estimate_bytes, metrics_bytes
 from purejaxppo.train import Metrics
 
@@ -73,3 +77,16 @@ def test_cli_refuses_oversized_population_before_compiling(capsys):
     err = capsys.readouterr().err
     assert code == 2
     assert "GiB" in err and "at most" in err and err.count("\n") == 1
+
+
+def test_readme_error_example_is_the_models_message():
+    """The README quotes the error of a population too large for a 23 GiB host: its text is
+    what `check_fits` says for that population with that much free memory."""
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    quoted = re.search(r"`purejaxppo: error: (\d+) run\(s\) x (\d+) envs x 128 steps.*?`", readme)
+    runs, envs = int(quoted.group(1)), int(quoted.group(2))
+    free = float(re.search(r"but ([\d.]+) GiB is free", quoted.group(0)).group(1))
+    config = PPOConfig(env="CartPole-v1", num_envs=envs, num_steps=128, total_timesteps=envs * 128)
+    with pytest.raises(ConfigError) as error:
+        check_fits(config, make_env("CartPole-v1"), runs, free=int(free * 2**30))
+    assert f"purejaxppo: error: {error.value}" == quoted.group(0).strip("`")
