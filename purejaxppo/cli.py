@@ -254,15 +254,16 @@ def _load_config_file(path: Path) -> tuple[PPOConfig, Hyperparams, dict[str, Any
     return config, hp, data
 
 
-def hyperparams_from_json(values: Any, where: str) -> Hyperparams:
+def hyperparams_from_json(values: Any, where: str = "") -> Hyperparams:
     """`Hyperparams` of one run from a JSON object of numbers (a config file's or a
     checkpoint's "hyperparams"); anything else, a list or `true` say, is a ConfigError
-    (`Hyperparams` itself also takes `[R]` arrays and bools)."""
+    (`Hyperparams` itself also takes `[R]` arrays and bools). `where` prefixes the error."""
+    prefix = f"{where}: " if where else ""
     if not isinstance(values, dict):
-        raise ConfigError(f"{where}: hyperparams must be an object of numbers")
+        raise ConfigError(f"{prefix}hyperparams must be an object of numbers")
     for name, value in values.items():
         if not _is_number(value):
-            raise ConfigError(f"{where}: hyperparams: {name} must be a number, got {value!r}")
+            raise ConfigError(f"{prefix}hyperparams: {name} must be a number, got {value!r}")
     return Hyperparams(**values)
 
 
@@ -447,7 +448,7 @@ def resolve_resume(args: argparse.Namespace) -> TrainRequest:
         fields = dict(meta["config"])
         fields["hidden_sizes"] = tuple(fields["hidden_sizes"])
         config = PPOConfig(**fields)
-        hp = hyperparams_from_json(meta["hyperparams"], f"checkpoint metadata in {args.resume}")
+        hp = hyperparams_from_json(meta["hyperparams"])  # a ConfigError is a ValueError
         sweep = {k: [float(v) for v in vs] for k, vs in meta["sweep"].items()}
         request = TrainRequest(
             meta["name"],

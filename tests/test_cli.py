@@ -238,3 +238,15 @@ def test_train_and_eval_with_every_new_switch(tmp_path, capsys):
     capsys.readouterr()
     assert main(["eval", str(out), "--episodes", "4"]) == 0
     assert (out / "eval.json").exists()
+
+
+def test_resume_refuses_saved_hyperparams_that_are_not_numbers(tmp_path, monkeypatch, capsys):
+    import purejaxppo.checkpoint
+    from purejaxppo import PPOConfig
+
+    meta = {"config": PPOConfig().to_dict(), "hyperparams": {"gamma": True}, "sweep": {}}
+    meta |= {"name": "cartpole", "seed": 0, "num_seeds": 1, "chunk_updates": 1}
+    monkeypatch.setattr(purejaxppo.checkpoint, "read_meta", lambda out: meta)
+    assert main(["train", "--resume", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "is incomplete or invalid: hyperparams: gamma must be a number, got True" in err
