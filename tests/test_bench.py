@@ -6,7 +6,7 @@ import jax
 import pytest
 
 import purejaxppo.bench
-from purejaxppo import PPOConfig, make_env
+from purejaxppo import Hyperparams, PPOConfig, make_env
 from purejaxppo.bench import make_env_only, time_alternating
 from purejaxppo.cli import main
 
@@ -26,7 +26,7 @@ def test_bench_grid_writes_rows_and_plots(tmp_path, capsys):
             "--num-envs",
             "2,4",
             "--num-seeds",
-            "1,2",
+            "1",
             "--total-timesteps",
             "256",
             "--set",
@@ -41,7 +41,7 @@ def test_bench_grid_writes_rows_and_plots(tmp_path, capsys):
     )
     assert code == 0
     rows = json.loads((tmp_path / "bench.json").read_text())
-    assert [(r["num_envs"], r["num_seeds"]) for r in rows] == [(2, 1), (2, 2), (4, 1), (4, 2)]
+    assert [(r["num_envs"], r["num_seeds"]) for r in rows] == [(2, 1), (4, 1)]
     for r in rows:
         updates = max(256 // (r["num_envs"] * 16), 2)
         assert r["env_steps"] == r["num_seeds"] * updates * r["num_envs"] * 16
@@ -53,6 +53,27 @@ def test_bench_grid_writes_rows_and_plots(tmp_path, capsys):
     for name in ("sps_vs_num_envs.png", "fraction_of_floor.png"):
         assert (tmp_path / name).stat().st_size > 10_000
     assert "env-only SPS" in capsys.readouterr().out
+
+
+def test_grid_times_every_point_envs_major_and_plots_a_line_per_run_count(tmp_path, monkeypatch):
+    """The grid's 2 x 2 points in order, each at its own config and run count (the timing
+    itself is the test above's), and the plots of rows with two run counts."""
+
+    def fake_point(trainer, hp, num_seeds, repeats, trace_dir, chunk_updates):
+        num_envs = trainer.config.num_envs
+        sps = 1000.0 * num_envs * num_seeds
+        row = {"env": trainer.config.env, "num_envs": num_envs, "num_seeds": num_seeds}
+        return row | {"sps": sps, "env_only_sps": 10 * sps, "fraction_of_floor": 0.1}
+
+    monkeypatch.setattr(purejaxppo.bench, "bench_point", fake_point)
+    config = PPOConfig(num_steps=16, total_timesteps=256)
+    seen = []
+    rows = purejaxppo.bench.run_grid(config, Hyperparams(), [2, 4], [1, 2], 1, on_row=seen.append)
+    assert [(r["num_envs"], r["num_seeds"]) for r in rows] == [(2, 1), (2, 2), (4, 1), (4, 2)]
+    assert seen == rows
+    purejaxppo.bench.plot_grid(rows, tmp_path)
+    for name in ("sps_vs_num_envs.png", "fraction_of_floor.png"):
+        assert (tmp_path / name).stat().st_size > 10_000
 
 
 def test_bench_times_the_chunked_loop(tmp_path, capsys):
