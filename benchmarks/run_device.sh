@@ -26,7 +26,7 @@ else
 fi
 export PYTHONUNBUFFERED=1
 py=${PYTHON:-python3}
-stages=("${@:-target grid}")
+stages=${*:-target grid}
 agents=2048 seeds=1,256,2048 steps=500000 grid=()
 if [ "${QUICK:-0}" = 1 ]; then
     agents=4 seeds=1,4 steps=4096 grid=(--total-timesteps 2048 --repeats 3)
@@ -40,7 +40,7 @@ run_target() {
     local start
     start=$(now)
     $py -m purejaxppo train --preset cartpole --num-seeds "$agents" \
-        --total-timesteps "$steps" --no-progress --out /tmp/purejaxppo-target || return 1
+        --total-timesteps "$steps" --no-progress --out "$(mktemp -d)/train" || return 1
     echo "wall time, process start to exit: $(elapsed "$start") s"
     echo "== purejaxppo bench: compile apart, median of 3 calls, env-only floor"
     $py -m purejaxppo bench --preset cartpole --num-envs 4 --num-seeds "$seeds" \
@@ -55,7 +55,7 @@ run_standard_grid() {
 {
     nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>/dev/null
     $py -c "import jax; print('jax', jax.__version__, jax.devices())"
-    for stage in ${stages[*]}; do
+    for stage in $stages; do
         start=$(now)
         case "$stage" in
             target) run_target ;;

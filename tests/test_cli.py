@@ -8,6 +8,7 @@ import sys
 import numpy as np
 import pytest
 
+from purejaxppo import PPOConfig
 from purejaxppo.cli import build_parser, main, resolve_train_request
 
 
@@ -242,7 +243,6 @@ def test_train_and_eval_with_every_new_switch(tmp_path, capsys):
 
 def test_resume_refuses_saved_hyperparams_that_are_not_numbers(tmp_path, monkeypatch, capsys):
     import purejaxppo.checkpoint
-    from purejaxppo import PPOConfig
 
     meta = {"config": PPOConfig().to_dict(), "hyperparams": {"gamma": True}, "sweep": {}}
     meta |= {"name": "cartpole", "seed": 0, "num_seeds": 1, "chunk_updates": 1}
