@@ -27,12 +27,16 @@ from typing import Any
 import jax
 import numpy as np
 
-from purejaxppo import report
-from purejaxppo.evaluate import evaluate_runs, summarize_eval
-from purejaxppo.loop import LOCAL_RUNS, default_chunk_updates, train_chunked, unpadded_state
-from purejaxppo.population import build_population, final_returns
+from purejaxppo.metrics import final_returns, return_stats
+from purejaxppo.outputs import plots
+from purejaxppo.outputs import summary as report
+from purejaxppo.ppo.evaluate import evaluate_runs, summarize_eval
+from purejaxppo.ppo.trainer import make_train
+from purejaxppo.ppo.types import policy_of
 from purejaxppo.presets import PRESETS
-from purejaxppo.train import make_train, policy_of
+from purejaxppo.runs.chunked import default_chunk_updates, train_chunked, unpadded_state
+from purejaxppo.runs.placement import LOCAL_RUNS
+from purejaxppo.runs.population import build_population
 
 GYMNAX_BASELINES = "public PPO baselines reported for gymnax environments"
 ZOO = (
@@ -104,7 +108,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def eval_stats(per_run: np.ndarray) -> dict[str, Any]:
     """Mean and std over runs of each run's mean deterministic return."""
-    return report.return_stats(per_run)
+    return return_stats(per_run)
 
 
 def is_met(value: float | None, reference: Reference | None) -> bool | None:
@@ -135,11 +139,11 @@ def benchmark_preset(
     eval_s = time.perf_counter() - start
     eval_returns = np.asarray([row["return_mean"] for row in evaluation])
     reference = REFERENCES.get(name)
-    final = report.return_stats(finals)
+    final = return_stats(finals)
     deterministic = eval_stats(eval_returns)
     env_steps = trainer.env_steps(range(1, run.updates_done + 1))
     line = None if reference is None else (reference.low, f"reference {reference.describe()}")
-    report.plot_learning_curve(
+    plots.plot_learning_curve(
         out / f"{name}.png",
         population,
         metrics,

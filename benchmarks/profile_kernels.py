@@ -25,11 +25,15 @@ from pathlib import Path
 
 import jax
 
-from purejaxppo import report
-from purejaxppo.compiling import map_trainer_over_runs, trainer_compiler_options
 from purejaxppo.config import stack_hyperparams
+from purejaxppo.outputs import summary as report
+from purejaxppo.ppo.trainer import make_train
 from purejaxppo.presets import PRESETS
-from purejaxppo.train import make_train
+from purejaxppo.runs.compile import (
+    compile_for_runs,
+    trainer_compiler_options,
+    unbatched_single_run,
+)
 
 POINTS = [(4, 1), (4, 16), (2048, 1)]
 
@@ -76,14 +80,18 @@ def profile_point(num_envs: int, num_seeds: int, updates: int) -> dict:
     trainer = make_train(config)
     keys = jax.random.split(jax.random.key(0), num_seeds)
     hps = stack_hyperparams([hp] * num_seeds)
-    # Mapped over runs as `train` does.
-    state = jax.jit(map_trainer_over_runs(trainer.init, config.batch_size))(keys, hps)
-    options = trainer_compiler_options() | {"xla_cpu_enable_xprof_traceme": True}
-    run_updates = map_trainer_over_runs(
-        lambda s, h: trainer.run_updates(s, h, updates), config.batch_size
+    # Mapped over runs as `train` does, with XLA's trace annotations on.
+    single = unbatched_single_run(config.batch_size)
+    state = compile_for_runs(trainer.init, (keys, hps), single_run_unbatched=single).program(
+        keys, hps
     )
-    run = jax.jit(run_updates, compiler_options=options)
-    compiled = run.lower(state, hps).compile()
+    options = trainer_compiler_options() | {"xla_cpu_enable_xprof_traceme": True}
+    compiled = compile_for_runs(
+        lambda s, h: trainer.run_updates(s, h, updates),
+        (state, hps),
+        single_run_unbatched=single,
+        compiler_options=options,
+    ).program
     products = product_kernels(compiled.as_text())
     jax.block_until_ready(compiled(state, hps))
     walls = []

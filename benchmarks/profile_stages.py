@@ -27,13 +27,18 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 
-from purejaxppo import bench, report
-from purejaxppo.compiling import map_trainer_over_runs, trainer_compiler_options
 from purejaxppo.config import stack_hyperparams
-from purejaxppo.networks import init_network
+from purejaxppo.outputs import summary as report
+from purejaxppo.ppo.networks import init_network
+from purejaxppo.ppo.rollout import collect_rollout, draw_rollout_noise
+from purejaxppo.ppo.trainer import Trainer, init_state, make_train
 from purejaxppo.presets import PRESETS
-from purejaxppo.rollout import collect_rollout, draw_rollout_noise
-from purejaxppo.train import Trainer, init_state, make_train
+from purejaxppo.runs import bench
+from purejaxppo.runs.compile import (
+    compile_for_runs,
+    trainer_compiler_options,
+    unbatched_single_run,
+)
 
 POINTS = [(4, 1), (4, 16), (2048, 1)]
 
@@ -129,11 +134,14 @@ def stage_times(num_envs: int, num_seeds: int, repeats: int) -> dict:
     hps = stack_hyperparams([hp] * num_seeds)
     options = trainer_compiler_options()
     # Mapped over runs as `train` does; the floor as `bench` does.
-    train_runs = map_trainer_over_runs(trainer, config.batch_size)
-    rollout_runs = map_trainer_over_runs(rollouts_only(trainer), config.batch_size)
-    train, compile_s = bench.compile_timed(train_runs, (keys, hps), options)
-    rollout, _ = bench.compile_timed(rollout_runs, (keys, hps), options)
-    floor, _ = bench.compile_timed(jax.vmap(bench.make_env_only(trainer.spec, config)), (keys,))
+    train, compile_s = bench.compile_trainer_timed(trainer, (keys, hps))
+    rollout = compile_for_runs(
+        rollouts_only(trainer),
+        (keys, hps),
+        single_run_unbatched=unbatched_single_run(config.batch_size),
+        compiler_options=options,
+    ).program
+    floor, _ = bench.compile_timed(bench.make_env_only(trainer.spec, config), (keys,))
     times = bench.time_alternating(
         [(train, (keys, hps)), (rollout, (keys, hps)), (floor, (keys,))], repeats
     )

@@ -25,8 +25,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-from purejaxppo import bench, report
+from purejaxppo.outputs import console, plots
+from purejaxppo.outputs import summary as report
 from purejaxppo.presets import PRESETS
+from purejaxppo.runs import bench
 
 GRID = [((4, 64, 512, 2048), (1,)), ((4, 64), (16,))]
 MEDIAN_FIELDS = ("compile_s", "run_s", "sps", "env_only_run_s", "env_only_sps", "peak_bytes")
@@ -50,10 +52,10 @@ def main() -> None:
         ]
         rows = median_rows(per_process)
     report.write_json(out / "bench.json", rows)
-    bench.plot_grid(rows, out)
+    plots.plot_grid(rows, out)
     device, versions = rows[0]["device"], rows[0]["versions"]
     (out / "results.md").write_text(markdown_table(rows, device, versions, args.processes))
-    bench.print_rows(rows)
+    console.print_rows(rows)
     print(f"wrote {out}")
 
 

@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 from gymnax.environments import spaces
 
-from purejaxppo.adapter import FunctionalEnv
+from purejaxppo.envs.functional import FunctionalEnv
 
 
 def reset(key: jax.Array) -> tuple[jax.Array, jax.Array]:

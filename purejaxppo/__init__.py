@@ -1,8 +1,18 @@
 """purejaxppo: PPO whose whole training loop is one jitted, vmappable JAX function.
 
-The names from `envs` and `train` load on first use: they import gymnax, whose import
-starts the XLA backend, and a multi-process run must call `initialize_distributed` before
-that happens (see purejaxppo/distributed.py).
+The package is layered; each layer imports only those above it in this list (a test
+checks it):
+
+    config, presets, metrics, errors   leaves: settings, presets, numpy metric reductions
+    envs/      environments: names and suites, the functional adapter, probe tasks
+    ppo/       the algorithm: types, stages (rollout, GAE, loss, update), trainer, evaluate
+    runs/      populations: processes, placement, compile, chunked loop, memory, bench
+    outputs/   checkpoints, logs, summary, plots, console, hooks
+    session    TrainSession: a run from its description to its outputs
+    cli/       the command line
+
+Every name below loads on first use: importing gymnax starts the XLA backend, and a
+multi-process run must call `initialize_distributed` before that happens.
 """
 
 from __future__ import annotations
@@ -10,21 +20,47 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from purejaxppo.config import ConfigError, Hyperparams, PPOConfig, validate_hyperparams
-from purejaxppo.distributed import initialize_distributed, train_sharded
-
 if TYPE_CHECKING:
-    from purejaxppo.envs import EnvSpec, make_env
-    from purejaxppo.train import Metrics, Trainer, TrainOutput, TrainState, make_train
+    from purejaxppo.config import Hyperparams, PPOConfig, validate_hyperparams
+    from purejaxppo.envs.functional import FunctionalEnv
+    from purejaxppo.envs.spec import EnvSpec, make_env
+    from purejaxppo.errors import ConfigError
+    from purejaxppo.metrics import final_returns
+    from purejaxppo.ppo.evaluate import evaluate_runs
+    from purejaxppo.ppo.trainer import Trainer, make_train
+    from purejaxppo.ppo.types import Metrics, Policy, TrainOutput, TrainState, policy_of
+    from purejaxppo.runs.chunked import train_chunked
+    from purejaxppo.runs.placement import make_placement
+    from purejaxppo.runs.population import (
+        build_population,
+        train_population,
+        train_sharded,
+    )
+    from purejaxppo.runs.processes import initialize_distributed
 
 _LAZY = {
-    "EnvSpec": "purejaxppo.envs",
-    "make_env": "purejaxppo.envs",
-    "Metrics": "purejaxppo.train",
-    "TrainOutput": "purejaxppo.train",
-    "TrainState": "purejaxppo.train",
-    "Trainer": "purejaxppo.train",
-    "make_train": "purejaxppo.train",
+    "ConfigError": "purejaxppo.errors",
+    "Hyperparams": "purejaxppo.config",
+    "PPOConfig": "purejaxppo.config",
+    "validate_hyperparams": "purejaxppo.config",
+    "final_returns": "purejaxppo.metrics",
+    "EnvSpec": "purejaxppo.envs.spec",
+    "make_env": "purejaxppo.envs.spec",
+    "FunctionalEnv": "purejaxppo.envs.functional",
+    "Metrics": "purejaxppo.ppo.types",
+    "Policy": "purejaxppo.ppo.types",
+    "TrainOutput": "purejaxppo.ppo.types",
+    "TrainState": "purejaxppo.ppo.types",
+    "policy_of": "purejaxppo.ppo.types",
+    "Trainer": "purejaxppo.ppo.trainer",
+    "make_train": "purejaxppo.ppo.trainer",
+    "evaluate_runs": "purejaxppo.ppo.evaluate",
+    "initialize_distributed": "purejaxppo.runs.processes",
+    "make_placement": "purejaxppo.runs.placement",
+    "build_population": "purejaxppo.runs.population",
+    "train_population": "purejaxppo.runs.population",
+    "train_sharded": "purejaxppo.runs.population",
+    "train_chunked": "purejaxppo.runs.chunked",
 }
 
 
@@ -39,15 +75,24 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "ConfigError",
     "EnvSpec",
+    "FunctionalEnv",
     "Hyperparams",
     "Metrics",
     "PPOConfig",
+    "Policy",
     "TrainOutput",
     "TrainState",
     "Trainer",
+    "build_population",
+    "evaluate_runs",
+    "final_returns",
     "initialize_distributed",
     "make_env",
+    "make_placement",
     "make_train",
+    "policy_of",
+    "train_chunked",
+    "train_population",
     "train_sharded",
     "validate_hyperparams",
 ]

@@ -7,8 +7,12 @@ change recompiles. `Hyperparams` is a pytree of numbers: every field may be trac
 
 from __future__ import annotations
 
+import ast
 import dataclasses
+import inspect
+import itertools
 import math
+import textwrap
 from collections.abc import Mapping
 from typing import Any
 
@@ -16,40 +20,72 @@ import jax
 import numpy as np
 from flax import struct
 
+from purejaxppo.errors import ConfigError
+
 ACTIVATIONS = ("tanh", "relu", "gelu")
 NETWORKS = ("mlp", "cnn")
 SCHEDULES = ("constant", "linear", "cosine")
 
 
-class ConfigError(ValueError):
-    """Invalid configuration, raised before anything is compiled."""
-
-
 @dataclasses.dataclass(frozen=True)
 class PPOConfig:
-    """Static settings of a PPO run; a change of any field recompiles.
-
-    `total_timesteps` is rounded down to whole updates of `num_envs * num_steps` env steps.
-    """
+    """Static settings of a PPO run: shapes, counts and switches; a change of any field
+    recompiles. Each field's docstring below is its documentation (`field_docs`), which the
+    README's table and the command line's `--set` help are made from."""
 
     env: str = "CartPole-v1"
+    """Environment name: a gymnax name (`CartPole-v1`), `brax:NAME` or `xminigrid:NAME`."""
+
     num_envs: int = 4
+    """Parallel environments per run."""
+
     num_steps: int = 128
+    """Steps per env per rollout; an update learns from `num_envs * num_steps` samples."""
+
     total_timesteps: int = 500_000
+    """Env steps per run, rounded down to whole updates of `num_envs * num_steps`."""
+
     update_epochs: int = 4
+    """Passes over each rollout's samples per update."""
+
     num_minibatches: int = 4
+    """Minibatches per epoch (one optimizer step each); must divide the update's samples."""
+
     hidden_sizes: tuple[int, ...] = (64, 64)
+    """Widths of the hidden layers of the policy and the value towers (each its own)."""
+
     activation: str = "tanh"
+    """Hidden-layer activation: `tanh`, `relu` or `gelu`."""
+
     network: str = "mlp"
-    recurrent: bool = False  # a GRU between the observation embedding and the heads
+    """Torso: `mlp` (observations flattened) or `cnn` (one 3x3 convolution, for [H, W, C])."""
+
+    recurrent: bool = False
+    """A GRU between the observation embedding and the heads; minibatches are env sequences."""
+
     gru_size: int = 128
-    lr_schedule: str = "linear"  # learning_rate times 1, (1 - p) or (1 + cos(pi p)) / 2
-    ent_schedule: str = "constant"  # ent_coef -> ent_coef_end along the same shapes
+    """Units of the GRU (with `recurrent`)."""
+
+    lr_schedule: str = "linear"
+    """Learning rate over the run: `constant`, `linear` (to 0) or `cosine` (to 0)."""
+
+    ent_schedule: str = "constant"
+    """Entropy coefficient from `ent_coef` to `ent_coef_end`: `constant`, `linear`, `cosine`."""
+
     normalize_advantages: bool = True
+    """Standardize advantages over each minibatch (mean 0, std 1)."""
+
     clip_value_loss: bool = True
-    normalize_obs: bool = False  # running mean/var of observations, per run
-    normalize_reward: bool = False  # rewards / running std of the discounted return
-    target_kl_stop: bool = False  # skip the remaining epochs once an epoch's KL > target_kl
+    """Clip the value update to within `clip_eps` of the value that collected the data."""
+
+    normalize_obs: bool = False
+    """Normalize observations by their running mean and variance, per run (clipped to +-10)."""
+
+    normalize_reward: bool = False
+    """Divide rewards by the running std of each env's discounted return, per run."""
+
+    target_kl_stop: bool = False
+    """Skip an update's remaining epochs once an epoch's mean approximate KL > `target_kl`."""
 
     def __post_init__(self) -> None:
         validate_config(self)
@@ -129,18 +165,39 @@ def validate_config(config: PPOConfig) -> None:
 
 @struct.dataclass
 class Hyperparams:
-    """Traced hyperparameters: scalars for one run, or arrays `[R]` for R runs under vmap."""
+    """Traced hyperparameters: scalars for one run, or arrays `[R]` for R runs under vmap, so
+    any of them can be swept in one compiled call. Each field's docstring is its
+    documentation (`field_docs`)."""
 
     learning_rate: float = 2.5e-4
+    """Adam's step size at the start of the run (then along `lr_schedule`)."""
+
     gamma: float = 0.99
+    """Discount factor of future rewards."""
+
     gae_lambda: float = 0.95
+    """GAE's lambda: 0 is one-step TD, 1 the Monte-Carlo return."""
+
     clip_eps: float = 0.2
+    """PPO's clip range of the probability ratio (and of the value update)."""
+
     ent_coef: float = 0.01
-    ent_coef_end: float = 0.0  # reached at the end when ent_schedule is not constant
+    """Weight of the entropy bonus at the start of the run (then along `ent_schedule`)."""
+
+    ent_coef_end: float = 0.0
+    """Entropy weight reached at the end when `ent_schedule` is not constant."""
+
     vf_coef: float = 0.5
+    """Weight of the value loss in the total loss."""
+
     max_grad_norm: float = 0.5
+    """Clip each gradient to this global L2 norm before Adam."""
+
     reward_scale: float = 1.0
-    target_kl: float = 0.02  # used when target_kl_stop is set
+    """Rewards are multiplied by this before anything else."""
+
+    target_kl: float = 0.02
+    """KL threshold of `target_kl_stop`."""
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
@@ -161,6 +218,20 @@ HYPERPARAM_RANGES: Mapping[str, tuple[float, float, bool, bool]] = {
 }
 
 HYPERPARAM_NAMES = tuple(f.name for f in dataclasses.fields(Hyperparams))
+
+
+def field_docs(cls: type) -> dict[str, str]:
+    """Each field of the dataclass `cls` and its docstring (the string literal under it in
+    the class body), read from the source: the one place a field is documented."""
+    body = ast.parse(textwrap.dedent(inspect.getsource(cls))).body[0].body
+    docs: dict[str, str] = {}
+    for node, following in itertools.pairwise(body):
+        documented = isinstance(following, ast.Expr) and isinstance(following.value, ast.Constant)
+        if isinstance(node, ast.AnnAssign) and documented:
+            docs[node.target.id] = " ".join(str(following.value.value).split())
+    return docs
+
+
 CONFIG_NAMES = tuple(f.name for f in dataclasses.fields(PPOConfig))
 
 

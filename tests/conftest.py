@@ -1,4 +1,12 @@
-"""Shared test helpers."""
+"""Shared test helpers. Tests mirror the package (`tests/ppo/` for `purejaxppo/ppo/`, ...);
+the helper modules beside this file are importable from every test directory."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+# ruff: noqa: E402
 
 from purejaxppo import PPOConfig
 

@@ -7,7 +7,7 @@ import jax
 import numpy as np
 
 from purejaxppo import Hyperparams, PPOConfig
-from purejaxppo.train import Trainer
+from purejaxppo.ppo.trainer import Trainer
 
 # These tests run each program once, so compiling it is nearly all their cost: on the CPU,
 # turn XLA's backend optimisations off (about half the compile time; results are the same

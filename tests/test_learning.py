@@ -3,8 +3,9 @@
 import numpy as np
 
 from purejaxppo import make_train
-from purejaxppo.population import build_population, final_returns, train_population
+from purejaxppo.metrics import final_returns
 from purejaxppo.presets import PRESETS
+from purejaxppo.runs.population import build_population, train_population
 
 
 def preset_final_returns(name: str, num_seeds: int) -> np.ndarray:

@@ -1,0 +1,59 @@
+"""Reductions of training metrics on the host (numpy only): what summaries, progress bars,
+evaluations and benchmarks report. Metrics arrays are `[R, U]` (runs x updates) or `[U]`."""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import numpy as np
+
+
+def final_returns(metrics: Any, fraction: float = 0.1) -> np.ndarray:
+    """Per run `[R]`: mean return of the episodes completed in the last `fraction` of updates
+    (weighted by episode count; NaN for a run with no completed episode there)."""
+    returns = np.asarray(metrics.episode_return, dtype=np.float64)
+    counts = np.asarray(metrics.episodes, dtype=np.float64)
+    tail = max(1, int(np.ceil(returns.shape[-1] * fraction)))
+    returns, counts = returns[..., -tail:], counts[..., -tail:]
+    total = np.nansum(np.where(counts > 0, returns * counts, 0.0), axis=-1)
+    n = counts.sum(axis=-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(n > 0, total / np.maximum(n, 1), np.nan)
+
+
+def first_nonfinite_update(metrics: Any) -> tuple[int, int] | None:
+    """`(run, update)` where the loss first became NaN/inf (earliest update), or None."""
+    loss = np.asarray(metrics.total_loss)
+    if loss.size == 0:
+        return None  # no update yet (a run stopped before its first chunk ended)
+    bad = ~np.isfinite(loss.reshape(-1, loss.shape[-1]))
+    if not bad.any():
+        return None
+    updates = np.where(bad.any(axis=1), bad.argmax(axis=1), np.iinfo(np.int64).max)
+    run = int(updates.argmin())
+    return run, int(updates[run])
+
+
+def return_stats(values: np.ndarray) -> dict[str, Any]:
+    """mean/std/min/max over runs (NaN-aware: a run with no finished episode is skipped)."""
+    finite = values[np.isfinite(values)]
+    per_run = [None if not np.isfinite(v) else round(float(v), 4) for v in values]
+    if finite.size == 0:
+        return {"mean": None, "std": None, "min": None, "max": None, "per_run": per_run}
+    return {
+        "mean": float(finite.mean()),
+        "std": float(finite.std()),
+        "min": float(finite.min()),
+        "max": float(finite.max()),
+        "per_run": per_run,
+    }
+
+
+def recent_mean_return(metrics: Any) -> float:
+    """Mean over runs of each run's mean return over the chunk's updates that ended an
+    episode (NaN if no run finished one); `metrics` numpy `[R, k]`."""
+    returns = np.asarray(metrics.episode_return, dtype=np.float64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return float(np.nanmean(np.nanmean(returns, axis=-1)))

@@ -1,0 +1,277 @@
+"""Evaluation: play each of E fresh envs for exactly one episode with a trained policy.
+
+`evaluate_policy` is pure and jittable (one run, unbatched params); `evaluate_runs` is the
+same under `jit(vmap)` over a run axis `[R]`, as `TrainOutput.state.params` has after a
+population was trained; `summarize_eval` reduces the result per run on the host.
+
+Actions go through `step_envs`, so continuous actions are clipped to the action bounds
+exactly as in training (`envs.env_action`). Each env is reset once; its first episode's
+return and length are recorded at its first `terminated | truncated`, and whatever it plays
+after the auto-reset is masked out. The loop stops when every env is done or after
+`max_steps` steps; an env still running then has `finished == False` and holds the return
+and length of its episode so far.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from purejaxppo.envs.spec import EnvRunner, EnvSpec, reset_envs, step_envs
+from purejaxppo.errors import ConfigError
+from purejaxppo.ppo.networks import act_without_value, initial_memory
+from purejaxppo.ppo.rollout import policy_input
+from purejaxppo.ppo.trainer import Trainer
+from purejaxppo.ppo.types import Policy
+
+
+class EvalResult(NamedTuple):
+    """One episode per env: `[E]` for one run (`evaluate_policy`), `[R, E]` for R runs.
+
+    `returns` (float32) and `lengths` (int32) are the first episode's undiscounted return and
+    step count; where `finished` is False the episode was cut by `max_steps` and they are
+    those of the partial episode.
+    """
+
+    returns: Any
+    lengths: Any
+    finished: Any
+
+
+class _Loop(NamedTuple):
+    """The carry of the evaluation loop; all `[E]` except `step` and `key`."""
+
+    step: jax.Array  # int32 scalar, steps taken so far
+    key: jax.Array
+    runner: EnvRunner
+    hidden: jax.Array | None  # [E, H] the network's memory (None: feed-forward)
+    done: jax.Array  # bool: this env's first episode has ended
+    returns: jax.Array
+    lengths: jax.Array
+
+
+def default_max_steps(spec: EnvSpec) -> int | None:
+    """The env's time limit (`env_params.max_steps_in_episode`), or None if it has none."""
+    limit = getattr(spec.params, "max_steps_in_episode", None)
+    return None if limit is None else int(limit)
+
+
+def resolve_max_steps(spec: EnvSpec, max_steps: int | None) -> int:
+    """`max_steps`, defaulting to the env's time limit; `ConfigError` if neither exists."""
+    if max_steps is None:
+        max_steps = default_max_steps(spec)
+        if max_steps is None:
+            raise ConfigError(
+                f"{spec.name} has no time limit (env_params.max_steps_in_episode); "
+                "pass max_steps to bound the evaluation"
+            )
+    if isinstance(max_steps, bool) or not isinstance(max_steps, int | np.integer):
+        raise ConfigError(f"max_steps must be a positive integer, got {max_steps!r}")
+    if max_steps < 1:
+        raise ConfigError(f"max_steps must be a positive integer, got {max_steps!r}")
+    return int(max_steps)
+
+
+def _check_num_episodes(num_episodes: int) -> None:
+    if isinstance(num_episodes, bool) or not isinstance(num_episodes, int | np.integer):
+        raise ConfigError(f"num_episodes must be a positive integer, got {num_episodes!r}")
+    if num_episodes < 1:
+        raise ConfigError(f"num_episodes must be a positive integer, got {num_episodes!r}")
+
+
+def as_policy(policy: Policy | Any) -> Policy:
+    """A `Policy` as is; bare network params as a policy without observation statistics."""
+    return policy if isinstance(policy, Policy) else Policy(policy, None)
+
+
+def select_action(
+    trainer: Trainer,
+    policy: Policy,
+    hidden: jax.Array | None,
+    obs: jax.Array,
+    first: jax.Array,
+    key: jax.Array,
+    deterministic: bool,
+) -> tuple[jax.Array, jax.Array]:
+    """The network's memory `[E, H]` after `obs` `[E, *obs_shape]` (normalised with the
+    policy's frozen training statistics if it has them; `first` `[E]` marks episode starts),
+    and actions `[E]` (discrete) or `[E, D]` (continuous, unclipped): the mode or a sample."""
+    hidden, dist = act_without_value(
+        trainer.network, policy.params, hidden, policy_input(policy.obs_stats, obs), first
+    )
+    return hidden, dist.mode() if deterministic else dist.sample(key)
+
+
+def play_first_episodes(
+    trainer: Trainer,
+    policy: Policy | Any,
+    runner: EnvRunner,
+    key: jax.Array,
+    deterministic: bool,
+    max_steps: int,
+) -> EvalResult:
+    """Play the E envs of a freshly reset `runner` until each ends its first episode.
+
+    Returns an `EvalResult` of `[E]` arrays. The `lax.while_loop` stops once all envs are
+    done or after `max_steps` steps.
+    """
+    policy = as_policy(policy)
+    num_envs = runner.obs.shape[0]
+    chex.assert_shape(runner.obs, (num_envs, *trainer.spec.obs_shape))
+
+    def running(loop: _Loop) -> jax.Array:
+        return (loop.step < max_steps) & ~jnp.all(loop.done)
+
+    def one_step(loop: _Loop) -> _Loop:
+        key, key_act, key_env = jax.random.split(loop.key, 3)
+        first = loop.runner.episode_length == 0
+        hidden, action = select_action(
+            trainer, policy, loop.hidden, loop.runner.obs, first, key_act, deterministic
+        )
+        env_keys = jax.random.split(key_env, num_envs)
+        runner, step = step_envs(trainer.spec, env_keys, loop.runner, action)
+        ended = (step.terminated | step.truncated) & ~loop.done
+        return _Loop(
+            step=loop.step + 1,
+            key=key,
+            runner=runner,
+            hidden=hidden,
+            done=loop.done | ended,
+            returns=jnp.where(ended, step.episode_return, loop.returns),
+            lengths=jnp.where(ended, step.episode_length, loop.lengths),
+        )
+
+    start = _Loop(
+        step=jnp.zeros((), jnp.int32),
+        key=key,
+        runner=runner,
+        hidden=initial_memory(trainer.network, num_envs),
+        done=jnp.zeros((num_envs,), bool),
+        returns=jnp.zeros((num_envs,), jnp.float32),
+        lengths=jnp.zeros((num_envs,), jnp.int32),
+    )
+    end = jax.lax.while_loop(running, one_step, start)
+    # An env not done has never reset, so its runner holds its first (partial) episode.
+    result = EvalResult(
+        returns=jnp.where(end.done, end.returns, end.runner.episode_return),
+        lengths=jnp.where(end.done, end.lengths, end.runner.episode_length),
+        finished=end.done,
+    )
+    chex.assert_shape(list(result), (num_envs,))
+    return result
+
+
+def evaluate_policy(
+    trainer: Trainer,
+    policy: Policy | Any,
+    key: jax.Array,
+    num_episodes: int,
+    deterministic: bool,
+    max_steps: int | None = None,
+) -> EvalResult:
+    """Evaluate one run's policy (no run axis) on `num_episodes` envs in parallel.
+
+    `policy` is a `Policy` (`train.policy_of(config, state)`: params and, with
+    `normalize_obs`, the frozen observation statistics) or bare network params.
+
+    Pure and jittable with `trainer`, `num_episodes`, `deterministic` and `max_steps` static.
+    `deterministic` acts with the distribution's mode (argmax / mean), else samples.
+    `max_steps` defaults to the env's time limit. Returns an `EvalResult` of `[E]` arrays,
+    E = `num_episodes`.
+    """
+    _check_num_episodes(num_episodes)
+    max_steps = resolve_max_steps(trainer.spec, max_steps)
+    key_reset, key_play = jax.random.split(key)
+    runner = reset_envs(trainer.spec, key_reset, num_episodes)
+    return play_first_episodes(trainer, policy, runner, key_play, deterministic, max_steps)
+
+
+def _evaluate_runs(
+    trainer: Trainer,
+    policy_r: Policy,
+    keys: jax.Array,
+    num_episodes: int,
+    deterministic: bool,
+    max_steps: int | None,
+) -> EvalResult:
+    def one_run(policy: Policy, key: jax.Array) -> EvalResult:
+        return evaluate_policy(trainer, policy, key, num_episodes, deterministic, max_steps)
+
+    return jax.vmap(one_run)(policy_r, keys)
+
+
+# One compiled function per (trainer, num_episodes, deterministic, max_steps) and run count:
+# jit's cache is keyed on the static arguments (a `Trainer` hashes by identity).
+_evaluate_runs_jit = jax.jit(
+    _evaluate_runs, static_argnames=("trainer", "num_episodes", "deterministic", "max_steps")
+)
+
+
+def num_runs(params_r: Any) -> int:
+    """The size R of the leading run axis shared by every leaf of `params_r`."""
+    leaves = jax.tree.leaves(params_r)
+    if not leaves or jnp.ndim(leaves[0]) == 0:
+        raise ConfigError("params_R must have a leading run axis [R] on every leaf")
+    runs = int(jnp.shape(leaves[0])[0])
+    chex.assert_tree_shape_prefix(params_r, (runs,))
+    return runs
+
+
+def evaluate_runs(
+    trainer: Trainer,
+    policy_r: Policy | Any,
+    key: jax.Array,
+    num_episodes: int,
+    deterministic: bool,
+    max_steps: int | None = None,
+) -> EvalResult:
+    """`evaluate_policy` for each of R runs (a `Policy` or params whose leaves are
+    `[R, ...]`, e.g. `policy_of(config, output.state)`) in one jitted call.
+
+    Run r uses key `jax.random.split(key, R)[r]`. Returns an `EvalResult` of numpy `[R, E]`
+    arrays. Compiles once per (trainer, num_episodes, deterministic, max_steps, R).
+    """
+    _check_num_episodes(num_episodes)
+    max_steps = resolve_max_steps(trainer.spec, max_steps)
+    policy_r = as_policy(policy_r)
+    keys = jax.random.split(key, num_runs(policy_r))
+    result = _evaluate_runs_jit(
+        trainer, policy_r, keys, int(num_episodes), bool(deterministic), max_steps
+    )
+    return EvalResult(*(np.asarray(x) for x in jax.device_get(tuple(result))))
+
+
+def summarize_eval(result: EvalResult) -> list[dict[str, float | int]]:
+    """Per run: return mean/std/min/max and mean length over its *finished* episodes.
+
+    `result` holds `[R, E]` arrays (or `[E]` for one run, treated as R = 1). A run with no
+    finished episode gets NaN statistics. Keys: `return_mean`, `return_std`, `return_min`,
+    `return_max`, `length_mean`, `episodes_finished`, `episodes`.
+    """
+    returns = np.atleast_2d(np.asarray(result.returns, np.float64))
+    lengths = np.atleast_2d(np.asarray(result.lengths, np.float64))
+    finished = np.atleast_2d(np.asarray(result.finished, bool))
+    if not returns.shape == lengths.shape == finished.shape:
+        raise ValueError(
+            f"EvalResult fields differ in shape: {returns.shape}, {lengths.shape}, {finished.shape}"
+        )
+    summaries = []
+    for ret, length, fin in zip(returns, lengths, finished, strict=True):
+        done_returns, done_lengths = ret[fin], length[fin]
+        any_done = done_returns.size > 0
+        summaries.append(
+            {
+                "return_mean": float(done_returns.mean()) if any_done else float("nan"),
+                "return_std": float(done_returns.std()) if any_done else float("nan"),
+                "return_min": float(done_returns.min()) if any_done else float("nan"),
+                "return_max": float(done_returns.max()) if any_done else float("nan"),
+                "length_mean": float(done_lengths.mean()) if any_done else float("nan"),
+                "episodes_finished": int(fin.sum()),
+                "episodes": int(fin.size),
+            }
+        )
+    return summaries

@@ -1,0 +1,260 @@
+"""The trainer: `make_train(config)` returns `train(key, hyperparams) -> TrainOutput`.
+
+`train` is init followed by `lax.scan(update_step)` over `num_updates`, and `update_step` is
+
+    rollout -> gae -> update -> metrics
+
+one top-level function per stage. `train` is pure: `jax.jit` compiles it once and
+`jax.vmap` maps it over seeds (keys) and over `Hyperparams` (sweeps).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, NamedTuple
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+from gymnax.environments.environment import Environment
+
+from purejaxppo.config import Hyperparams, PPOConfig
+from purejaxppo.envs.spec import EnvSpec, make_env, reset_envs_with_keys
+from purejaxppo.ppo.gae import compute_gae
+from purejaxppo.ppo.networks import (
+    Network,
+    init_bits_shapes,
+    init_network_from_bits,
+    initial_memory,
+    make_network,
+)
+from purejaxppo.ppo.normalize import (
+    Normalizer,
+    init_normalizer,
+    merge_stats,
+    scale_rewards,
+)
+from purejaxppo.ppo.randomness import carried_key_from_bits, draw_bits, key_words, keys_from_bits
+from purejaxppo.ppo.rollout import (
+    collect_rollout,
+    episode_ends,
+    policy_input,
+    rollout_noise_bit_shapes,
+    rollout_noise_from_bits,
+)
+from purejaxppo.ppo.types import (
+    LossInfo,
+    Metrics,
+    RolloutNoise,
+    TrainOutput,
+    TrainState,
+    Transition,
+    policy_of,
+)
+from purejaxppo.ppo.update import (
+    ent_coef_at,
+    learning_rate_at,
+    make_batch,
+    make_optimizer,
+    update_policy,
+)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Trainer:
+    """The static parts of a run: config, env, network. Call it as `train(key, hp)`."""
+
+    config: PPOConfig
+    spec: EnvSpec
+    network: Network
+
+    def __call__(self, key: jax.Array, hp: Hyperparams) -> TrainOutput:
+        return train(self, key, hp)
+
+    def init(self, key: jax.Array, hp: Hyperparams) -> TrainState:
+        return init_state(self, key, hp)
+
+    def update_step(self, state: TrainState, hp: Hyperparams) -> tuple[TrainState, Metrics]:
+        return update_step(self, hp, state)
+
+    def run_updates(
+        self, state: TrainState, hp: Hyperparams, num_updates: int
+    ) -> tuple[TrainState, Metrics]:
+        return run_updates(self, hp, state, num_updates)
+
+    def env_steps(self, updates: Any) -> np.ndarray:
+        """Env steps consumed after `updates` updates, as int64 (no 32-bit overflow)."""
+        return np.asarray(updates, dtype=np.int64) * self.config.batch_size
+
+
+class UpdateRandomness(NamedTuple):
+    """All the randomness of one update (`draw_update_randomness`)."""
+
+    next_key: jax.Array  # the key the next update starts from (typed, or raw as the input)
+    rollout: RolloutNoise  # action noise [T, N, A], env keys [T, N]
+    epoch_keys: jax.Array  # [update_epochs]: each epoch's shuffle
+
+
+def draw_update_randomness(trainer: Trainer, key: jax.Array) -> UpdateRandomness:
+    """An update's randomness from `key` in one draw of random bits (`purejaxppo.ppo.randomness`):
+    one threefry loop per update where separate splits and draws made five."""
+    config, spec, words = trainer.config, trainer.spec, key_words(key)
+    shapes = [
+        (words,),
+        *rollout_noise_bit_shapes(spec, config.num_steps, config.num_envs, words),
+        (config.update_epochs, words),
+    ]
+    next_bits, action_bits, env_key_bits, epoch_key_bits = draw_bits(key, shapes)
+    return UpdateRandomness(
+        next_key=carried_key_from_bits(next_bits, key),
+        rollout=rollout_noise_from_bits(spec, action_bits, env_key_bits, key),
+        epoch_keys=keys_from_bits(epoch_key_bits, key),
+    )
+
+
+def make_train(
+    config: PPOConfig, env: Environment | None = None, env_params: Any = None
+) -> Trainer:
+    """Build the trainer for `config`; `env` overrides `config.env` with a gymnax instance."""
+    spec = make_env(config.env if env is None else env, env_params)
+    return Trainer(config, spec, make_network(config, spec))
+
+
+def init_state(trainer: Trainer, key: jax.Array, hp: Hyperparams) -> TrainState:
+    """Initialise network parameters, optimizer state and `num_envs` envs."""
+    # One draw: the state's key, a key per env, the network's module key and kernel bits.
+    words, num_envs = key_words(key), trainer.config.num_envs
+    example_obs = jax.ShapeDtypeStruct((1, *trainer.spec.obs_shape), jnp.float32)
+    network_shapes = init_bits_shapes(trainer.network, example_obs, words)
+    key_bits, env_key_bits, *network_bits = draw_bits(
+        key, [(words,), (num_envs, words), *network_shapes]
+    )
+    runner = reset_envs_with_keys(trainer.spec, keys_from_bits(env_key_bits, key))
+    params = init_network_from_bits(trainer.network, network_bits, runner.obs[:1], like=key)
+    opt_state = make_optimizer(hp, hp.learning_rate).init(params)
+    norm = init_normalizer(trainer.spec.obs_shape, trainer.config.num_envs)
+    hidden = initial_memory(trainer.network, trainer.config.num_envs)
+    state_key = carried_key_from_bits(key_bits, key)  # typed, or raw as the caller's key
+    return TrainState(params, opt_state, runner, hidden, norm, state_key, jnp.zeros((), jnp.int32))
+
+
+def update_step(trainer: Trainer, hp: Hyperparams, state: TrainState) -> tuple[TrainState, Metrics]:
+    """One PPO update: rollout -> rewards -> gae -> update -> observation statistics -> metrics."""
+    config = trainer.config
+    randomness = draw_update_randomness(trainer, state.key)
+    obs_stats = policy_of(config, state).obs_stats  # frozen until this update is done
+    runner, hidden, transition = collect_rollout(
+        trainer.network,
+        trainer.spec,
+        state.params,
+        state.runner,
+        state.hidden,
+        randomness.rollout,
+        obs_stats,
+    )
+    norm, reward = training_rewards(config, hp, state.norm, transition)
+    advantage, target = compute_gae(
+        reward,
+        transition.value,
+        transition.next_value,
+        transition.terminated,
+        transition.truncated,
+        hp.gamma,
+        hp.gae_lambda,
+    )
+    chex.assert_shape([advantage, target, transition.value], (config.num_steps, config.num_envs))
+    learning_rate = learning_rate_at(config, hp, state.update)
+    ent_coef = ent_coef_at(config, hp, state.update)
+    batch = make_batch(
+        config,
+        transition._replace(obs=policy_input(obs_stats, transition.obs)),
+        advantage,
+        target,
+        state.hidden,
+    )
+    params, opt_state, loss_info, grad_norm, epochs = update_policy(
+        trainer.network,
+        config,
+        hp.replace(ent_coef=ent_coef),
+        state.params,
+        state.opt_state,
+        batch,
+        randomness.epoch_keys,
+        learning_rate,
+    )
+    norm = update_obs_stats(config, norm, transition.obs)
+    metrics = summarize_update(
+        transition, target, loss_info, grad_norm, learning_rate, ent_coef, epochs
+    )
+    next_state = TrainState(
+        params, opt_state, runner, hidden, norm, randomness.next_key, state.update + 1
+    )
+    return next_state, metrics
+
+
+def training_rewards(
+    config: PPOConfig, hp: Hyperparams, norm: Normalizer, transition: Transition
+) -> tuple[Normalizer, jax.Array]:
+    """The rewards `[T, N]` the learner sees: `reward_scale` times the env's, divided by the
+    running std of the discounted return if `normalize_reward` is on."""
+    reward = hp.reward_scale * transition.reward
+    if config.normalize_reward:
+        norm, reward = scale_rewards(norm, reward, episode_ends(transition), hp.gamma)
+    return norm, reward
+
+
+def update_obs_stats(config: PPOConfig, norm: Normalizer, obs: jax.Array) -> Normalizer:
+    """Absorb the rollout's raw observations `[T, N, *obs_shape]` (if `normalize_obs`)."""
+    if not config.normalize_obs:
+        return norm
+    return norm._replace(obs=merge_stats(norm.obs, obs.reshape((-1, *obs.shape[2:]))))
+
+
+def summarize_update(
+    transition: Transition,
+    target: jax.Array,
+    loss_info: LossInfo,
+    grad_norm: jax.Array,
+    learning_rate: jax.Array,
+    ent_coef: jax.Array,
+    epochs: jax.Array,
+) -> Metrics:
+    """Reduce one update's `[T, N]` data to scalars."""
+    ended = episode_ends(transition)
+    episodes = jnp.sum(ended, dtype=jnp.int32)
+    denom = jnp.maximum(episodes, 1)
+    mean_return = jnp.sum(jnp.where(ended, transition.episode_return, 0.0)) / denom
+    mean_length = jnp.sum(jnp.where(ended, transition.episode_length, 0)) / denom
+    residual_var = jnp.var(target - transition.value)
+    explained_variance = 1.0 - residual_var / jnp.maximum(jnp.var(target), 1e-8)
+    return Metrics(
+        episode_return=jnp.where(episodes > 0, mean_return, jnp.nan),
+        episode_length=jnp.where(episodes > 0, mean_length, jnp.nan),
+        episodes=episodes,
+        total_loss=loss_info.total_loss,
+        policy_loss=loss_info.policy_loss,
+        value_loss=loss_info.value_loss,
+        entropy=loss_info.entropy,
+        approx_kl=loss_info.approx_kl,
+        clip_fraction=loss_info.clip_fraction,
+        explained_variance=explained_variance,
+        learning_rate=jnp.asarray(learning_rate, jnp.float32),
+        ent_coef=jnp.asarray(ent_coef, jnp.float32),
+        epochs=epochs,
+        grad_norm=grad_norm,
+    )
+
+
+def run_updates(
+    trainer: Trainer, hp: Hyperparams, state: TrainState, num_updates: int
+) -> tuple[TrainState, Metrics]:
+    """`num_updates` update steps in one `lax.scan`; metrics are `[num_updates]`."""
+    return jax.lax.scan(lambda s, _: update_step(trainer, hp, s), state, None, num_updates)
+
+
+def train(trainer: Trainer, key: jax.Array, hp: Hyperparams) -> TrainOutput:
+    """The whole run: init, then `config.num_updates` updates."""
+    state = init_state(trainer, key, hp)
+    state, metrics = run_updates(trainer, hp, state, trainer.config.num_updates)
+    return TrainOutput(state, metrics)

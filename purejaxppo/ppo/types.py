@@ -1,0 +1,142 @@
+"""The types that travel between the PPO stages and out of the trainer: named state with its
+shapes, never positional tuples. `[R, ...]` marks a run axis, `[T, N]` time x envs."""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import numpy as np
+
+from purejaxppo.config import PPOConfig
+from purejaxppo.envs.spec import EnvRunner
+from purejaxppo.ppo.normalize import Normalizer, RunningStats
+
+
+class Transition(NamedTuple):
+    """A rollout of T steps in N envs, time-major.
+
+    obs `[T, N, *obs_shape]` (raw, as the env returned it); action `[T, N]` (discrete) or
+    `[T, N, D]` (continuous, the unclipped sample); the rest `[T, N]`. `next_value[t]` is the
+    value of the observation that followed step t *before* any auto-reset
+    (`info["final_observation"]`), so a truncated episode bootstraps from where it was cut.
+    `episode_return` / `episode_length` describe the episode that ended at step t and are
+    meaningful only where `terminated | truncated`.
+    """
+
+    obs: jax.Array
+    first: jax.Array  # [T, N] bool: obs[t] is the first of an episode (memory starts afresh)
+    action: jax.Array
+    log_prob: jax.Array
+    value: jax.Array
+    next_value: jax.Array
+    reward: jax.Array
+    terminated: jax.Array
+    truncated: jax.Array
+    episode_return: jax.Array
+    episode_length: jax.Array
+
+
+class RolloutNoise(NamedTuple):
+    """A rollout's randomness, drawn before its scan: `action` `[T, N, A]` float32 (Gumbel
+    noise for A actions, or standard normal for A action dimensions) and `env_keys` `[T, N]`
+    (one key per env step)."""
+
+    action: jax.Array
+    env_keys: jax.Array
+
+
+class Batch(NamedTuple):
+    """Samples for optimizer steps, taken from a rollout and its GAE.
+
+    Feed-forward: flat samples `[B, ...]`, `first` and `hidden` None. Recurrent: whole env
+    sequences `[T, n, ...]`, with `first` `[T, n]` and the memory at their start `hidden`
+    `[n, H]`, replayed in order by the loss.
+    """
+
+    obs: jax.Array
+    action: jax.Array
+    log_prob: jax.Array
+    value: jax.Array
+    advantage: jax.Array
+    target: jax.Array
+    first: jax.Array | None = None
+    hidden: jax.Array | None = None
+
+
+class LossInfo(NamedTuple):
+    """Scalar diagnostics of one loss evaluation."""
+
+    total_loss: jax.Array
+    policy_loss: jax.Array
+    value_loss: jax.Array
+    entropy: jax.Array
+    approx_kl: jax.Array
+    clip_fraction: jax.Array
+
+
+class TrainState(NamedTuple):
+    """Everything that carries from one update to the next."""
+
+    params: Any
+    opt_state: Any
+    runner: EnvRunner
+    hidden: jax.Array | None  # [N, H]: the network's memory in each env (None: feed-forward)
+    norm: Normalizer  # observation / return statistics (carried even when switched off)
+    key: jax.Array
+    update: jax.Array  # int32, number of updates done
+
+
+class Policy(NamedTuple):
+    """What acting needs: network params and the frozen observation statistics (None when
+    `normalize_obs` is off). Evaluation and export take this, not the whole `TrainState`."""
+
+    params: Any
+    obs_stats: RunningStats | None
+
+
+def policy_of(config: PPOConfig, state: TrainState) -> Policy:
+    """The policy a `TrainState` acts with (for one run or, batched, for R runs)."""
+    return Policy(state.params, state.norm.obs if config.normalize_obs else None)
+
+
+class Metrics(NamedTuple):
+    """Scalars per update (`[U]` after a scan; `[R, U]` for R runs).
+
+    `episode_return` / `episode_length` are means over the episodes that *ended* in that
+    update, NaN where `episodes == 0`.
+    """
+
+    episode_return: jax.Array
+    episode_length: jax.Array
+    episodes: jax.Array
+    total_loss: jax.Array
+    policy_loss: jax.Array
+    value_loss: jax.Array
+    entropy: jax.Array
+    approx_kl: jax.Array
+    clip_fraction: jax.Array
+    explained_variance: jax.Array
+    learning_rate: jax.Array
+    ent_coef: jax.Array
+    epochs: jax.Array  # epochs kept (fewer than update_epochs after a target-KL stop)
+    grad_norm: jax.Array
+
+
+METRIC_NAMES = Metrics._fields
+
+
+# The host-side dtype of each metric (what `summarize_update` makes): int32 counts, else float32.
+METRIC_DTYPES: dict[str, type] = {
+    name: np.int32 if name == "episodes" else np.float32 for name in Metrics._fields
+}
+
+
+def empty_metrics(num_runs: int) -> Metrics:
+    """Metrics of zero updates: `[R, 0]` numpy arrays of the right dtypes."""
+    return Metrics(*(np.zeros((num_runs, 0), METRIC_DTYPES[name]) for name in Metrics._fields))
+
+
+class TrainOutput(NamedTuple):
+    state: TrainState
+    metrics: Metrics

@@ -1,0 +1,282 @@
+"""Long runs in chunks: one compiled chunk of K updates, driven by a host loop.
+
+    init ─► chunk(K) ─► chunk(K) ─► ... ─► chunk(remainder)
+              │ metrics [R, K] to the host; callbacks: progress, logs, checkpoints, eval
+
+`chunk` is `run_updates(trainer, hp, state, K)` mapped over the run axis, so K chunks of an
+update each give the same state and metrics, bit for bit, as one call of `train` (tested).
+The state stays on the device between chunks and is donated to the next chunk; only the
+chunk's metrics `[R, K]` come back to the host. Between two chunks the loop asks
+`stop_requested()`, so a SIGINT/SIGTERM handler can stop it at a chunk boundary.
+
+The run axis is placed and mapped by a `Placement` (`purejaxppo.runs.placement`): all runs
+on the default device, or split over a device mesh; every program is compiled by
+`compile_for_runs`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jax
+import numpy as np
+from jax.experimental import multihost_utils
+
+from purejaxppo.config import ConfigError, Hyperparams
+from purejaxppo.ppo.trainer import Trainer
+from purejaxppo.ppo.types import Metrics, TrainState, empty_metrics
+from purejaxppo.runs.compile import (
+    compile_for_runs,
+    trainer_compiler_options,
+    unbatched_single_run,
+)
+from purejaxppo.runs.placement import (
+    LOCAL_RUNS,
+    Placement,
+    place_runs,
+    runs_to_host,
+    unpad_runs,
+)
+from purejaxppo.runs.population import Population, Timing
+
+
+@dataclasses.dataclass(frozen=True)
+class ChunkDone:
+    """What the loop reports after each chunk."""
+
+    updates_done: int  # updates finished by every run so far
+    num_updates: int
+    chunk_metrics: Metrics  # this chunk's metrics, numpy [R, k]
+    run_s: float  # seconds spent running chunks so far (this session)
+    session_updates: int  # updates run in this session (excludes restored ones)
+
+
+@dataclasses.dataclass
+class ChunkedRun:
+    """The state of a chunked run: `metrics` (numpy `[R, updates_done]`) grows by chunks."""
+
+    state: TrainState  # on the device(s), run axis padded
+    metric_parts: list[Metrics]
+    updates_done: int
+    timing: Timing
+    stopped: bool = False  # True if `stop_requested` ended it before num_updates
+
+    @property
+    def metrics(self) -> Metrics:
+        if len(self.metric_parts) > 1:
+            self.metric_parts[:] = [concat_metrics(self.metric_parts)]
+        return self.metric_parts[0]
+
+
+def chunk_sizes(num_updates: int, chunk_updates: int, updates_done: int = 0) -> list[int]:
+    """Sizes of the chunks still to run: `chunk_updates` each, the last one shorter."""
+    if chunk_updates < 1:
+        raise ConfigError(f"chunk_updates must be a positive integer, got {chunk_updates}")
+    if not 0 <= updates_done <= num_updates:
+        raise ConfigError(f"updates_done {updates_done} is outside 0..{num_updates}")
+    remaining = num_updates - updates_done
+    sizes = [chunk_updates] * (remaining // chunk_updates)
+    return sizes + ([remaining % chunk_updates] if remaining % chunk_updates else [])
+
+
+def default_chunk_updates(num_updates: int, target_chunks: int = 20) -> int:
+    """A chunk size near `num_updates / target_chunks`: a divisor of `num_updates` if one is
+    within 2x of it (one compiled chunk), else that size (and one shorter last chunk)."""
+    target = max(1, num_updates // target_chunks)
+    small = [d for d in range(1, math.isqrt(num_updates) + 1) if num_updates % d == 0]
+    divisors = small + [num_updates // d for d in small]
+    best = min(divisors, key=lambda d: (abs(math.log(d / target)), d))
+    return best if target / 2 <= best <= target * 2 else target
+
+
+def concat_metrics(parts: Sequence[Metrics]) -> Metrics:
+    return jax.tree.map(lambda *xs: np.concatenate(xs, axis=-1), *parts)
+
+
+@dataclasses.dataclass(frozen=True)
+class ChunkedProgram:
+    """Compiled init (None when resuming) and one compiled chunk per distinct chunk size."""
+
+    placement: Placement
+    init: Callable | None
+    chunks: dict[int, Callable]
+    chunk_updates: int
+    num_updates: int
+    compile_s: float
+
+
+def compile_chunked(
+    trainer: Trainer,
+    population: Population,
+    chunk_updates: int,
+    updates_done: int = 0,
+    placement: Placement = LOCAL_RUNS,
+) -> ChunkedProgram:
+    """Compile init (unless `updates_done > 0`) and the chunk programs; time it all."""
+    num_updates = trainer.config.num_updates
+    sizes = chunk_sizes(num_updates, chunk_updates, updates_done)
+    num_runs = population.num_runs
+    keys = place_runs(placement, population.keys, num_runs)
+    hps = place_runs(placement, population.hyperparams, num_runs)
+    single = unbatched_single_run(trainer.config.batch_size)
+    options = dict(
+        placement=placement,
+        single_run_unbatched=single,
+        compiler_options=trainer_compiler_options(),
+    )
+    init, compile_s = None, 0.0
+    if updates_done == 0:
+        compiled = compile_for_runs(trainer.init, (keys, hps), **options)
+        init, compile_s = compiled.program, compiled.compile_s
+    # jit's abstract output carries the placement's shardings, which the chunks are built for.
+    abstract_state = jax.eval_shape(
+        jax.jit(placement.map(trainer.init, single_run_unbatched=single)), keys, hps
+    )
+    chunks = {}
+    for size in sorted(set(sizes)):
+
+        def run_chunk(state: TrainState, hp: Hyperparams, size: int = size):
+            return trainer.run_updates(state, hp, size)
+
+        compiled = compile_for_runs(
+            run_chunk, (abstract_state, hps), donate_argnums=(0,), **options
+        )
+        chunks[size] = compiled.program
+        compile_s += compiled.compile_s
+    return ChunkedProgram(placement, init, chunks, chunk_updates, num_updates, compile_s)
+
+
+def abstract_train_state(trainer: Trainer, population: Population) -> TrainState:
+    """Shapes and dtypes of the population's state `[R, ...]` (no padding), on this
+    process's first device: the form checkpoints store and restore, whatever the mesh."""
+    abstract = jax.eval_shape(jax.vmap(trainer.init), population.keys, population.hyperparams)
+    device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device), abstract)
+
+
+def unpadded_state(placement: Placement, state: TrainState, num_runs: int) -> TrainState:
+    """The chunks' state without its padding runs (every process must call it)."""
+    if placement.padded(num_runs) == num_runs:
+        return state
+    return jax.jit(lambda s: unpad_runs(s, num_runs))(state)
+
+
+def stop_agreed(stop_requested: Callable[[], bool]) -> bool:
+    """True on every process if any process's `stop_requested()` is (a collective when there
+    are several processes, so all stop at the same chunk)."""
+    local = bool(stop_requested())
+    if jax.process_count() == 1:
+        return local
+    flags = multihost_utils.process_allgather(np.asarray([local], np.int32))
+    return bool(np.asarray(flags).any())
+
+
+def run_chunked(
+    program: ChunkedProgram,
+    population: Population,
+    *,
+    resume: tuple[TrainState, Metrics, int] | None = None,
+    on_chunk: Callable[[ChunkedRun, ChunkDone], None] | None = None,
+    stop_requested: Callable[[], bool] = lambda: False,
+) -> ChunkedRun:
+    """Run the chunks of `program`. `resume=(state, metrics, updates_done)` continues a run
+    (state placed as the program takes it, metrics numpy `[R, updates_done]`).
+    `on_chunk(run, done)` is called after each chunk."""
+    placement, num_runs = program.placement, population.num_runs
+    hps = place_runs(placement, population.hyperparams, num_runs)
+    start = time.perf_counter()
+    if resume is None:
+        if program.init is None:
+            raise ValueError("this program was compiled to resume: pass resume=(...)")
+        state = program.init(place_runs(placement, population.keys, num_runs), hps)
+        metrics, updates_done = empty_metrics(num_runs), 0
+    else:
+        state, metrics, updates_done = resume
+    sizes = chunk_sizes(program.num_updates, program.chunk_updates, updates_done)
+    missing = set(sizes) - set(program.chunks)
+    if missing:
+        raise ValueError(f"chunks of {sorted(missing)} updates were not compiled for this run")
+    session_updates = 0
+    run = ChunkedRun(state, [metrics], updates_done, Timing(program.compile_s, 0.0))
+    for size in sizes:
+        if stop_agreed(stop_requested):
+            run.stopped = True
+            break
+        state, chunk_metrics = program.chunks[size](state, hps)
+        chunk_metrics = runs_to_host(placement, chunk_metrics, num_runs)
+        run.metric_parts.append(chunk_metrics)
+        updates_done += size
+        session_updates += size
+        run.state, run.updates_done = state, updates_done
+        run.timing = Timing(program.compile_s, time.perf_counter() - start)
+        if on_chunk is not None:
+            done = ChunkDone(
+                updates_done, program.num_updates, chunk_metrics, run.timing.run_s, session_updates
+            )
+            on_chunk(run, done)
+    jax.block_until_ready(run.state)
+    run.timing = Timing(program.compile_s, time.perf_counter() - start)
+    return run
+
+
+def train_chunked(
+    trainer: Trainer,
+    population: Population,
+    chunk_updates: int,
+    *,
+    resume: tuple[TrainState, Metrics, int] | None = None,
+    placement: Placement = LOCAL_RUNS,
+    on_chunk: Callable[[ChunkedRun, ChunkDone], None] | None = None,
+    stop_requested: Callable[[], bool] = lambda: False,
+) -> ChunkedRun:
+    """Compile and run: `population` in chunks of `chunk_updates` updates (the last may be
+    shorter). `resume=(state, metrics, updates_done)` continues a run."""
+    updates_done = 0 if resume is None else resume[2]
+    program = compile_chunked(trainer, population, chunk_updates, updates_done, placement)
+    return run_chunked(
+        program, population, resume=resume, on_chunk=on_chunk, stop_requested=stop_requested
+    )
+
+
+class StopOnSignals:
+    """Context manager: SIGINT/SIGTERM ask the loop to stop at the next chunk boundary.
+
+    `requested()` is what `run_chunked(stop_requested=...)` polls; `signal_number` says which
+    signal came. A second SIGINT while stopping raises KeyboardInterrupt at once."""
+
+    def __init__(self, signals: Sequence[int] = (signal.SIGINT, signal.SIGTERM)):
+        self.signals = tuple(signals)
+        self.signal_number: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def requested(self) -> bool:
+        return self.signal_number is not None
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.signal_number is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.signal_number = signum
+        print(
+            f"\npurejaxppo: {signal.Signals(signum).name}: stopping at the end of this chunk "
+            "and saving a checkpoint (Ctrl-C again to abort without saving)",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    def __enter__(self) -> StopOnSignals:
+        if threading.current_thread() is threading.main_thread():
+            for sig in self.signals:
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous.clear()

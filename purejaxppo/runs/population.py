@@ -1,0 +1,133 @@
+"""Many independent runs in one compiled call: seeds x hyperparameter settings on a run axis."""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import time
+from collections.abc import Mapping, Sequence
+
+import jax
+import numpy as np
+from jax.sharding import Mesh
+
+from purejaxppo.config import (
+    HYPERPARAM_NAMES,
+    ConfigError,
+    Hyperparams,
+    stack_hyperparams,
+    validate_hyperparams,
+)
+from purejaxppo.ppo.trainer import Trainer
+from purejaxppo.ppo.types import TrainOutput
+from purejaxppo.runs.compile import (
+    compile_for_runs,
+    trainer_compiler_options,
+    unbatched_single_run,
+)
+from purejaxppo.runs.placement import (
+    LOCAL_RUNS,
+    MeshRuns,
+    Placement,
+    place_runs,
+    run_mesh,
+    runs_to_host,
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Population:
+    """R runs: run r trains with seed `seeds[r]` and hyperparameters `settings[r]`.
+
+    `keys` `[R]` and `hyperparams` (fields `[R]`) are what `jax.vmap(train)` takes.
+    `swept[r]` holds only the swept names and their values for run r.
+    """
+
+    seeds: tuple[int, ...]
+    swept: tuple[dict[str, float], ...]
+    keys: jax.Array
+    hyperparams: Hyperparams
+
+    @property
+    def num_runs(self) -> int:
+        return len(self.seeds)
+
+    def groups(self) -> list[tuple[dict[str, float], list[int]]]:
+        """Runs grouped by swept setting, in order: `[(setting, run indices)]`."""
+        grouped: dict[tuple, list[int]] = {}
+        for run, setting in enumerate(self.swept):
+            grouped.setdefault(tuple(setting.items()), []).append(run)
+        return [(dict(k), v) for k, v in grouped.items()]
+
+
+def build_population(
+    base: Hyperparams,
+    seed: int = 0,
+    num_seeds: int = 1,
+    sweep: Mapping[str, Sequence[float]] | None = None,
+) -> Population:
+    """Every combination of swept values x `num_seeds` seeds (`seed`, `seed + 1`, ...).
+
+    Each setting uses the same seeds, so settings are compared on common random numbers.
+    """
+    sweep = dict(sweep or {})
+    if num_seeds < 1:
+        raise ConfigError(f"num_seeds must be a positive integer, got {num_seeds}")
+    for name, values in sweep.items():
+        if name not in HYPERPARAM_NAMES:
+            raise ConfigError(
+                f"cannot sweep {name!r}: only traced hyperparameters can be swept in one "
+                f"compiled call ({', '.join(HYPERPARAM_NAMES)})"
+            )
+        if not values:
+            raise ConfigError(f"sweep over {name!r} has no values")
+    validate_hyperparams(base)
+    combos = [dict(zip(sweep, c, strict=True)) for c in itertools.product(*sweep.values())]
+    settings, seeds, swept = [], [], []
+    for combo in combos:
+        setting = base.replace(**combo)
+        validate_hyperparams(setting)
+        for s in range(seed, seed + num_seeds):
+            settings.append(setting)
+            seeds.append(s)
+            swept.append({k: float(v) for k, v in combo.items()})
+    keys = jax.vmap(jax.random.key)(np.asarray(seeds, dtype=np.uint32))
+    return Population(tuple(seeds), tuple(swept), keys, stack_hyperparams(settings))
+
+
+@dataclasses.dataclass(frozen=True)
+class Timing:
+    compile_s: float
+    run_s: float
+
+
+def train_population(
+    trainer: Trainer, population: Population, placement: Placement = LOCAL_RUNS
+) -> tuple[TrainOutput, Timing]:
+    """Compile the whole training of every run of `population` for `placement`
+    (`compile_for_runs`), run it once, and time both apart. On one device the output stays
+    there; over a mesh it comes back to the host (numpy, padding dropped, keys as key data,
+    the full output on every process)."""
+    num_runs = population.num_runs
+    args = place_runs(placement, (population.keys, population.hyperparams), num_runs)
+    compiled = compile_for_runs(
+        trainer,
+        args,
+        placement,
+        single_run_unbatched=unbatched_single_run(trainer.config.batch_size),
+        compiler_options=trainer_compiler_options(),
+    )
+    start = time.perf_counter()
+    output = jax.block_until_ready(compiled.program(*args))
+    timing = Timing(compiled.compile_s, time.perf_counter() - start)
+    if placement is not LOCAL_RUNS:
+        output = runs_to_host(placement, output, num_runs)
+    return output, timing
+
+
+def train_sharded(
+    trainer: Trainer, population: Population, mesh: Mesh | None = None
+) -> TrainOutput:
+    """`train_population` over `mesh` (default: every device of every process); the host
+    (numpy) output `[R, ...]`, `state.key` as key data."""
+    return train_population(trainer, population, MeshRuns(run_mesh() if mesh is None else mesh))[0]

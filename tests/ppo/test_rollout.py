@@ -1,0 +1,150 @@
+"""Rollout shapes and auto-reset; determinism; vmap over seeds and learning rates."""
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from purejaxppo import Hyperparams, PPOConfig, make_train
+from purejaxppo.config import stack_hyperparams
+from purejaxppo.envs.spec import reset_envs
+from purejaxppo.ppo.networks import init_network, initial_memory
+from purejaxppo.ppo.normalize import RunningStats
+from purejaxppo.ppo.rollout import collect_rollout, draw_rollout_noise
+
+SMALL = PPOConfig(env="CartPole-v1", num_envs=4, num_steps=32, total_timesteps=4 * 32 * 6)
+
+
+@pytest.fixture(scope="module")
+def trainer():
+    return make_train(SMALL)
+
+
+def test_rollout_shapes_and_auto_reset(trainer):
+    steps, envs = 200, 3
+    runner = reset_envs(trainer.spec, jax.random.key(0), envs)
+    params = init_network(trainer.network, jax.random.key(1), runner.obs)
+    rollout = jax.jit(collect_rollout, static_argnums=(0, 1))
+    hidden = initial_memory(trainer.network, envs)
+    noise = draw_rollout_noise(trainer.spec, jax.random.key(2), steps, envs)
+    runner, _, tr = rollout(trainer.network, trainer.spec, params, runner, hidden, noise)
+    chex.assert_shape([tr.obs], (steps, envs, 4))
+    chex.assert_shape(
+        [tr.action, tr.log_prob, tr.value, tr.next_value, tr.reward, tr.terminated, tr.truncated],
+        (steps, envs),
+    )
+    chex.assert_shape(runner.obs, (envs, 4))
+    ended = np.asarray(tr.terminated | tr.truncated)
+    assert ended.sum() > 3, "a random CartPole policy ends episodes within 200 steps"
+    obs = np.asarray(tr.obs)
+    t, n = np.argwhere(ended[:-1])[0]
+    # After an episode end the next observation is a fresh reset: every coordinate small...
+    assert np.all(np.abs(obs[t + 1, n]) <= 0.05)
+    # ...and the episode's length counter restarts.
+    lengths = np.asarray(tr.episode_length)
+    assert lengths[t + 1, n] == 1 if not ended[t + 1, n] else True
+    # The bootstrap value uses the pre-reset observation, not the reset one.
+    final_obs_value = trainer.network.apply(params, obs[t + 1, n][None], method="value")
+    assert not np.allclose(tr.next_value[t, n], final_obs_value[0])
+    # Without an episode end, next_value[t] is the value of obs[t + 1].
+    t2, n2 = np.argwhere(~ended[:-1])[0]
+    np.testing.assert_allclose(tr.next_value[t2, n2], tr.value[t2 + 1, n2], rtol=1e-5)
+
+
+def test_same_key_bit_identical(trainer):
+    train = jax.jit(trainer)
+    a = train(jax.random.key(3), Hyperparams())
+    b = train(jax.random.key(3), Hyperparams())
+    chex.assert_trees_all_equal(a, b)
+    c = train(jax.random.key(4), Hyperparams())
+    assert not np.array_equal(a.metrics.total_loss, c.metrics.total_loss)
+
+
+def test_vmap_over_seeds_equals_separate_runs(trainer):
+    keys = jax.random.split(jax.random.key(5), 3)
+    batched = jax.jit(jax.vmap(trainer, in_axes=(0, None)))(keys, Hyperparams())
+    single = jax.jit(trainer)
+    for i in range(3):
+        alone = single(keys[i], Hyperparams())
+        chex.assert_trees_all_close(
+            jax.tree.map(lambda x, i=i: x[i], batched.state.params),
+            alone.state.params,
+            rtol=1e-4,
+            atol=1e-5,
+        )
+        np.testing.assert_allclose(
+            batched.metrics.episode_return[i], alone.metrics.episode_return, rtol=1e-4
+        )
+
+
+def test_vmap_over_learning_rates_equals_separate_runs_and_compiles_once(trainer):
+    key = jax.random.key(6)
+    rates = [1e-4, 1e-3, 3e-3]
+    hp = stack_hyperparams([Hyperparams(learning_rate=r) for r in rates])
+    sweep = jax.jit(jax.vmap(trainer, in_axes=(None, 0)))
+    batched = sweep(key, hp)
+    sweep(key, hp.replace(learning_rate=hp.learning_rate * 2))  # new values, same shapes
+    assert sweep._cache_size() == 1
+    single = jax.jit(trainer)
+    finals = []
+    for i, rate in enumerate(rates):
+        alone = single(key, Hyperparams(learning_rate=rate))
+        chex.assert_trees_all_close(
+            jax.tree.map(lambda x, i=i: x[i], batched.state.params),
+            alone.state.params,
+            rtol=1e-4,
+            atol=1e-5,
+        )
+        np.testing.assert_allclose(batched.metrics.learning_rate[i], alone.metrics.learning_rate)
+        finals.append(alone.state.params)
+    # The learning rate really changed the outcome.
+    a, b = (jax.tree.leaves(p)[0] for p in finals[:2])
+    assert not np.allclose(a, b)
+
+
+def test_stages_in_pieces_equal_one_call(trainer):
+    hp = Hyperparams()
+    key = jax.random.key(7)
+    whole = jax.jit(trainer)(key, hp)
+    state = trainer.init(key, hp)
+    state, first = jax.jit(trainer.run_updates, static_argnums=2)(state, hp, 2)
+    state, one = jax.jit(trainer.update_step)(state, hp)
+    state, rest = jax.jit(trainer.run_updates, static_argnums=2)(state, hp, SMALL.num_updates - 3)
+    chex.assert_trees_all_close(state.params, whole.state.params, rtol=1e-6, atol=1e-7)
+    joined = jax.tree.map(
+        lambda a, b, c: np.concatenate([a, np.asarray(b)[None], c]), first, one, rest
+    )
+    chex.assert_trees_all_close(joined, whole.metrics, rtol=1e-6, atol=1e-7)
+    assert int(state.update) == SMALL.num_updates
+
+
+@pytest.mark.parametrize(
+    "env, recurrent, normalized",
+    [
+        ("CartPole-v1", False, False),
+        ("CartPole-v1", True, False),
+        ("CartPole-v1", False, True),
+        ("Pendulum-v1", False, True),  # continuous actions
+        ("Pendulum-v1", True, False),
+    ],
+)
+def test_values_after_the_scan_equal_values_in_it(env, recurrent, normalized):
+    """The rollout gives the same transition whether its values come from the acting pass or
+    from one pass after the scan (`values_after`): feed-forward and recurrent networks,
+    discrete and continuous actions, raw and normalised observations."""
+    trainer = make_train(SMALL.replace(env=env, recurrent=recurrent, num_minibatches=2))
+    steps, envs = 64, 4
+    runner = reset_envs(trainer.spec, jax.random.key(0), envs)
+    params = init_network(trainer.network, jax.random.key(1), runner.obs)
+    hidden = initial_memory(trainer.network, envs)
+    shape = trainer.spec.obs_shape
+    stats = RunningStats(jnp.full(shape, 0.3), jnp.full(shape, 2.0), jnp.float32(10.0))
+    obs_stats = stats if normalized else None
+    rollout = jax.jit(collect_rollout, static_argnums=(0, 1, 7))
+    noise = draw_rollout_noise(trainer.spec, jax.random.key(2), steps, envs)
+    args = (trainer.network, trainer.spec, params, runner, hidden, noise)
+    _, _, in_scan = rollout(*args, obs_stats, False)
+    _, _, after = rollout(*args, obs_stats, True)
+    assert float(np.std(np.asarray(in_scan.value))) > 0  # values that could differ
+    chex.assert_trees_all_close(in_scan, after, rtol=1e-5, atol=1e-6)

@@ -1,0 +1,97 @@
+"""The memory model against XLA's own analysis; an impossible population is refused early."""
+
+import re
+from pathlib import Path
+
+import jax
+import pytest
+
+from purejaxppo import ConfigError, Hyperparams, PPOConfig, make_train
+from purejaxppo.cli.main import main
+from purejaxppo.config import stack_hyperparams
+from purejaxppo.envs.spec import make_env
+from purejaxppo.ppo.types import Metrics
+from purejaxppo.runs.memory_budget import (
+    check_fits,
+    check_metrics_fit,
+    estimate_bytes,
+    metrics_bytes,
+)
+
+
+@pytest.mark.parametrize(
+    ("env", "num_envs", "runs", "hidden", "minibatches", "gru"),
+    [
+        ("CartPole-v1", 64, 1, (64, 64), 4, 0),
+        ("CartPole-v1", 256, 2, (64, 64), 4, 0),
+        ("CartPole-v1", 128, 1, (256, 256), 8, 0),
+        ("Pendulum-v1", 64, 1, (64, 64), 8, 0),
+        ("Breakout-MinAtar", 32, 1, (64,), 4, 0),
+        ("CartPole-v1", 64, 1, (64, 64), 4, 128),
+    ],
+)
+def test_model_tracks_xla_memory_analysis(env, num_envs, runs, hidden, minibatches, gru):
+    config = PPOConfig(
+        recurrent=gru > 0,
+        gru_size=gru or 128,
+        env=env,
+        num_envs=num_envs,
+        num_steps=128,
+        total_timesteps=num_envs * 128 * 2,
+        hidden_sizes=hidden,
+        num_minibatches=minibatches,
+    )
+    trainer = make_train(config)
+    keys = jax.random.split(jax.random.key(0), runs)
+    hps = stack_hyperparams([Hyperparams()] * runs)
+    analysis = jax.jit(jax.vmap(trainer)).lower(keys, hps).compile().memory_analysis()
+    xla = analysis.temp_size_in_bytes + analysis.output_size_in_bytes
+    model = estimate_bytes(config, trainer.spec, runs)
+    assert xla / 1.5 < model < xla * 2, (model, xla)
+
+
+def test_population_that_cannot_fit_is_refused():
+    trainer = make_train(PPOConfig(num_envs=4096, total_timesteps=4096 * 128))
+    with pytest.raises(ConfigError, match=r"need about .* GiB, but 1.0 GiB is free"):
+        check_fits(trainer.config, trainer.spec, num_runs=64, free=2**30)
+    check_fits(trainer.config, trainer.spec, num_runs=1, free=2**30)  # one run fits
+
+
+def test_metrics_of_too_many_updates_are_refused():
+    config = PPOConfig(num_envs=4, num_steps=128, total_timesteps=4 * 128 * 10**6)
+    assert metrics_bytes(config, 2) == 2 * 10**6 * len(Metrics._fields) * 4  # float32 each
+    with pytest.raises(ConfigError, match=r"2 run\(s\) x 1,000,000 updates need about 0.1 GiB"):
+        check_metrics_fit(config, 2, free=2**26)
+    check_metrics_fit(config, 2, free=2**30)  # 0.1 GiB fits in 1 GiB
+
+
+def test_cli_refuses_oversized_population_before_compiling(capsys):
+    code = main(
+        [
+            "train",
+            "--num-envs",
+            "65536",
+            "--num-seeds",
+            "4096",
+            "--total-timesteps",
+            "10000000",
+            "--out",
+            "/tmp/never",
+        ]
+    )
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "GiB" in err and "at most" in err and err.count("\n") == 1
+
+
+def test_readme_error_example_is_the_models_message():
+    """The README quotes the error of a population too large for a 23 GiB host: its text is
+    what `check_fits` says for that population with that much free memory."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    quoted = re.search(r"`purejaxppo: error: (\d+) run\(s\) x (\d+) envs x 128 steps.*?`", readme)
+    runs, envs = int(quoted.group(1)), int(quoted.group(2))
+    free = float(re.search(r"but ([\d.]+) GiB is free", quoted.group(0)).group(1))
+    config = PPOConfig(env="CartPole-v1", num_envs=envs, num_steps=128, total_timesteps=envs * 128)
+    with pytest.raises(ConfigError) as error:
+        check_fits(config, make_env("CartPole-v1"), runs, free=int(free * 2**30))
+    assert f"purejaxppo: error: {error.value}" == quoted.group(0).strip("`")
