@@ -29,11 +29,7 @@ from purejaxppo.config import stack_hyperparams
 from purejaxppo.outputs import summary as report
 from purejaxppo.ppo.trainer import make_train
 from purejaxppo.presets import PRESETS
-from purejaxppo.runs.compile import (
-    compile_for_runs,
-    trainer_compiler_options,
-    unbatched_single_run,
-)
+from purejaxppo.runs.compile import compile_for_runs
 
 POINTS = [(4, 1), (4, 16), (2048, 1)]
 
@@ -81,13 +77,13 @@ def profile_point(num_envs: int, num_seeds: int, updates: int) -> dict:
     keys = jax.random.split(jax.random.key(0), num_seeds)
     hps = stack_hyperparams([hp] * num_seeds)
     # Mapped over runs as `train` does, with XLA's trace annotations on.
-    single = unbatched_single_run(config.batch_size)
+    single = trainer.tuning.single_run_unbatched
     state = compile_for_runs(trainer.init, (keys, hps), single_run_unbatched=single).program(
         keys, hps
     )
-    options = trainer_compiler_options() | {"xla_cpu_enable_xprof_traceme": True}
+    options = trainer.tuning.compiler_options_dict() | {"xla_cpu_enable_xprof_traceme": True}
     compiled = compile_for_runs(
-        lambda s, h: trainer.run_updates(s, h, updates),
+        lambda s, h: trainer.run_updates(h, s, updates),
         (state, hps),
         single_run_unbatched=single,
         compiler_options=options,
@@ -168,7 +164,7 @@ def main() -> None:
     result = {
         "device": report.device_description(),
         "versions": report.library_versions(),
-        "compiler_options": trainer_compiler_options(),
+        "tuning": make_train(PRESETS["cartpole"][0]).tuning.to_dict(),
         "points": rows,
     }
     (out / "kernels.json").write_text(json.dumps(result, indent=2) + "\n")

@@ -32,13 +32,10 @@ from purejaxppo.outputs import summary as report
 from purejaxppo.ppo.networks import init_network
 from purejaxppo.ppo.rollout import collect_rollout, draw_rollout_noise
 from purejaxppo.ppo.trainer import Trainer, init_state, make_train
+from purejaxppo.ppo.types import Actors
 from purejaxppo.presets import PRESETS
 from purejaxppo.runs import bench
-from purejaxppo.runs.compile import (
-    compile_for_runs,
-    trainer_compiler_options,
-    unbatched_single_run,
-)
+from purejaxppo.runs.compile import compile_trainer_program
 
 POINTS = [(4, 1), (4, 16), (2048, 1)]
 
@@ -51,22 +48,15 @@ def rollouts_only(trainer: Trainer):
         key_init, key = jax.random.split(key)
         state = init_state(trainer, key_init, hp)
 
-        def body(carry, key):
-            runner, hidden = carry
-            runner, hidden, tr = collect_rollout(
-                trainer.network,
-                trainer.spec,
-                state.params,
-                runner,
-                hidden,
-                draw_rollout_noise(trainer.spec, key, config.num_steps, config.num_envs),
-            )
+        def body(actors, key):
+            noise = draw_rollout_noise(trainer.spec, key, config.num_steps, config.num_envs)
+            actors, tr = collect_rollout(trainer, state.params, actors, noise)
             # Every float output is used, so XLA keeps all the work the trainer does.
             floats = [x for x in jax.tree.leaves(tr) if jnp.issubdtype(x.dtype, jnp.floating)]
-            return (runner, hidden), sum(jnp.sum(x) for x in floats)
+            return actors, sum(jnp.sum(x) for x in floats)
 
         keys = jax.random.split(key, config.num_updates)
-        _, out = jax.lax.scan(body, (state.runner, state.hidden), keys)
+        _, out = jax.lax.scan(body, Actors(state.runner, state.rnn_state), keys)
         return out.sum()
 
     return run
@@ -132,15 +122,9 @@ def stage_times(num_envs: int, num_seeds: int, repeats: int) -> dict:
     trainer = make_train(config)
     keys = jax.random.split(jax.random.key(0), num_seeds)
     hps = stack_hyperparams([hp] * num_seeds)
-    options = trainer_compiler_options()
     # Mapped over runs as `train` does; the floor as `bench` does.
     train, compile_s = bench.compile_trainer_timed(trainer, (keys, hps))
-    rollout = compile_for_runs(
-        rollouts_only(trainer),
-        (keys, hps),
-        single_run_unbatched=unbatched_single_run(config.batch_size),
-        compiler_options=options,
-    ).program
+    rollout = compile_trainer_program(trainer, rollouts_only(trainer), (keys, hps)).program
     floor, _ = bench.compile_timed(bench.make_env_only(trainer.spec, config), (keys,))
     times = bench.time_alternating(
         [(train, (keys, hps)), (rollout, (keys, hps)), (floor, (keys,))], repeats

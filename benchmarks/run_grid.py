@@ -66,7 +66,8 @@ def run_points(total_timesteps: int, repeats: int) -> list[dict]:
     device, versions = report.device_description(), report.library_versions()
     rows = []
     for num_envs, num_seeds in GRID:
-        rows += bench.run_grid(config, hp, num_envs, num_seeds, repeats, on_row=print_row)
+        options = bench.BenchOptions(repeats=repeats)
+        rows += bench.run_grid(config, hp, num_envs, num_seeds, options, on_row=print_row)
     for row in rows:
         row.update(device=device, versions=versions, hyperparams=hp.to_dict(), name="cartpole")
     return rows

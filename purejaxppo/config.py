@@ -148,6 +148,11 @@ def validate_config(config: PPOConfig) -> None:
             f"total_timesteps = {config.total_timesteps} is less than one update "
             f"(num_envs * num_steps = {config.batch_size})"
         )
+    validate_choices(config)
+
+
+def validate_choices(config: PPOConfig) -> None:
+    """Raise `ConfigError` if a layer list, a named choice or a switch of `config` is invalid."""
     sizes = config.hidden_sizes
     if not isinstance(sizes, tuple) or not sizes or not all(_is_int(s) and s > 0 for s in sizes):
         raise ConfigError(f"hidden_sizes must be a non-empty tuple of positive ints, got {sizes!r}")

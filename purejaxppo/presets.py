@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from purejaxppo.config import Hyperparams, PPOConfig
 
+# Both MountainCars learn from many small updates (976 of 256 steps) of normalised observations.
+MOUNTAINCAR = PPOConfig(num_envs=16, num_steps=16, total_timesteps=250_000, normalize_obs=True)
+
 PRESETS: dict[str, tuple[PPOConfig, Hyperparams]] = {
     # The widely used CartPole configuration of public PPO baselines; reaches about 500.
     "cartpole": (
@@ -20,13 +23,7 @@ PRESETS: dict[str, tuple[PPOConfig, Hyperparams]] = {
     # updates (976 of 256 steps) and normalize_obs (off: -200 in every seed); 32 envs x 64
     # steps (122 updates) stay at -200; normalize_reward changes little here.
     "mountaincar": (
-        PPOConfig(
-            env="MountainCar-v0",
-            num_envs=16,
-            num_steps=16,
-            total_timesteps=250_000,
-            normalize_obs=True,
-        ),
+        MOUNTAINCAR.replace(env="MountainCar-v0"),
         Hyperparams(learning_rate=1e-3, gae_lambda=0.98),
     ),
     # 4 seeds at 500k: -159 with normalize_reward (-157 with normalize_obs as well) against
@@ -46,14 +43,7 @@ PRESETS: dict[str, tuple[PPOConfig, Hyperparams]] = {
     # 4 seeds at 250k: +93.8, every seed reaches the flag (above 0), by 60k steps already.
     # Without normalize_reward one seed of four learns to stand still (return 0).
     "mountaincar-continuous": (
-        PPOConfig(
-            env="MountainCarContinuous-v0",
-            num_envs=16,
-            num_steps=16,
-            total_timesteps=250_000,
-            normalize_obs=True,
-            normalize_reward=True,
-        ),
+        MOUNTAINCAR.replace(env="MountainCarContinuous-v0", normalize_reward=True),
         Hyperparams(learning_rate=1e-3, gae_lambda=0.98),
     ),
     # Not measured to its 10M steps (reference about 28): a GPU job. On the 2-core CPU,

@@ -6,7 +6,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-# ruff: noqa: E402
 
 from purejaxppo import PPOConfig
 

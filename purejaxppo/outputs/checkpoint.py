@@ -28,9 +28,9 @@ import orbax.checkpoint as ocp
 from purejaxppo.errors import ConfigError
 from purejaxppo.ppo.types import Metrics, TrainState
 
-# 2: the optimizer state is one flat vector per moment (`optax.flatten`); format 1 kept one
-# array per parameter and is refused with a message that says so.
-FORMAT_VERSION = 2
+# 3: the state's GRU carry is named `rnn_state` (format 2 called it `hidden`); 2: the optimizer
+# state is one flat vector per moment (`optax.flatten`). Older formats are refused.
+FORMAT_VERSION = 3
 CHECKPOINT_DIR = "checkpoints"
 
 

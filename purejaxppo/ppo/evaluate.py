@@ -23,7 +23,7 @@ import numpy as np
 
 from purejaxppo.envs.spec import EnvRunner, EnvSpec, reset_envs, step_envs
 from purejaxppo.errors import ConfigError
-from purejaxppo.ppo.networks import act_without_value, initial_memory
+from purejaxppo.ppo.networks import act_without_value, initial_rnn_state
 from purejaxppo.ppo.rollout import policy_input
 from purejaxppo.ppo.trainer import Trainer
 from purejaxppo.ppo.types import Policy
@@ -48,7 +48,7 @@ class _Loop(NamedTuple):
     step: jax.Array  # int32 scalar, steps taken so far
     key: jax.Array
     runner: EnvRunner
-    hidden: jax.Array | None  # [E, H] the network's memory (None: feed-forward)
+    rnn_state: jax.Array | None  # [E, H] the GRU's carry (None: feed-forward)
     done: jax.Array  # bool: this env's first episode has ended
     returns: jax.Array
     lengths: jax.Array
@@ -91,19 +91,19 @@ def as_policy(policy: Policy | Any) -> Policy:
 def select_action(
     trainer: Trainer,
     policy: Policy,
-    hidden: jax.Array | None,
+    rnn_state: jax.Array | None,
     obs: jax.Array,
     first: jax.Array,
     key: jax.Array,
     deterministic: bool,
 ) -> tuple[jax.Array, jax.Array]:
-    """The network's memory `[E, H]` after `obs` `[E, *obs_shape]` (normalised with the
+    """The network's `rnn_state` `[E, H]` after `obs` `[E, *obs_shape]` (normalised with the
     policy's frozen training statistics if it has them; `first` `[E]` marks episode starts),
     and actions `[E]` (discrete) or `[E, D]` (continuous, unclipped): the mode or a sample."""
-    hidden, dist = act_without_value(
-        trainer.network, policy.params, hidden, policy_input(policy.obs_stats, obs), first
+    rnn_state, dist = act_without_value(
+        trainer.network, policy.params, rnn_state, policy_input(policy.obs_stats, obs), first
     )
-    return hidden, dist.mode() if deterministic else dist.sample(key)
+    return rnn_state, dist.mode() if deterministic else dist.sample(key)
 
 
 def play_first_episodes(
@@ -129,8 +129,8 @@ def play_first_episodes(
     def one_step(loop: _Loop) -> _Loop:
         key, key_act, key_env = jax.random.split(loop.key, 3)
         first = loop.runner.episode_length == 0
-        hidden, action = select_action(
-            trainer, policy, loop.hidden, loop.runner.obs, first, key_act, deterministic
+        rnn_state, action = select_action(
+            trainer, policy, loop.rnn_state, loop.runner.obs, first, key_act, deterministic
         )
         env_keys = jax.random.split(key_env, num_envs)
         runner, step = step_envs(trainer.spec, env_keys, loop.runner, action)
@@ -139,7 +139,7 @@ def play_first_episodes(
             step=loop.step + 1,
             key=key,
             runner=runner,
-            hidden=hidden,
+            rnn_state=rnn_state,
             done=loop.done | ended,
             returns=jnp.where(ended, step.episode_return, loop.returns),
             lengths=jnp.where(ended, step.episode_length, loop.lengths),
@@ -149,7 +149,7 @@ def play_first_episodes(
         step=jnp.zeros((), jnp.int32),
         key=key,
         runner=runner,
-        hidden=initial_memory(trainer.network, num_envs),
+        rnn_state=initial_rnn_state(trainer.network, num_envs),
         done=jnp.zeros((num_envs,), bool),
         returns=jnp.zeros((num_envs,), jnp.float32),
         lengths=jnp.zeros((num_envs,), jnp.int32),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import jax
 import jax.numpy as jnp
 
@@ -9,6 +11,9 @@ from purejaxppo.config import Hyperparams, PPOConfig
 from purejaxppo.ppo.distributions import Distribution
 from purejaxppo.ppo.networks import Network, unroll
 from purejaxppo.ppo.types import Batch, LossInfo
+
+if TYPE_CHECKING:  # the trainer imports this module
+    from purejaxppo.ppo.trainer import Trainer
 
 
 def clipped_surrogate_loss(
@@ -36,42 +41,45 @@ def value_loss(
     return 0.5 * jnp.mean(error)
 
 
-def normalize(x: jax.Array, eps: float = 1e-8) -> jax.Array:
+def standardize(x: jax.Array, eps: float = 1e-8) -> jax.Array:
+    """`x` shifted to mean 0 and scaled to std 1 over all its elements."""
     return (x - x.mean()) / (x.std() + eps)
 
 
 def evaluate_batch(network: Network, params: dict, batch: Batch) -> tuple[Distribution, jax.Array]:
     """The current policy's distributions and values on `batch`'s observations (shaped like
-    `batch.value`): one pass over flat samples, or the sequences replayed from their memory."""
-    if batch.hidden is None:
+    `batch.value`): one pass over flat samples, or the sequences replayed from the
+    `rnn_state` at their start."""
+    if batch.rnn_state is None:
         return network.apply(params, batch.obs)
-    return unroll(network, params, batch.hidden, batch.obs, batch.first)
+    return unroll(network, params, batch.rnn_state, batch.obs, batch.first)
 
 
 def ppo_loss(
-    params: dict, network: Network, config: PPOConfig, hp: Hyperparams, batch: Batch
+    trainer: Trainer, hp: Hyperparams, params: dict, batch: Batch
 ) -> tuple[jax.Array, LossInfo]:
     """Total loss (policy + vf_coef * value - ent_coef * entropy) and its diagnostics, with
-    the batch's advantages normalised first if `config.normalize_advantages`."""
-    return ppo_objective(params, network, config, hp, prepare_advantages(config, batch))
+    the batch's advantages standardised first if `config.normalize_advantages`."""
+    return ppo_objective(trainer, hp, params, standardize_advantages(trainer.config, batch))
 
 
-def prepare_advantages(config: PPOConfig, batch: Batch) -> Batch:
-    """The batch with its advantages normalised over the batch (if the config says so)."""
+def standardize_advantages(config: PPOConfig, batch: Batch) -> Batch:
+    """The batch with its advantages standardised over the batch (if the config says so)."""
     if not config.normalize_advantages:
         return batch
-    return batch._replace(advantage=normalize(batch.advantage))
+    return batch._replace(advantage=standardize(batch.advantage))
 
 
 def ppo_objective(
-    params: dict, network: Network, config: PPOConfig, hp: Hyperparams, batch: Batch
+    trainer: Trainer, hp: Hyperparams, params: dict, batch: Batch
 ) -> tuple[jax.Array, LossInfo]:
     """`ppo_loss` on advantages taken as they are; every term is a mean over the samples."""
-    dist, value = evaluate_batch(network, params, batch)
+    dist, value = evaluate_batch(trainer.network, params, batch)
     log_ratio = dist.log_prob(batch.action) - batch.log_prob
     ratio = jnp.exp(log_ratio)
     policy = clipped_surrogate_loss(ratio, batch.advantage, hp.clip_eps)
-    critic = value_loss(value, batch.value, batch.target, hp.clip_eps, config.clip_value_loss)
+    clip_value = trainer.config.clip_value_loss
+    critic = value_loss(value, batch.value, batch.target, hp.clip_eps, clip_value)
     entropy = jnp.mean(dist.entropy())
     total = policy + hp.vf_coef * critic - hp.ent_coef * entropy
     info = LossInfo(

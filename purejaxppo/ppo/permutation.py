@@ -1,16 +1,15 @@
 """Random permutations for minibatch shuffling, with one single-operand sort.
 
 `jax.random.permutation` sorts (random key, index) pairs, in two rounds once the batch is
-larger than a few thousand samples. On the CPU a key-value sort costs 5-7x a sort of one
-uint32 operand, and at 1 run x 2048 envs the two rounds took a third of the update's time
-(profile in README, "Performance").
+larger than a few thousand samples; a sort of one uint32 operand is several times cheaper on
+the CPU (benchmarks/README.md, "Why the code is shaped as it is").
 
 Here each index `i` is mapped through a keyed bijection `f` of the 32-bit integers (a
 four-round Feistel network, whose round keys come from `key`). The values `f(i)` are distinct
 for distinct `i`, so sorting them alone orders the indices without ties, and applying `f^-1` to
 the sorted values gives the indices back in that order. The result is a permutation of
 `[0, n)` for every key; its randomness is that of the keyed mixing, tested for uniformity in
-`tests/test_permutation.py`.
+`tests/ppo/test_permutation.py`.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Several random arrays from one draw of random bits.
+"""Several random arrays from one draw of random bits, and noise made from bits.
 
 Each `jax.random` call on the CPU is a threefry hash compiled as a 5-round loop of about 16
 small kernels. Drawing the bits of everything an update needs in one call, and cutting them
@@ -52,3 +52,21 @@ def carried_key_from_bits(bits: jax.Array, like: jax.Array) -> jax.Array:
     `like` is a raw key (so a key carried through a scan keeps its type)."""
     key = keys_from_bits(bits, like)
     return key if jnp.issubdtype(like.dtype, jax.dtypes.prng_key) else jax.random.key_data(key)
+
+
+def noise_from_bits(discrete: bool, bits: jax.Array) -> jax.Array:
+    """Noise from uniform random uint32 `bits`, one per noise value (any shape): standard
+    Gumbel if `discrete` (for the Gumbel-max trick), else standard normal."""
+    uniform = uniform_from_bits(bits)
+    if discrete:
+        tiny = jnp.finfo(jnp.float32).tiny
+        return -jnp.log(-jnp.log(jnp.maximum(uniform, tiny)))
+    above_minus_one = jnp.nextafter(jnp.float32(-1.0), jnp.float32(0.0))
+    return math.sqrt(2.0) * jax.lax.erf_inv(jnp.maximum(2.0 * uniform - 1.0, above_minus_one))
+
+
+def uniform_from_bits(bits: jax.Array) -> jax.Array:
+    """float32 uniform on [0, 1) from uint32 `bits`: their top 23 bits as the mantissa of a
+    float in [1, 2), minus 1."""
+    mantissa = jnp.right_shift(bits, jnp.uint32(9)) | jnp.uint32(0x3F800000)
+    return jax.lax.bitcast_convert_type(mantissa, jnp.float32) - 1.0

@@ -2,30 +2,21 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import chex
 import jax
 import jax.numpy as jnp
 
-from purejaxppo.envs.spec import EnvRunner, EnvSpec, step_envs
+from purejaxppo.envs.spec import EnvSpec, step_envs
 from purejaxppo.ppo.distributions import noise_from_bits
-from purejaxppo.ppo.networks import Network, act, act_without_value, values_of
+from purejaxppo.ppo.networks import act, act_without_value, values_of
 from purejaxppo.ppo.normalize import RunningStats, normalize_obs
 from purejaxppo.ppo.randomness import draw_bits, key_words, keys_from_bits
-from purejaxppo.ppo.types import RolloutNoise, Transition
+from purejaxppo.ppo.types import Actors, RolloutNoise, Transition
 
-# On the CPU, a run's rollout of at most this many samples (T x N) gets its values after the
-# scan, in one pass over all of them: fewer kernels per step. Larger rollouts compute them
-# step by step, where each step's activations stay in cache. Cartpole, one-process A/B on
-# the project's 2-core CPU, the whole update: after the scan 1 x 4 4% faster, 16 x 4 4%,
-# 1 x 64 6%; 1 x 512 and 16 x 64 unchanged; 1 x 2048 5% slower.
-CPU_VALUES_AFTER_MAX_SAMPLES = 16384
-
-
-def values_after_scan(num_samples: int) -> bool:
-    """Whether a rollout of `num_samples` (T x N) per run computes its values after the scan:
-    on the CPU up to `CPU_VALUES_AFTER_MAX_SAMPLES`; elsewhere always (fewer kernels per step;
-    not yet measured on an accelerator)."""
-    return jax.default_backend() != "cpu" or num_samples <= CPU_VALUES_AFTER_MAX_SAMPLES
+if TYPE_CHECKING:  # the trainer imports this module
+    from purejaxppo.ppo.trainer import Trainer
 
 
 def rollout_noise_bit_shapes(
@@ -52,52 +43,36 @@ def draw_rollout_noise(
 
 
 def collect_rollout(
-    network: Network,
-    spec: EnvSpec,
-    params: dict,
-    runner: EnvRunner,
-    hidden: jax.Array | None,
+    trainer: Trainer,
+    params: Any,
+    actors: Actors,
     noise: RolloutNoise,
     obs_stats: RunningStats | None = None,
-    values_after: bool | None = None,
-) -> tuple[EnvRunner, jax.Array, Transition]:
-    """Act for T steps in every env of `runner`, starting from the network's memory `hidden`
-    `[N, H]` (None: feed-forward), with the randomness `noise` (`[T, N]` env steps; see
-    `draw_rollout_noise`); returns the new runner and memory and the rollout.
+) -> tuple[Actors, Transition]:
+    """Act for T steps in every env of `actors` (N envs and their `rnn_state` `[N, H]`, None
+    for a feed-forward network) with the randomness `noise` (`[T, N]` env steps; see
+    `draw_rollout_noise`); returns the actors after them and the rollout.
 
     With `obs_stats` the policy sees observations normalised by them (`policy_input`).
-    `values_after` computes `value` `[T, N]` after the scan from the observations and the
-    memory of each step, not in it (the same values); None picks `values_after_scan`.
+    Where `trainer.tuning.values_after_scan`, `value` `[T, N]` is computed after the scan
+    from the observations and the `rnn_state` of each step, not in it (the same values).
     """
-    num_steps, num_envs = noise.env_keys.shape
-    chex.assert_shape(runner.obs, (num_envs, *spec.obs_shape))
-    if values_after is None:
-        values_after = values_after_scan(num_steps * num_envs)
+    num_envs = noise.env_keys.shape[1]
+    chex.assert_shape(actors.runner.obs, (num_envs, *trainer.spec.obs_shape))
+    values_after = trainer.tuning.values_after_scan
 
-    def act_and_step(carry: tuple[EnvRunner, jax.Array], inputs: tuple[jax.Array, jax.Array]):
-        runner, hidden = carry
-        noise, env_keys = inputs
-        first = runner.episode_length == 0  # reset_envs and step_envs zero it at a new episode
-        x = policy_input(obs_stats, runner.obs)
-        if values_after:
-            hidden, dist = act_without_value(network, params, hidden, x, first)
-            value = None  # computed after the scan
-        else:
-            hidden, dist, value = act(network, params, hidden, x, first)
-        action = dist.sample_with(noise)
-        runner_next, step = step_envs(spec, env_keys, runner, action)
-        out = (runner.obs, first, hidden, action, dist.log_prob(action), value, step)
-        return (runner_next, hidden), out
+    def act_and_step(actors: Actors, inputs: tuple[jax.Array, jax.Array]):
+        return rollout_step(trainer, params, obs_stats, values_after, actors, inputs)
 
-    (runner, hidden), (obs, first, memory, action, log_prob, value, step) = jax.lax.scan(
-        act_and_step, (runner, hidden), (noise.action, noise.env_keys)
+    actors, (obs, first, rnn_state, action, log_prob, value, step) = jax.lax.scan(
+        act_and_step, actors, (noise.action, noise.env_keys)
     )
     if values_after:
-        value = values_of(network, params, memory, policy_input(obs_stats, obs))
-    # V(final_obs[t]) continues the episode of obs[t], after the memory of step t.
-    next_value = network.apply(
+        value = values_of(trainer.network, params, rnn_state, policy_input(obs_stats, obs))
+    # V(final_obs[t]) continues the episode of obs[t], after the rnn_state of step t.
+    next_value = trainer.network.apply(
         params,
-        memory,
+        rnn_state,
         policy_input(obs_stats, step.final_obs),
         jnp.zeros_like(first),
         method="step_value",
@@ -115,7 +90,34 @@ def collect_rollout(
         episode_return=step.episode_return,
         episode_length=step.episode_length,
     )
-    return runner, hidden, transition
+    return actors, transition
+
+
+def rollout_step(
+    trainer: Trainer,
+    params: Any,
+    obs_stats: RunningStats | None,
+    values_after: bool,
+    actors: Actors,
+    inputs: tuple[jax.Array, jax.Array],
+) -> tuple[Actors, tuple[Any, ...]]:
+    """One step of `collect_rollout`'s scan: act in N envs with `inputs` (action noise
+    `[N, A]`, env keys `[N]`) and step them. Returns the actors after it and the step's
+    `(obs, first, rnn_state, action, log_prob, value, EnvStep)` (`value` None where it is
+    computed after the scan)."""
+    noise, env_keys = inputs
+    runner = actors.runner
+    first = runner.episode_length == 0  # reset_envs and step_envs zero it at a new episode
+    x = policy_input(obs_stats, runner.obs)
+    if values_after:
+        rnn_state, dist = act_without_value(trainer.network, params, actors.rnn_state, x, first)
+        value = None
+    else:
+        rnn_state, dist, value = act(trainer.network, params, actors.rnn_state, x, first)
+    action = dist.sample_with(noise)
+    runner_next, step = step_envs(trainer.spec, env_keys, runner, action)
+    out = (runner.obs, first, rnn_state, action, dist.log_prob(action), value, step)
+    return Actors(runner_next, rnn_state), out
 
 
 def policy_input(obs_stats: RunningStats | None, obs: jax.Array) -> jax.Array:

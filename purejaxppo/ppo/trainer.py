@@ -26,7 +26,7 @@ from purejaxppo.ppo.networks import (
     Network,
     init_bits_shapes,
     init_network_from_bits,
-    initial_memory,
+    initial_rnn_state,
     make_network,
 )
 from purejaxppo.ppo.normalize import (
@@ -43,31 +43,33 @@ from purejaxppo.ppo.rollout import (
     rollout_noise_bit_shapes,
     rollout_noise_from_bits,
 )
+from purejaxppo.ppo.schedules import schedules_at
+from purejaxppo.ppo.tuning import Tuning
 from purejaxppo.ppo.types import (
-    LossInfo,
+    Actors,
+    LearnerState,
     Metrics,
     RolloutNoise,
+    Schedules,
     TrainOutput,
     TrainState,
     Transition,
+    UpdateInfo,
     policy_of,
 )
-from purejaxppo.ppo.update import (
-    ent_coef_at,
-    learning_rate_at,
-    make_batch,
-    make_optimizer,
-    update_policy,
-)
+from purejaxppo.ppo.update import make_batch, make_optimizer, update_policy
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class Trainer:
-    """The static parts of a run: config, env, network. Call it as `train(key, hp)`."""
+    """The static parts of a run: config, env, network and backend tuning. Call it as
+    `train(key, hp)`; its methods take the arguments of the functions of the same name,
+    after the trainer: `(hp, state, ...)`."""
 
     config: PPOConfig
     spec: EnvSpec
     network: Network
+    tuning: Tuning
 
     def __call__(self, key: jax.Array, hp: Hyperparams) -> TrainOutput:
         return train(self, key, hp)
@@ -75,11 +77,11 @@ class Trainer:
     def init(self, key: jax.Array, hp: Hyperparams) -> TrainState:
         return init_state(self, key, hp)
 
-    def update_step(self, state: TrainState, hp: Hyperparams) -> tuple[TrainState, Metrics]:
+    def update_step(self, hp: Hyperparams, state: TrainState) -> tuple[TrainState, Metrics]:
         return update_step(self, hp, state)
 
     def run_updates(
-        self, state: TrainState, hp: Hyperparams, num_updates: int
+        self, hp: Hyperparams, state: TrainState, num_updates: int
     ) -> tuple[TrainState, Metrics]:
         return run_updates(self, hp, state, num_updates)
 
@@ -114,11 +116,18 @@ def draw_update_randomness(trainer: Trainer, key: jax.Array) -> UpdateRandomness
 
 
 def make_train(
-    config: PPOConfig, env: Environment | None = None, env_params: Any = None
+    config: PPOConfig,
+    env: Environment | None = None,
+    env_params: Any = None,
+    tuning: Tuning | None = None,
 ) -> Trainer:
-    """Build the trainer for `config`; `env` overrides `config.env` with a gymnax instance."""
+    """Build the trainer for `config`; `env` overrides `config.env` with a gymnax instance.
+    `tuning` defaults to `Tuning.for_backend` of the default backend: the one place the
+    backend is read."""
+    if tuning is None:
+        tuning = Tuning.for_backend(jax.default_backend(), config.batch_size)
     spec = make_env(config.env if env is None else env, env_params)
-    return Trainer(config, spec, make_network(config, spec))
+    return Trainer(config, spec, make_network(config, spec, tuning), tuning)
 
 
 def init_state(trainer: Trainer, key: jax.Array, hp: Hyperparams) -> TrainState:
@@ -134,9 +143,10 @@ def init_state(trainer: Trainer, key: jax.Array, hp: Hyperparams) -> TrainState:
     params = init_network_from_bits(trainer.network, network_bits, runner.obs[:1], like=key)
     opt_state = make_optimizer(hp, hp.learning_rate).init(params)
     norm = init_normalizer(trainer.spec.obs_shape, trainer.config.num_envs)
-    hidden = initial_memory(trainer.network, trainer.config.num_envs)
+    rnn_state = initial_rnn_state(trainer.network, trainer.config.num_envs)
     state_key = carried_key_from_bits(key_bits, key)  # typed, or raw as the caller's key
-    return TrainState(params, opt_state, runner, hidden, norm, state_key, jnp.zeros((), jnp.int32))
+    zero = jnp.zeros((), jnp.int32)
+    return TrainState(params, opt_state, runner, rnn_state, norm, state_key, zero)
 
 
 def update_step(trainer: Trainer, hp: Hyperparams, state: TrainState) -> tuple[TrainState, Metrics]:
@@ -144,16 +154,35 @@ def update_step(trainer: Trainer, hp: Hyperparams, state: TrainState) -> tuple[T
     config = trainer.config
     randomness = draw_update_randomness(trainer, state.key)
     obs_stats = policy_of(config, state).obs_stats  # frozen until this update is done
-    runner, hidden, transition = collect_rollout(
-        trainer.network,
-        trainer.spec,
-        state.params,
-        state.runner,
-        state.hidden,
-        randomness.rollout,
-        obs_stats,
+    actors = Actors(state.runner, state.rnn_state)
+    actors, transition = collect_rollout(
+        trainer, state.params, actors, randomness.rollout, obs_stats
     )
     norm, reward = training_rewards(config, hp, state.norm, transition)
+    advantage, target = transition_gae(config, hp, transition, reward)
+    schedules = schedules_at(config, hp, state.update)
+    seen = transition._replace(obs=policy_input(obs_stats, transition.obs))
+    batch = make_batch(config, seen, advantage, target, state.rnn_state)
+    learner = LearnerState(state.params, state.opt_state)
+    learner, info = update_policy(trainer, hp, learner, batch, randomness.epoch_keys, schedules)
+    norm = update_obs_stats(config, norm, transition.obs)
+    metrics = summarize_update(transition, target, info, schedules)
+    next_state = TrainState(
+        learner.params,
+        learner.opt_state,
+        actors.runner,
+        actors.rnn_state,
+        norm,
+        randomness.next_key,
+        state.update + 1,
+    )
+    return next_state, metrics
+
+
+def transition_gae(
+    config: PPOConfig, hp: Hyperparams, transition: Transition, reward: jax.Array
+) -> tuple[jax.Array, jax.Array]:
+    """GAE advantages and value targets `[T, N]` of the rollout, for the rewards `reward`."""
     advantage, target = compute_gae(
         reward,
         transition.value,
@@ -164,33 +193,7 @@ def update_step(trainer: Trainer, hp: Hyperparams, state: TrainState) -> tuple[T
         hp.gae_lambda,
     )
     chex.assert_shape([advantage, target, transition.value], (config.num_steps, config.num_envs))
-    learning_rate = learning_rate_at(config, hp, state.update)
-    ent_coef = ent_coef_at(config, hp, state.update)
-    batch = make_batch(
-        config,
-        transition._replace(obs=policy_input(obs_stats, transition.obs)),
-        advantage,
-        target,
-        state.hidden,
-    )
-    params, opt_state, loss_info, grad_norm, epochs = update_policy(
-        trainer.network,
-        config,
-        hp.replace(ent_coef=ent_coef),
-        state.params,
-        state.opt_state,
-        batch,
-        randomness.epoch_keys,
-        learning_rate,
-    )
-    norm = update_obs_stats(config, norm, transition.obs)
-    metrics = summarize_update(
-        transition, target, loss_info, grad_norm, learning_rate, ent_coef, epochs
-    )
-    next_state = TrainState(
-        params, opt_state, runner, hidden, norm, randomness.next_key, state.update + 1
-    )
-    return next_state, metrics
+    return advantage, target
 
 
 def training_rewards(
@@ -212,13 +215,7 @@ def update_obs_stats(config: PPOConfig, norm: Normalizer, obs: jax.Array) -> Nor
 
 
 def summarize_update(
-    transition: Transition,
-    target: jax.Array,
-    loss_info: LossInfo,
-    grad_norm: jax.Array,
-    learning_rate: jax.Array,
-    ent_coef: jax.Array,
-    epochs: jax.Array,
+    transition: Transition, target: jax.Array, info: UpdateInfo, schedules: Schedules
 ) -> Metrics:
     """Reduce one update's `[T, N]` data to scalars."""
     ended = episode_ends(transition)
@@ -228,21 +225,22 @@ def summarize_update(
     mean_length = jnp.sum(jnp.where(ended, transition.episode_length, 0)) / denom
     residual_var = jnp.var(target - transition.value)
     explained_variance = 1.0 - residual_var / jnp.maximum(jnp.var(target), 1e-8)
+    loss = info.loss
     return Metrics(
         episode_return=jnp.where(episodes > 0, mean_return, jnp.nan),
         episode_length=jnp.where(episodes > 0, mean_length, jnp.nan),
         episodes=episodes,
-        total_loss=loss_info.total_loss,
-        policy_loss=loss_info.policy_loss,
-        value_loss=loss_info.value_loss,
-        entropy=loss_info.entropy,
-        approx_kl=loss_info.approx_kl,
-        clip_fraction=loss_info.clip_fraction,
+        total_loss=loss.total_loss,
+        policy_loss=loss.policy_loss,
+        value_loss=loss.value_loss,
+        entropy=loss.entropy,
+        approx_kl=loss.approx_kl,
+        clip_fraction=loss.clip_fraction,
         explained_variance=explained_variance,
-        learning_rate=jnp.asarray(learning_rate, jnp.float32),
-        ent_coef=jnp.asarray(ent_coef, jnp.float32),
-        epochs=epochs,
-        grad_norm=grad_norm,
+        learning_rate=jnp.asarray(schedules.learning_rate, jnp.float32),
+        ent_coef=jnp.asarray(schedules.ent_coef, jnp.float32),
+        epochs=info.epochs,
+        grad_norm=info.grad_norm,
     )
 
 

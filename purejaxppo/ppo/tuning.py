@@ -14,8 +14,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-# On the CPU, rollouts, minibatches and single runs up to this many samples take the
-# small-program paths below (measured faster up to 8,192 samples and slower from 65,536).
+# On the CPU, rollouts and single runs up to this many samples take the small-program paths
+# below, and larger minibatches are sliced to it, because beyond it activations leave cache.
 CPU_SMALL_SAMPLES = 16384
 CPU_COMPILER_OPTIONS = (("xla_backend_optimization_level", 1),)
 

@@ -25,7 +25,7 @@ class Transition(NamedTuple):
     """
 
     obs: jax.Array
-    first: jax.Array  # [T, N] bool: obs[t] is the first of an episode (memory starts afresh)
+    first: jax.Array  # [T, N] bool: obs[t] is the first of an episode (rnn_state starts at 0)
     action: jax.Array
     log_prob: jax.Array
     value: jax.Array
@@ -49,9 +49,9 @@ class RolloutNoise(NamedTuple):
 class Batch(NamedTuple):
     """Samples for optimizer steps, taken from a rollout and its GAE.
 
-    Feed-forward: flat samples `[B, ...]`, `first` and `hidden` None. Recurrent: whole env
-    sequences `[T, n, ...]`, with `first` `[T, n]` and the memory at their start `hidden`
-    `[n, H]`, replayed in order by the loss.
+    Feed-forward: flat samples `[B, ...]`, `first` and `rnn_state` None. Recurrent: whole env
+    sequences `[T, n, ...]`, with `first` `[T, n]` and the GRU's carry at their start
+    `rnn_state` `[n, H]`, replayed in order by the loss.
     """
 
     obs: jax.Array
@@ -61,7 +61,7 @@ class Batch(NamedTuple):
     advantage: jax.Array
     target: jax.Array
     first: jax.Array | None = None
-    hidden: jax.Array | None = None
+    rnn_state: jax.Array | None = None
 
 
 class LossInfo(NamedTuple):
@@ -81,10 +81,40 @@ class TrainState(NamedTuple):
     params: Any
     opt_state: Any
     runner: EnvRunner
-    hidden: jax.Array | None  # [N, H]: the network's memory in each env (None: feed-forward)
+    rnn_state: jax.Array | None  # [N, H]: the GRU's carry in each env (None: feed-forward)
     norm: Normalizer  # observation / return statistics (carried even when switched off)
     key: jax.Array
     update: jax.Array  # int32, number of updates done
+
+
+class Actors(NamedTuple):
+    """What acting carries from one rollout to the next: N envs and the GRU's carry in each."""
+
+    runner: EnvRunner
+    rnn_state: jax.Array | None  # [N, H] (None: feed-forward)
+
+
+class LearnerState(NamedTuple):
+    """What the optimizer steps change: network params and the optimizer's state."""
+
+    params: Any
+    opt_state: Any
+
+
+class Schedules(NamedTuple):
+    """The scheduled hyperparameters of one update (float32 scalars)."""
+
+    learning_rate: jax.Array
+    ent_coef: jax.Array
+
+
+class UpdateInfo(NamedTuple):
+    """What `update_policy` reports: the loss diagnostics and the pre-clipping gradient norm,
+    each averaged over the steps of the epochs kept, and the number of epochs kept (int32)."""
+
+    loss: LossInfo
+    grad_norm: jax.Array
+    epochs: jax.Array
 
 
 class Policy(NamedTuple):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+import functools
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import chex
 import jax
@@ -11,42 +13,15 @@ import jax.numpy as jnp
 import optax
 
 from purejaxppo.config import Hyperparams, PPOConfig
-from purejaxppo.ppo.loss import ppo_objective, prepare_advantages
-from purejaxppo.ppo.networks import Network
+from purejaxppo.ppo.loss import ppo_objective, standardize_advantages
 from purejaxppo.ppo.permutation import random_permutation
-from purejaxppo.ppo.types import Batch, LossInfo, Transition
+from purejaxppo.ppo.types import Batch, LearnerState, LossInfo, Schedules, Transition, UpdateInfo
 
+if TYPE_CHECKING:  # the trainer imports this module
+    from purejaxppo.ppo.trainer import Trainer
 
-def schedule_factor(kind: str, progress: jax.Array) -> jax.Array:
-    """Decay factor at `progress` in [0, 1] (clamped): 1 (constant), `1 - p` (linear) or
-    `(1 + cos(pi p)) / 2` (cosine)."""
-    p = jnp.clip(jnp.asarray(progress, jnp.float32), 0.0, 1.0)
-    if kind == "constant":
-        return jnp.ones_like(p)
-    if kind == "linear":
-        return 1.0 - p
-    if kind == "cosine":
-        return 0.5 * (1.0 + jnp.cos(jnp.pi * p))
-    raise ValueError(f"unknown schedule {kind!r}")
-
-
-def training_progress(config: PPOConfig, update: jax.Array) -> jax.Array:
-    """Fraction of the run done before update number `update` (0-based)."""
-    return jnp.asarray(update, jnp.float32) / config.num_updates
-
-
-def learning_rate_at(config: PPOConfig, hp: Hyperparams, update: jax.Array) -> jax.Array:
-    """Learning rate during update `update`: `learning_rate` along `config.lr_schedule`
-    (never negative, 0 past `num_updates` unless constant)."""
-    factor = schedule_factor(config.lr_schedule, training_progress(config, update))
-    return jnp.asarray(hp.learning_rate * factor, jnp.float32)
-
-
-def ent_coef_at(config: PPOConfig, hp: Hyperparams, update: jax.Array) -> jax.Array:
-    """Entropy coefficient during update `update`: from `ent_coef` to `ent_coef_end` along
-    `config.ent_schedule`."""
-    factor = schedule_factor(config.ent_schedule, training_progress(config, update))
-    return jnp.asarray(hp.ent_coef_end + (hp.ent_coef - hp.ent_coef_end) * factor, jnp.float32)
+# One optimizer step: (learner, minibatch) -> (learner, (loss diagnostics, gradient norm)).
+MinibatchStep = Callable[[LearnerState, Batch], tuple[LearnerState, tuple[LossInfo, jax.Array]]]
 
 
 def make_optimizer(
@@ -57,9 +32,8 @@ def make_optimizer(
 
     Both act on all parameters concatenated into one vector (`optax.flatten`): the same
     per-element Adam arithmetic in a few fused ops instead of a few per parameter array,
-    which compiles faster (0.3-0.6 s less for the cartpole preset) and ran 1 x 4 about 5%
-    faster (more SPS; one-process A/B). The optimizer state is flat: `mu` and `nu` are
-    `[P]` vectors (checkpoint format 2)."""
+    which compiles and runs faster. The optimizer state is flat: `mu` and `nu` are `[P]`
+    vectors (checkpoint format 2 onwards)."""
     return optax.flatten(
         optax.chain(
             optax.clip_by_global_norm(hp.max_grad_norm),
@@ -80,10 +54,10 @@ def make_batch(
     transition: Transition,
     advantage: jax.Array,
     target: jax.Array,
-    hidden: jax.Array,
+    rnn_state: jax.Array | None,
 ) -> Batch:
     """The update's samples: `[T * N, ...]` flat (feed-forward), or `[T, N, ...]` sequences
-    with their `first` flags and start memory `hidden` `[N, H]` (recurrent)."""
+    with their `first` flags and the `rnn_state` `[N, H]` at their start (recurrent)."""
     batch = Batch(
         obs=transition.obs,
         action=transition.action,
@@ -93,7 +67,7 @@ def make_batch(
         target=target,
     )
     if config.recurrent:
-        return batch._replace(first=transition.first, hidden=hidden)
+        return batch._replace(first=transition.first, rnn_state=rnn_state)
     return jax.tree.map(lambda x: x.reshape((-1, *x.shape[2:])), batch)
 
 
@@ -107,17 +81,17 @@ def shuffle_into_minibatches(batch: Batch, key: jax.Array, num_minibatches: int)
 
 
 def shuffle_sequences_into_minibatches(batch: Batch, key: jax.Array, num_minibatches: int) -> Batch:
-    """Sequences `[T, N, ...]` (memory `[N, H]`) -> `[num_minibatches, T, N / m, ...]`
-    (memory `[num_minibatches, N / m, H]`): whole env sequences in a random order."""
-    order = random_permutation(key, batch.hidden.shape[0])
+    """Sequences `[T, N, ...]` (`rnn_state` `[N, H]`) -> `[num_minibatches, T, N / m, ...]`
+    (`rnn_state` `[num_minibatches, N / m, H]`): whole env sequences in a random order."""
+    order = random_permutation(key, batch.rnn_state.shape[0])
 
     def split_envs(x: jax.Array, axis: int) -> jax.Array:
         x = jnp.take(x, order, axis=axis)
         shape = (*x.shape[:axis], num_minibatches, -1, *x.shape[axis + 1 :])
         return jnp.moveaxis(x.reshape(shape), axis, 0)
 
-    sequences = jax.tree.map(lambda x: split_envs(x, 1), batch._replace(hidden=None))
-    return sequences._replace(hidden=split_envs(batch.hidden, 0))
+    sequences = jax.tree.map(lambda x: split_envs(x, 1), batch._replace(rnn_state=None))
+    return sequences._replace(rnn_state=split_envs(batch.rnn_state, 0))
 
 
 def make_minibatches(config: PPOConfig, batch: Batch, key: jax.Array) -> Batch:
@@ -127,127 +101,113 @@ def make_minibatches(config: PPOConfig, batch: Batch, key: jax.Array) -> Batch:
     return shuffle_into_minibatches(batch, key, config.num_minibatches)
 
 
-# On the CPU, samples per gradient pass at most: a larger flat minibatch is split into equal
-# chunks whose gradients are averaged, so its activations stay in cache (`minibatch_gradient`).
-# Measured on the project's 2-core CPU (cartpole, A/B in one process): a 65,536-sample
-# minibatch in 4 passes of 16,384 made the whole 1 x 2048 run 1.17x faster (8,192: 1.17x,
-# 4,096: 1.13x), while a 16,384-sample minibatch in 2 or 4 passes was 4-8% slower.
-CPU_GRADIENT_CHUNK = 16384
-
-
-def default_gradient_chunk() -> int | None:
-    """`CPU_GRADIENT_CHUNK` on the CPU; None elsewhere (accelerators like one large pass)."""
-    return CPU_GRADIENT_CHUNK if jax.default_backend() == "cpu" else None
-
-
-def gradient_chunks(config: PPOConfig, max_chunk: int | None) -> int:
-    """How many equal chunks a minibatch's gradient is computed in: the fewest of at most
-    `max_chunk` samples each that divide the minibatch, if such chunks hold at least half of
-    `max_chunk` (smaller ones would cost more than they save); otherwise 1, as for recurrent
-    sequences or `max_chunk` None."""
+def gradient_slices(config: PPOConfig, max_slice: int | None) -> int:
+    """How many equal slices a minibatch's gradient is computed in: the fewest of at most
+    `max_slice` samples each that divide the minibatch, if such slices hold at least half of
+    `max_slice` (smaller ones would cost more than they save); otherwise 1, as for recurrent
+    sequences or `max_slice` None (`Tuning.gradient_slice`)."""
     size = config.batch_size // config.num_minibatches
-    if config.recurrent or max_chunk is None or size <= max_chunk:
+    if config.recurrent or max_slice is None or size <= max_slice:
         return 1
-    fewest = -(-size // max_chunk)
-    return next((c for c in range(fewest, 2 * size // max_chunk + 1) if size % c == 0), 1)
+    fewest = -(-size // max_slice)
+    return next((c for c in range(fewest, 2 * size // max_slice + 1) if size % c == 0), 1)
 
 
 def minibatch_gradient(
-    network: Network,
-    config: PPOConfig,
-    hp: Hyperparams,
-    params: Any,
-    minibatch: Batch,
-    chunks: int = 1,
+    trainer: Trainer, hp: Hyperparams, params: Any, minibatch: Batch, slices: int = 1
 ) -> tuple[LossInfo, Any]:
     """The loss diagnostics and gradient of one minibatch `[b, ...]`.
 
-    With `chunks > 1` (flat samples), advantages are normalised over the whole minibatch,
-    then the gradients and diagnostics of `chunks` equal slices are averaged in a scan: the
+    With `slices > 1` (flat samples), advantages are standardised over the whole minibatch,
+    then the gradients and diagnostics of `slices` equal slices are averaged in a scan: the
     same mean loss and gradient, up to float summation order, from passes whose activations
-    fit in cache (at b = 65,536 one pass is 20% slower than 8 passes of 8,192 on the CPU).
+    fit in cache.
     """
-    minibatch = prepare_advantages(config, minibatch)
-    grad_fn = jax.value_and_grad(ppo_objective, has_aux=True)
-    if chunks == 1:
-        (_, info), grads = grad_fn(params, network, config, hp, minibatch)
+    minibatch = standardize_advantages(trainer.config, minibatch)
+    grad_fn = jax.value_and_grad(ppo_objective, argnums=2, has_aux=True)
+    if slices == 1:
+        (_, info), grads = grad_fn(trainer, hp, params, minibatch)
         return info, grads
 
-    def add_chunk(total, chunk: Batch):
-        (_, info), grads = grad_fn(params, network, config, hp, chunk)
+    def add_slice(total, part: Batch):
+        (_, info), grads = grad_fn(trainer, hp, params, part)
         return jax.tree.map(jnp.add, total, (info, grads)), None
 
-    sliced = jax.tree.map(lambda x: x.reshape((chunks, -1, *x.shape[1:])), minibatch)
+    sliced = jax.tree.map(lambda x: x.reshape((slices, -1, *x.shape[1:])), minibatch)
     zero_info = LossInfo(*([jnp.zeros((), jnp.float32)] * len(LossInfo._fields)))
     zeros = (zero_info, jax.tree.map(jnp.zeros_like, params))
-    (info, grads), _ = jax.lax.scan(add_chunk, zeros, sliced)
-    return jax.tree.map(lambda x: x / chunks, (info, grads))
+    (info, grads), _ = jax.lax.scan(add_slice, zeros, sliced)
+    return jax.tree.map(lambda x: x / slices, (info, grads))
+
+
+def minibatch_step(
+    trainer: Trainer,
+    hp: Hyperparams,
+    optimizer: optax.GradientTransformation,
+    slices: int,
+    learner: LearnerState,
+    minibatch: Batch,
+) -> tuple[LearnerState, tuple[LossInfo, jax.Array]]:
+    """One optimizer step on `minibatch`; also returns its loss diagnostics and gradient norm."""
+    info, grads = minibatch_gradient(trainer, hp, learner.params, minibatch, slices)
+    updates, opt_state = optimizer.update(grads, learner.opt_state, learner.params)
+    params = optax.apply_updates(learner.params, updates)
+    return LearnerState(params, opt_state), (info, global_norm(grads))
+
+
+def run_epoch(
+    config: PPOConfig,
+    hp: Hyperparams,
+    step: MinibatchStep,
+    batch: Batch,
+    carry: tuple[LearnerState, jax.Array],
+    key: jax.Array,
+) -> tuple[tuple[LearnerState, jax.Array], tuple[LossInfo, jax.Array, jax.Array]]:
+    """One epoch of `step` over `batch` shuffled with `key`. The carry holds the learner and
+    whether a target-KL stop happened: from then on an epoch's result is discarded. Returns
+    its per-step diagnostics and gradient norms `[M]`, and whether it was kept."""
+    learner, stopped = carry
+    minibatches = make_minibatches(config, batch, key)
+    new_learner, (info, grad_norm) = jax.lax.scan(step, learner, minibatches)
+    if not config.target_kl_stop:
+        return (new_learner, stopped), (info, grad_norm, ~stopped)
+    learner = jax.tree.map(lambda old, new: jnp.where(stopped, old, new), learner, new_learner)
+    kept = ~stopped
+    stopped = stopped | (jnp.mean(info.approx_kl) > hp.target_kl)
+    return (learner, stopped), (info, grad_norm, kept)
 
 
 def update_policy(
-    network: Network,
-    config: PPOConfig,
+    trainer: Trainer,
     hp: Hyperparams,
-    params: Any,
-    opt_state: Any,
+    learner: LearnerState,
     batch: Batch,
     epoch_keys: jax.Array,
-    learning_rate: jax.Array,
-    chunks: int | None = None,
-) -> tuple[Any, Any, LossInfo, jax.Array, jax.Array]:
+    schedules: Schedules,
+) -> tuple[LearnerState, UpdateInfo]:
     """Run `update_epochs x num_minibatches` optimizer steps on `batch` `[B, ...]`, epoch e
-    shuffled with `epoch_keys[e]` (`[update_epochs]` keys).
+    shuffled with `epoch_keys[e]` (`[update_epochs]` keys), at the update's scheduled
+    learning rate and entropy coefficient.
 
     With `config.target_kl_stop`, the epochs after the first whose mean approximate KL
     exceeds `hp.target_kl` are skipped: they are computed (per run under `vmap`, there is no
-    Python control flow) but their params and optimizer state are discarded.
-
-    Returns the new params and optimizer state, the loss diagnostics and the pre-clipping
-    gradient norm, each averaged over the steps of the epochs kept, and the number of epochs
-    kept (int32). `chunks` is the number of gradient passes per minibatch
-    (`minibatch_gradient`); None picks `gradient_chunks(config, default_gradient_chunk())`.
+    Python control flow) but their params and optimizer state are discarded. Each minibatch's
+    gradient is taken in `gradient_slices(config, trainer.tuning.gradient_slice)` passes.
     """
-    optimizer = make_optimizer(hp, learning_rate)
-    if chunks is None:
-        chunks = gradient_chunks(config, default_gradient_chunk())
-
-    def minibatch_step(carry, minibatch: Batch):
-        params, opt_state = carry
-        info, grads = minibatch_gradient(network, config, hp, params, minibatch, chunks)
-        updates, opt_state = optimizer.update(grads, opt_state, params)
-        params = optax.apply_updates(params, updates)
-        return (params, opt_state), (info, global_norm(grads))
-
-    def epoch(carry, key: jax.Array):
-        params, opt_state, stopped = carry
-        minibatches = make_minibatches(config, batch, key)
-        (new_params, new_opt_state), (info, grad_norm) = jax.lax.scan(
-            minibatch_step, (params, opt_state), minibatches
-        )
-        if not config.target_kl_stop:
-            return (new_params, new_opt_state, stopped), (info, grad_norm, ~stopped)
-        params, opt_state = jax.tree.map(
-            lambda old, new: jnp.where(stopped, old, new),
-            (params, opt_state),
-            (new_params, new_opt_state),
-        )
-        kept = ~stopped
-        stopped = stopped | (jnp.mean(info.approx_kl) > hp.target_kl)
-        return (params, opt_state, stopped), (info, grad_norm, kept)
-
+    config = trainer.config
+    hp = hp.replace(ent_coef=schedules.ent_coef)
+    optimizer = make_optimizer(hp, schedules.learning_rate)
+    slices = gradient_slices(config, trainer.tuning.gradient_slice)
+    step = functools.partial(minibatch_step, trainer, hp, optimizer, slices)
+    epoch = functools.partial(run_epoch, config, hp, step, batch)
     chex.assert_shape(epoch_keys, (config.update_epochs,))
-    start = (params, opt_state, jnp.zeros((), bool))
-    (params, opt_state, _), (info, grad_norm, kept) = jax.lax.scan(epoch, start, epoch_keys)
+    start = (learner, jnp.zeros((), bool))
+    (learner, _), (info, grad_norm, kept) = jax.lax.scan(epoch, start, epoch_keys)
     epochs = jnp.sum(kept, dtype=jnp.int32)
     weight = kept.astype(jnp.float32)[:, None] / epochs  # [E, 1]: the first epoch is always kept
 
     def mean_over_kept(x: jax.Array) -> jax.Array:  # [E, M] -> scalar
         return jnp.sum(x * weight) / x.shape[1]
 
-    return (
-        params,
-        opt_state,
-        jax.tree.map(mean_over_kept, info),
-        mean_over_kept(grad_norm),
-        epochs,
-    )
+    loss = jax.tree.map(mean_over_kept, info)
+    return learner, UpdateInfo(loss, mean_over_kept(grad_norm), epochs)

@@ -9,6 +9,7 @@ it, an env-only program with the same env, the same num_envs x num_seeds and the
 
 from __future__ import annotations
 
+import dataclasses
 import resource
 import statistics
 import time
@@ -23,11 +24,7 @@ from purejaxppo.config import ConfigError, Hyperparams, PPOConfig, stack_hyperpa
 from purejaxppo.envs.spec import EnvSpec, reset_envs, step_envs
 from purejaxppo.ppo.trainer import Trainer, make_train
 from purejaxppo.runs.chunked import compile_chunked, run_chunked
-from purejaxppo.runs.compile import (
-    compile_for_runs,
-    trainer_compiler_options,
-    unbatched_single_run,
-)
+from purejaxppo.runs.compile import compile_for_runs, compile_trainer_program
 from purejaxppo.runs.population import Population
 
 
@@ -42,13 +39,8 @@ def compile_timed(
 
 def compile_trainer_timed(trainer: Trainer, args: Sequence[Any]) -> tuple[Callable, float]:
     """The whole training of the runs of `args` (keys, hyperparams), compiled as `train`
-    compiles it: the trainer's options, a small single run traced without `vmap`."""
-    compiled = compile_for_runs(
-        trainer,
-        args,
-        single_run_unbatched=unbatched_single_run(trainer.config.batch_size),
-        compiler_options=trainer_compiler_options(),
-    )
+    compiles it (`compile_trainer_program`)."""
+    compiled = compile_trainer_program(trainer, trainer, args)
     return compiled.program, compiled.compile_s
 
 
@@ -128,72 +120,112 @@ def peak_memory_bytes() -> tuple[int, str]:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, "process_max_rss"
 
 
+@dataclasses.dataclass(frozen=True)
+class BenchOptions:
+    """How each point of a benchmark grid is measured."""
+
+    repeats: int = 3
+    """Timed calls per program and point; their median is quoted."""
+
+    min_updates: int = 4
+    """Each point's env steps are raised to at least this many updates, so wide points still
+    time a scan."""
+
+    total_timesteps: int | None = None
+    """Env steps per run at each point (None: the config's `total_timesteps`)."""
+
+    chunk_updates: int | None = None
+    """Also time the chunked host loop in chunks of this many updates (None: not)."""
+
+    trace_dir: Path | None = None
+    """Write a `jax.profiler` trace of one more, untimed call of the first point's trainer."""
+
+
 def bench_point(
-    trainer: Trainer,
-    hp: Hyperparams,
-    num_seeds: int,
-    repeats: int,
-    trace_dir: Path | None = None,
-    chunk_updates: int | None = None,
+    trainer: Trainer, hp: Hyperparams, num_seeds: int, options: BenchOptions
 ) -> dict[str, Any]:
     """Time the trainer and its env-only floor at one (num_envs, num_seeds) point; with
-    `chunk_updates`, also the chunked host loop (init + chunks of K updates, metrics to the
-    host after each) in the same alternation, and its overhead over the single call."""
+    `options.chunk_updates`, also the chunked host loop (init + chunks of K updates, metrics
+    to the host after each) in the same alternation, and its overhead over the single call."""
     config = trainer.config
     keys = jax.random.split(jax.random.key(0), num_seeds)
     hps = stack_hyperparams([hp] * num_seeds)
-    env_steps = num_seeds * config.num_updates * config.batch_size
-    # The trainer as `train` compiles it; the floor with XLA's defaults, its fastest setting
-    # (level 1 ran the env-only program up to 5% slower at 1 x 2048).
-    # A small single run is traced without `vmap`, as `train` does; the floor keeps the
-    # `vmap` (as fast or faster).
+    # The trainer as `train` compiles it; the floor with XLA's defaults and kept vmapped,
+    # its fastest setting.
     train, compile_s = compile_trainer_timed(trainer, (keys, hps))
     floor, floor_compile_s = compile_timed(make_env_only(trainer.spec, config), (keys,))
     programs = [(train, (keys, hps)), (floor, (keys,))]
     chunked = None
-    if chunk_updates is not None:
+    if options.chunk_updates is not None:
         population = Population(tuple(range(num_seeds)), ({},) * num_seeds, keys, hps)
-        chunked = compile_chunked(trainer, population, chunk_updates)
-        # The floor runs first: the single call and the chunked loop then both run after
-        # a learner program (a program right after the floor measured up to 5% slower).
+        chunked = compile_chunked(trainer, population, options.chunk_updates)
+        # The floor runs first, so that the single call and the chunked loop both run after
+        # a learner program (the program after the floor's measured slower).
         loop = (lambda: run_chunked(chunked, population).state, ())
         programs = [(floor, (keys,)), (train, (keys, hps)), loop]
-    times = time_alternating(programs, repeats, trace_dir, 0 if chunked is None else 1)
+    times = time_alternating(
+        programs, options.repeats, options.trace_dir, 0 if chunked is None else 1
+    )
     train_times, floor_times = (times[1], times[0]) if chunked is not None else times[:2]
-    run_s, floor_run_s = statistics.median(train_times), statistics.median(floor_times)
+    row = point_row(trainer, num_seeds, (compile_s, train_times), (floor_compile_s, floor_times))
+    if chunked is not None:
+        row.update(chunked_figures(row, chunked, options.chunk_updates, times[2]))
+    return row
+
+
+def point_row(
+    trainer: Trainer,
+    num_seeds: int,
+    trainer_times: tuple[float, list[float]],
+    floor_times: tuple[float, list[float]],
+) -> dict[str, Any]:
+    """A grid point's figures from `(compile_s, run times)` of the trainer and of its floor."""
+    config = trainer.config
+    env_steps = num_seeds * config.num_updates * config.batch_size
+    run_s, floor_run_s = statistics.median(trainer_times[1]), statistics.median(floor_times[1])
     peak, peak_kind = peak_memory_bytes()
     sps, floor_sps = env_steps / run_s, env_steps / floor_run_s
-    row = {
+    return {
         "env": config.env,
         "num_envs": config.num_envs,
         "num_seeds": num_seeds,
         "num_updates": config.num_updates,
         "env_steps": env_steps,
-        "compile_s": compile_s,
+        "compile_s": trainer_times[0],
         "run_s": run_s,
-        "run_times": train_times,
+        "run_times": trainer_times[1],
         "sps": sps,
-        "env_only_compile_s": floor_compile_s,
+        "env_only_compile_s": floor_times[0],
         "env_only_run_s": floor_run_s,
-        "env_only_run_times": floor_times,
+        "env_only_run_times": floor_times[1],
         "env_only_sps": floor_sps,
         "fraction_of_floor": sps / floor_sps,
         "peak_bytes": peak,
         "peak_bytes_kind": peak_kind,
         "config": config.to_dict(),
+        "tuning": trainer_tuning(trainer),
     }
-    if chunked is not None:
-        chunked_run_s = statistics.median(times[2])
-        row.update(
-            chunk_updates=chunk_updates,
-            num_chunks=-(-config.num_updates // chunk_updates),
-            chunked_compile_s=chunked.compile_s,
-            chunked_run_s=chunked_run_s,
-            chunked_run_times=times[2],
-            chunked_sps=env_steps / chunked_run_s,
-            chunk_overhead=chunked_run_s / run_s - 1.0,
-        )
-    return row
+
+
+def trainer_tuning(trainer: Trainer) -> dict[str, Any]:
+    """The trainer's backend tuning as JSON (what its programs were built with)."""
+    return trainer.tuning.to_dict()
+
+
+def chunked_figures(
+    row: dict[str, Any], chunked: Any, chunk_updates: int, times: list[float]
+) -> dict[str, Any]:
+    """The chunked loop's figures beside a point's `row`: its SPS and overhead."""
+    chunked_run_s = statistics.median(times)
+    return {
+        "chunk_updates": chunk_updates,
+        "num_chunks": -(-row["num_updates"] // chunk_updates),
+        "chunked_compile_s": chunked.compile_s,
+        "chunked_run_s": chunked_run_s,
+        "chunked_run_times": times,
+        "chunked_sps": row["env_steps"] / chunked_run_s,
+        "chunk_overhead": chunked_run_s / row["run_s"] - 1.0,
+    }
 
 
 def run_grid(
@@ -201,24 +233,22 @@ def run_grid(
     hp: Hyperparams,
     num_envs: Sequence[int],
     num_seeds: Sequence[int],
-    repeats: int,
-    trace_dir: Path | None = None,
+    options: BenchOptions = BenchOptions(),
     on_row: Callable[[dict[str, Any]], None] | None = None,
-    min_updates: int = 4,
-    chunk_updates: int | None = None,
-    total_timesteps: int | None = None,
 ) -> list[dict[str, Any]]:
-    """Every (num_envs, num_seeds) point; each trains `total_timesteps` env steps per run
-    (default `config.total_timesteps`), raised where needed to `min_updates` updates so wide
-    points still time a scan. Every point's config is checked before the first compile
-    (`grid_point_configs`)."""
+    """Every (num_envs, num_seeds) point, envs-major; each trains `options.total_timesteps`
+    env steps per run, raised where needed to `options.min_updates` updates. Every point's
+    config is checked before the first compile (`grid_point_configs`); only the first point
+    is traced (`options.trace_dir`)."""
     rows = []
-    points = grid_point_configs(config, num_envs, min_updates, total_timesteps, chunk_updates)
+    points = grid_point_configs(
+        config, num_envs, options.min_updates, options.total_timesteps, options.chunk_updates
+    )
     for point in points:
         trainer = make_train(point)
         for seeds in num_seeds:
-            profile_here = trace_dir if (trace_dir is not None and not rows) else None
-            row = bench_point(trainer, hp, seeds, repeats, profile_here, chunk_updates)
+            here = options if not rows else dataclasses.replace(options, trace_dir=None)
+            row = bench_point(trainer, hp, seeds, here)
             rows.append(row)
             if on_row is not None:
                 on_row(row)
@@ -248,7 +278,7 @@ def grid_point_configs(
     for point in points:
         if chunk_updates is not None and chunk_updates > point.num_updates:
             raise ConfigError(
-                f"--chunk-updates {chunk_updates} is more than the {point.num_updates} updates "
+                f"chunk_updates = {chunk_updates} is more than the {point.num_updates} updates "
                 f"of the {point.num_envs}-env point"
             )
     return points

@@ -11,7 +11,7 @@ chunk's metrics `[R, K]` come back to the host. Between two chunks the loop asks
 
 The run axis is placed and mapped by a `Placement` (`purejaxppo.runs.placement`): all runs
 on the default device, or split over a device mesh; every program is compiled by
-`compile_for_runs`.
+`compile_trainer_program`.
 """
 
 from __future__ import annotations
@@ -32,11 +32,7 @@ from jax.experimental import multihost_utils
 from purejaxppo.config import ConfigError, Hyperparams
 from purejaxppo.ppo.trainer import Trainer
 from purejaxppo.ppo.types import Metrics, TrainState, empty_metrics
-from purejaxppo.runs.compile import (
-    compile_for_runs,
-    trainer_compiler_options,
-    unbatched_single_run,
-)
+from purejaxppo.runs.compile import compile_trainer_program
 from purejaxppo.runs.placement import (
     LOCAL_RUNS,
     Placement,
@@ -125,28 +121,24 @@ def compile_chunked(
     num_runs = population.num_runs
     keys = place_runs(placement, population.keys, num_runs)
     hps = place_runs(placement, population.hyperparams, num_runs)
-    single = unbatched_single_run(trainer.config.batch_size)
-    options = dict(
-        placement=placement,
-        single_run_unbatched=single,
-        compiler_options=trainer_compiler_options(),
-    )
     init, compile_s = None, 0.0
     if updates_done == 0:
-        compiled = compile_for_runs(trainer.init, (keys, hps), **options)
+        compiled = compile_trainer_program(trainer, trainer.init, (keys, hps), placement)
         init, compile_s = compiled.program, compiled.compile_s
     # jit's abstract output carries the placement's shardings, which the chunks are built for.
+    single, start = trainer.tuning.single_run_unbatched, time.perf_counter()
     abstract_state = jax.eval_shape(
         jax.jit(placement.map(trainer.init, single_run_unbatched=single)), keys, hps
     )
+    compile_s += time.perf_counter() - start  # tracing, counted as in the programs' times
     chunks = {}
     for size in sorted(set(sizes)):
 
         def run_chunk(state: TrainState, hp: Hyperparams, size: int = size):
-            return trainer.run_updates(state, hp, size)
+            return trainer.run_updates(hp, state, size)
 
-        compiled = compile_for_runs(
-            run_chunk, (abstract_state, hps), donate_argnums=(0,), **options
+        compiled = compile_trainer_program(
+            trainer, run_chunk, (abstract_state, hps), placement, donate_argnums=(0,)
         )
         chunks[size] = compiled.program
         compile_s += compiled.compile_s

@@ -1,29 +1,18 @@
-"""The XLA options the training programs are compiled with, per backend.
+"""One way to compile a per-run function for a population of R runs.
 
-On the CPU, LLVM's optimisation level 1 instead of XLA's default 3: the cartpole preset's
-program traces, lowers and compiles in about 2.7 s instead of 3.8 s (one process, with
-the flat optimizer; XLA's own part 2.2-2.6 s instead of 3.0-3.3 s), while its run time
-stays within the noise of this project's 2-core CPU (measured in one process against
-level 3 at 1 x 4, 16 x 4 and 1 x 2048 envs, and for the pendulum and breakout-minatar
-presets; the README's Performance section). Level 0 is not worth it: the env-only program
-alone runs 1.7-4.8x slower. Accelerators keep XLA's defaults.
+`compile_for_runs` maps the function over the run axis (`Placement.map`: `vmap`, or
+`shard_map` of it over a mesh), jits it with the given XLA options, lowers it for example
+arguments and compiles it with Python's cyclic garbage collector paused (tracing makes many
+short-lived objects whose collections only cost time), then checks the program's memory
+against what is free. `compile_trainer_program` does so with the trainer's backend tuning
+(`purejaxppo.ppo.tuning`). The fused call, the chunked loop, the benchmark and the profile
+scripts all compile through here.
 
-Python's cyclic garbage collector is paused while a program is traced, lowered and compiled
-(`garbage_collection_paused`): tracing makes many short-lived objects, and the collections
-they set off took 0.17 s of the cartpole preset's 0.80 s of tracing and lowering (medians of
-5 alternated rounds in one process).
+`map_over_runs` is `jax.vmap` over a leading run axis, except that where asked a single run
+is traced without it: the same computation without `vmap`'s batching of every scan, which
+traces and compiles faster (measurements: benchmarks/README.md).
 
-`map_over_runs` is `jax.vmap` over a leading run axis, except that on the CPU a single run
-with a small rollout (`unbatched_single_run`) is traced without it: the same computation,
-without `vmap`'s batching of every scan. For the cartpole preset (1 run x 4 envs) tracing,
-lowering and compiling took 2.48 s instead of 2.86 s (one process, medians of 5 alternated
-rounds). Run time without the vmap, one-process A/Bs with either program first: 1 x 4 envs
--0.7%, -1.5% and -15%, 1 x 64 -7% and +3%; but 1 x 512 +5% and +9%, 1 x 2048 +7%, +8%
-and +11% (XLA schedules the two programs' kernels in another order), so larger rollouts
-keep the vmap.
-
-This module imports nothing that starts the XLA backend: `trainer_compiler_options` asks
-for the backend only when a program is built.
+This module imports nothing that starts the XLA backend.
 """
 
 from __future__ import annotations
@@ -40,14 +29,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-CPU_COMPILER_OPTIONS: dict[str, int] = {"xla_backend_optimization_level": 1}
-
-
-def trainer_compiler_options() -> dict[str, int]:
-    """Options for `jax.jit(..., compiler_options=...)` of the trainer's programs on the
-    default backend (a fresh dict: callers may extend it)."""
-    return dict(CPU_COMPILER_OPTIONS) if jax.default_backend() == "cpu" else {}
-
 
 @contextlib.contextmanager
 def garbage_collection_paused() -> Iterator[None]:
@@ -60,22 +41,6 @@ def garbage_collection_paused() -> Iterator[None]:
     finally:
         if was_enabled:
             gc.enable()
-
-
-# On the CPU, a single run with at most this many env steps per update is traced without
-# `vmap` (the module docstring has the measurements: faster or equal up to 8,192, slower
-# from 65,536; the limit between is interpolated, not measured).
-CPU_UNBATCHED_SINGLE_RUN_MAX_SAMPLES = 16384
-
-
-def unbatched_single_run(samples_per_update: int) -> bool:
-    """Whether `map_over_runs` should trace a single run of `samples_per_update` env steps per
-    update (T x N) without `vmap`: on the CPU up to `CPU_UNBATCHED_SINGLE_RUN_MAX_SAMPLES`;
-    elsewhere not (not yet measured on an accelerator)."""
-    return (
-        jax.default_backend() == "cpu"
-        and samples_per_update <= CPU_UNBATCHED_SINGLE_RUN_MAX_SAMPLES
-    )
 
 
 def map_over_runs(
@@ -101,12 +66,6 @@ def map_over_runs(
         return jax.tree.map(lambda leaf: jnp.expand_dims(leaf, 0), output)
 
     return mapped
-
-
-def map_trainer_over_runs(fn: Callable[..., Any], samples_per_update: int) -> Callable[..., Any]:
-    """`map_over_runs` for a program of the trainer whose runs take `samples_per_update` env
-    steps per update: a single run traced without `vmap` where `unbatched_single_run`."""
-    return map_over_runs(fn, single_run_unbatched=unbatched_single_run(samples_per_update))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -145,3 +104,23 @@ def compile_for_runs(
     compile_s = time.perf_counter() - start
     check_compiled_fits(compiled)
     return CompiledRuns(compiled, compile_s)
+
+
+def compile_trainer_program(
+    trainer: Any,
+    fn: Callable[..., Any],
+    example_args: Sequence[Any],
+    placement: Any = None,
+    donate_argnums: tuple[int, ...] = (),
+) -> CompiledRuns:
+    """`compile_for_runs` of one of `trainer`'s per-run programs (its whole training, init,
+    a chunk of updates, ...) as its backend tuning says: a single run traced without `vmap`
+    where `trainer.tuning.single_run_unbatched`, and `trainer.tuning`'s compiler options."""
+    return compile_for_runs(
+        fn,
+        example_args,
+        placement,
+        donate_argnums=donate_argnums,
+        single_run_unbatched=trainer.tuning.single_run_unbatched,
+        compiler_options=trainer.tuning.compiler_options_dict(),
+    )

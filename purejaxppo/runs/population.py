@@ -20,11 +20,7 @@ from purejaxppo.config import (
 )
 from purejaxppo.ppo.trainer import Trainer
 from purejaxppo.ppo.types import TrainOutput
-from purejaxppo.runs.compile import (
-    compile_for_runs,
-    trainer_compiler_options,
-    unbatched_single_run,
-)
+from purejaxppo.runs.compile import compile_trainer_program
 from purejaxppo.runs.placement import (
     LOCAL_RUNS,
     MeshRuns,
@@ -105,18 +101,12 @@ def train_population(
     trainer: Trainer, population: Population, placement: Placement = LOCAL_RUNS
 ) -> tuple[TrainOutput, Timing]:
     """Compile the whole training of every run of `population` for `placement`
-    (`compile_for_runs`), run it once, and time both apart. On one device the output stays
+    (`compile_trainer_program`), run it once, and time both apart. On one device the output stays
     there; over a mesh it comes back to the host (numpy, padding dropped, keys as key data,
     the full output on every process)."""
     num_runs = population.num_runs
     args = place_runs(placement, (population.keys, population.hyperparams), num_runs)
-    compiled = compile_for_runs(
-        trainer,
-        args,
-        placement,
-        single_run_unbatched=unbatched_single_run(trainer.config.batch_size),
-        compiler_options=trainer_compiler_options(),
-    )
+    compiled = compile_trainer_program(trainer, trainer, args, placement)
     start = time.perf_counter()
     output = jax.block_until_ready(compiled.program(*args))
     timing = Timing(compiled.compile_s, time.perf_counter() - start)

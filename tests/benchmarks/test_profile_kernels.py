@@ -3,6 +3,7 @@ matrix products are told from the rest, and the shares add up."""
 
 import jax
 import jax.numpy as jnp
+import pytest
 from benchmark_scripts import load_benchmark_script
 
 
@@ -17,6 +18,7 @@ def test_products_are_told_from_elementwise_kernels():
     assert not any("exp" in name or "tanh" in name for name in names)
 
 
+@pytest.mark.slow
 def test_profile_point_reads_the_trace():
     kernels = load_benchmark_script("profile_kernels")
     row = kernels.profile_point(num_envs=2, num_seeds=2, updates=1)

@@ -9,6 +9,9 @@ from conftest import probe_config
 from purejaxppo import Hyperparams, make_train
 from purejaxppo.envs import probes
 
+# Each test trains 120 updates: learning tests, skipped by the quick suite.
+pytestmark = pytest.mark.slow
+
 PROBE = probe_config(num_steps=16, num_updates=120)
 HP = Hyperparams(learning_rate=3e-3, gamma=0.9, ent_coef=0.0)
 

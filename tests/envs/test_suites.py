@@ -45,6 +45,7 @@ def offline_mnist(monkeypatch):
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("group", sorted(gymnax_groups()))
 def test_every_gymnax_env_trains(group, offline_mnist):
     """One update of a tiny config for every registered gymnax env, one program per family:

@@ -7,13 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from purejaxppo.ppo.distributions import (
-    SMALL_ACTION_COUNT,
-    Categorical,
-    DiagGaussian,
-    draw_noise,
-    log_softmax,
-)
+from purejaxppo.ppo.distributions import Categorical, DiagGaussian, draw_noise
+from purejaxppo.ppo.kernels import SMALL_ACTION_COUNT, log_softmax
 
 
 def test_categorical_log_prob_entropy_closed_form():

@@ -9,12 +9,8 @@ import numpy as np
 import pytest
 
 from purejaxppo import PPOConfig, make_train
-from purejaxppo.ppo.networks import (
-    dense_dot_general,
-    dense_product,
-    init_network,
-    orthogonal_matrices,
-)
+from purejaxppo.ppo.kernels import dense_dot_general, dense_product, orthogonal_matrices
+from purejaxppo.ppo.networks import init_network
 
 
 def orthogonal_init(scale):

@@ -20,7 +20,7 @@ from purejaxppo.ppo.normalize import (
 )
 from purejaxppo.ppo.rollout import collect_rollout, draw_rollout_noise, policy_input
 from purejaxppo.ppo.trainer import draw_update_randomness, update_step
-from purejaxppo.ppo.types import policy_of
+from purejaxppo.ppo.types import Actors, policy_of
 from purejaxppo.ppo.update import make_batch
 
 CONFIG = PPOConfig(
@@ -85,14 +85,12 @@ def test_training_statistics_equal_numpy_over_the_rollouts_seen():
     step = jax.jit(lambda s: update_step(trainer, HP, s))
     rollout = jax.jit(
         lambda s: collect_rollout(
-            trainer.network,
-            trainer.spec,
+            trainer,
             s.params,
-            s.runner,
-            s.hidden,
+            Actors(s.runner, s.rnn_state),
             draw_update_randomness(trainer, s.key).rollout,
             policy_of(CONFIG, s).obs_stats,
-        )[2]
+        )[1]
     )
     observations, returns = [], []
     carry = np.zeros(CONFIG.num_envs, np.float32)
@@ -118,18 +116,16 @@ def _first_epoch_kl(trainer, state, normalize_batch: bool) -> tuple[float, float
     def kl_and_clip_fraction(state):
         stats = policy_of(CONFIG, state).obs_stats
         transition = collect_rollout(
-            trainer.network,
-            trainer.spec,
+            trainer,
             state.params,
-            state.runner,
-            state.hidden,
+            Actors(state.runner, state.rnn_state),
             draw_rollout_noise(trainer.spec, state.key, 16, CONFIG.num_envs),
             stats,
-        )[2]
+        )[1]
         obs = policy_input(stats, transition.obs) if normalize_batch else transition.obs
         zeros = jnp.zeros_like(transition.value)
-        batch = make_batch(CONFIG, transition._replace(obs=obs), zeros, zeros, state.hidden)
-        _, info = ppo_loss(state.params, trainer.network, CONFIG, HP, batch)
+        batch = make_batch(CONFIG, transition._replace(obs=obs), zeros, zeros, state.rnn_state)
+        _, info = ppo_loss(trainer, HP, state.params, batch)
         return info.approx_kl, info.clip_fraction
 
     kl, clip_fraction = kl_and_clip_fraction(state)

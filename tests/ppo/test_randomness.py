@@ -8,9 +8,15 @@ import pytest
 from jax.extend.core import ClosedJaxpr, Jaxpr
 
 from purejaxppo.config import Hyperparams, PPOConfig
-from purejaxppo.ppo.distributions import noise_from_bits, uniform_from_bits
 from purejaxppo.ppo.permutation import random_permutation
-from purejaxppo.ppo.randomness import as_typed_key, draw_bits, key_words, keys_from_bits
+from purejaxppo.ppo.randomness import (
+    as_typed_key,
+    draw_bits,
+    key_words,
+    keys_from_bits,
+    noise_from_bits,
+    uniform_from_bits,
+)
 from purejaxppo.ppo.rollout import draw_rollout_noise
 from purejaxppo.ppo.trainer import draw_update_randomness, make_train, update_step
 
@@ -161,7 +167,7 @@ def test_a_state_keeps_its_key_type_through_updates(raw):
     key = jax.random.PRNGKey(0) if raw else jax.random.key(0)
     state = trainer.init(key, hp)
     assert jnp.issubdtype(state.key.dtype, jax.dtypes.prng_key) != raw
-    state, metrics = jax.jit(lambda s: trainer.run_updates(s, hp, 2))(state)
+    state, metrics = jax.jit(lambda s: trainer.run_updates(hp, s, 2))(state)
     assert state.key.dtype == key.dtype and state.key.shape == key.shape
     assert np.all(np.isfinite(np.asarray(metrics.total_loss)))
 

@@ -1,6 +1,7 @@
 """Recurrent PPO (GRU): the same rollout, GAE, loss and update as the feed-forward path, with
-the memory reset at episode starts, minibatches of whole env sequences replayed from the memory
-stored at their start, and a memory task the feed-forward policy cannot solve."""
+the GRU's carry (`rnn_state`) reset at episode starts, minibatches of whole env sequences
+replayed from the `rnn_state` stored at their start, and a memory task the feed-forward policy
+cannot solve."""
 
 import chex
 import jax
@@ -14,7 +15,7 @@ from purejaxppo.ppo.evaluate import evaluate_runs, summarize_eval
 from purejaxppo.ppo.loss import ppo_loss
 from purejaxppo.ppo.networks import RecurrentActorCritic, act, unroll
 from purejaxppo.ppo.rollout import collect_rollout, draw_rollout_noise
-from purejaxppo.ppo.types import policy_of
+from purejaxppo.ppo.types import Actors, policy_of
 from purejaxppo.ppo.update import make_batch, shuffle_sequences_into_minibatches
 from purejaxppo.runs.population import build_population
 
@@ -41,17 +42,18 @@ def trainer():
 
 def _rollout(trainer, seed=0):
     """A second rollout, which starts mid-episode (32 steps = 5 episodes of 6 and 2 steps):
-    its start memory `hidden0` matters."""
+    its start `rnn_state0` matters."""
     state = jax.jit(trainer.init)(jax.random.key(seed), HP)
-    run = jax.jit(collect_rollout, static_argnums=(0, 1))
-    net, spec, params = trainer.network, trainer.spec, state.params
+    run = jax.jit(collect_rollout, static_argnums=0)
+    spec, params = trainer.spec, state.params
     envs = state.runner.obs.shape[0]
     noise = draw_rollout_noise(spec, state.key, 32, envs)
-    runner, hidden0, _ = run(net, spec, params, state.runner, state.hidden, noise)
-    assert not np.any(np.asarray(runner.episode_length) == 0)
+    actors, _ = run(trainer, params, Actors(state.runner, state.rnn_state), noise)
+    assert not np.any(np.asarray(actors.runner.episode_length) == 0)
+    rnn_state0 = actors.rnn_state
     noise = draw_rollout_noise(spec, jax.random.key(seed + 1), 32, envs)
-    _, hidden, tr = run(net, spec, params, runner, hidden0, noise)
-    return state, hidden0, hidden, tr
+    actors, tr = run(trainer, params, actors, noise)
+    return state, rnn_state0, actors.rnn_state, tr
 
 
 def test_network_interface_and_memory_reset(trainer):
@@ -61,45 +63,46 @@ def test_network_interface_and_memory_reset(trainer):
     h = jax.random.normal(jax.random.key(1), (3, 32))
     h_first, _, v_first = act(trainer.network, state.params, h, obs, jnp.ones(3, bool))
     h_zero, _, v_zero = act(trainer.network, state.params, 0 * h, obs, jnp.zeros(3, bool))
-    np.testing.assert_allclose(h_first, h_zero)  # first: the old memory is dropped
+    np.testing.assert_allclose(h_first, h_zero)  # first: the old rnn_state is dropped
     np.testing.assert_allclose(v_first, v_zero)
     h_kept, _, _ = act(trainer.network, state.params, h, obs, jnp.zeros(3, bool))
     assert not np.allclose(h_kept, h_zero)
 
 
 def test_replayed_sequences_reproduce_the_rollout(trainer):
-    """Log-probabilities and values replayed from the stored start memory (across episode
+    """Log-probabilities and values replayed from the stored start `rnn_state` (across episode
     resets) equal those of the rollout, so the ratio is 1 on the first epoch."""
-    state, hidden0, _, tr = _rollout(trainer)
+    state, rnn_state0, _, tr = _rollout(trainer)
     first = np.asarray(tr.first)
     assert first[1:].sum() >= 16  # episodes of 6 steps restart within the rollout
-    dist, value = unroll(trainer.network, state.params, hidden0, tr.obs, tr.first)
+    dist, value = unroll(trainer.network, state.params, rnn_state0, tr.obs, tr.first)
     np.testing.assert_allclose(dist.log_prob(tr.action), tr.log_prob, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(value, tr.value, rtol=1e-5, atol=1e-5)
     zeros = jnp.zeros_like(tr.value)
-    batch = make_batch(CONFIG, tr, zeros, zeros, hidden0)
-    _, info = ppo_loss(state.params, trainer.network, CONFIG, HP, batch)
+    batch = make_batch(CONFIG, tr, zeros, zeros, rnn_state0)
+    _, info = ppo_loss(trainer, HP, state.params, batch)
     assert float(info.approx_kl) < 1e-6 and float(info.clip_fraction) == 0.0
-    # Without the stored memory the replay differs (the fresh policy head is nearly uniform,
-    # so the values show it): the check can fail.
-    _, value_wrong = unroll(trainer.network, state.params, 0 * hidden0, tr.obs, tr.first)
+    # Without the stored rnn_state the replay differs (the fresh policy head is nearly
+    # uniform, so the values show it): the check can fail.
+    _, value_wrong = unroll(trainer.network, state.params, 0 * rnn_state0, tr.obs, tr.first)
     assert np.abs(np.asarray(value_wrong) - np.asarray(tr.value)).max() > 1e-3
 
 
 def test_minibatches_hold_whole_env_sequences(trainer):
-    _, hidden0, _, tr = _rollout(trainer)
+    _, rnn_state0, _, tr = _rollout(trainer)
     column = jnp.broadcast_to(jnp.arange(16.0), (32, 16))
-    batch = make_batch(CONFIG, tr._replace(log_prob=column), column, column, hidden0)
+    batch = make_batch(CONFIG, tr._replace(log_prob=column), column, column, rnn_state0)
     mb = shuffle_sequences_into_minibatches(batch, jax.random.key(3), 4)
     chex.assert_shape(mb.obs, (4, 32, 4, 3))
-    chex.assert_shape(mb.hidden, (4, 4, 32))
+    chex.assert_shape(mb.rnn_state, (4, 4, 32))
     envs = np.asarray(mb.log_prob)[:, 0, :].astype(int)  # [M, n]: env of each sequence
     assert sorted(envs.ravel()) == list(range(16))
     assert np.all(np.asarray(mb.log_prob) == envs[:, None, :])  # constant along time
-    np.testing.assert_array_equal(mb.hidden, np.asarray(hidden0)[envs])
+    np.testing.assert_array_equal(mb.rnn_state, np.asarray(rnn_state0)[envs])
     np.testing.assert_array_equal(mb.obs, np.asarray(tr.obs)[:, envs].transpose(1, 0, 2, 3))
 
 
+@pytest.mark.slow
 def test_recurrent_policy_learns_what_feed_forward_cannot():
     """Same budget, 4 seeds each: the GRU policy recalls the context; the MLP stays at chance.
     Deterministic evaluation over 64 fresh episodes per seed."""
@@ -123,7 +126,7 @@ def test_recurrent_minibatches_must_split_envs():
         PPOConfig(recurrent=True, gru_size=0)
 
 
-def test_memory_survives_a_checkpoint(tmp_path):
+def test_rnn_state_survives_a_checkpoint(tmp_path):
     from purejaxppo.outputs.checkpoint import open_manager, restore_checkpoint, save_checkpoint
     from purejaxppo.runs.chunked import abstract_train_state
 
@@ -131,12 +134,12 @@ def test_memory_survives_a_checkpoint(tmp_path):
     trainer = make_train(config)
     population = build_population(HP, seed=0, num_seeds=2)
     out = jax.jit(jax.vmap(trainer))(population.keys, population.hyperparams)
-    chex.assert_shape(out.state.hidden, (2, 16, 32))
-    assert float(jnp.abs(out.state.hidden).max()) > 0
+    chex.assert_shape(out.state.rnn_state, (2, 16, 32))
+    assert float(jnp.abs(out.state.rnn_state).max()) > 0
     meta = {"updates_done": config.num_updates}
     save_checkpoint(open_manager(tmp_path), out.state, out.metrics, meta)
     restored = restore_checkpoint(tmp_path, abstract_train_state(trainer, population), 2)
-    chex.assert_trees_all_equal(restored.state.hidden, out.state.hidden)
+    chex.assert_trees_all_equal(restored.state.rnn_state, out.state.rnn_state)
     chex.assert_trees_all_equal(restored.state.params, out.state.params)
 
 
@@ -155,10 +158,10 @@ def test_recurrent_continuous_policy_replays_and_trains():
     trainer = make_train(config)
     state = jax.jit(trainer.init)(jax.random.key(0), HP)
     noise = draw_rollout_noise(trainer.spec, jax.random.key(1), 8, 4)
-    run = jax.jit(collect_rollout, static_argnums=(0, 1))
+    run = jax.jit(collect_rollout, static_argnums=0)
     net, params = trainer.network, state.params
-    _, _, tr = run(net, trainer.spec, params, state.runner, state.hidden, noise)
-    dist, value = unroll(net, params, state.hidden, tr.obs, tr.first)
+    _, tr = run(trainer, params, Actors(state.runner, state.rnn_state), noise)
+    dist, value = unroll(net, params, state.rnn_state, tr.obs, tr.first)
     chex.assert_shape([dist.log_prob(tr.action), dist.entropy(), value], (8, 4))
     np.testing.assert_allclose(dist.log_prob(tr.action), tr.log_prob, rtol=1e-5, atol=1e-5)
     out = jax.jit(trainer)(jax.random.key(0), HP)

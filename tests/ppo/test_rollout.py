@@ -1,5 +1,7 @@
 """Rollout shapes and auto-reset; determinism; vmap over seeds and learning rates."""
 
+import dataclasses
+
 import chex
 import jax
 import jax.numpy as jnp
@@ -9,9 +11,10 @@ import pytest
 from purejaxppo import Hyperparams, PPOConfig, make_train
 from purejaxppo.config import stack_hyperparams
 from purejaxppo.envs.spec import reset_envs
-from purejaxppo.ppo.networks import init_network, initial_memory
+from purejaxppo.ppo.networks import init_network, initial_rnn_state
 from purejaxppo.ppo.normalize import RunningStats
 from purejaxppo.ppo.rollout import collect_rollout, draw_rollout_noise
+from purejaxppo.ppo.types import Actors
 
 SMALL = PPOConfig(env="CartPole-v1", num_envs=4, num_steps=32, total_timesteps=4 * 32 * 6)
 
@@ -25,10 +28,11 @@ def test_rollout_shapes_and_auto_reset(trainer):
     steps, envs = 200, 3
     runner = reset_envs(trainer.spec, jax.random.key(0), envs)
     params = init_network(trainer.network, jax.random.key(1), runner.obs)
-    rollout = jax.jit(collect_rollout, static_argnums=(0, 1))
-    hidden = initial_memory(trainer.network, envs)
+    rollout = jax.jit(collect_rollout, static_argnums=0)
+    actors = Actors(runner, initial_rnn_state(trainer.network, envs))
     noise = draw_rollout_noise(trainer.spec, jax.random.key(2), steps, envs)
-    runner, _, tr = rollout(trainer.network, trainer.spec, params, runner, hidden, noise)
+    actors, tr = rollout(trainer, params, actors, noise)
+    runner = actors.runner
     chex.assert_shape([tr.obs], (steps, envs, 4))
     chex.assert_shape(
         [tr.action, tr.log_prob, tr.value, tr.next_value, tr.reward, tr.terminated, tr.truncated],
@@ -108,9 +112,9 @@ def test_stages_in_pieces_equal_one_call(trainer):
     key = jax.random.key(7)
     whole = jax.jit(trainer)(key, hp)
     state = trainer.init(key, hp)
-    state, first = jax.jit(trainer.run_updates, static_argnums=2)(state, hp, 2)
-    state, one = jax.jit(trainer.update_step)(state, hp)
-    state, rest = jax.jit(trainer.run_updates, static_argnums=2)(state, hp, SMALL.num_updates - 3)
+    state, first = jax.jit(trainer.run_updates, static_argnums=2)(hp, state, 2)
+    state, one = jax.jit(trainer.update_step)(hp, state)
+    state, rest = jax.jit(trainer.run_updates, static_argnums=2)(hp, state, SMALL.num_updates - 3)
     chex.assert_trees_all_close(state.params, whole.state.params, rtol=1e-6, atol=1e-7)
     joined = jax.tree.map(
         lambda a, b, c: np.concatenate([a, np.asarray(b)[None], c]), first, one, rest
@@ -131,20 +135,26 @@ def test_stages_in_pieces_equal_one_call(trainer):
 )
 def test_values_after_the_scan_equal_values_in_it(env, recurrent, normalized):
     """The rollout gives the same transition whether its values come from the acting pass or
-    from one pass after the scan (`values_after`): feed-forward and recurrent networks,
-    discrete and continuous actions, raw and normalised observations."""
-    trainer = make_train(SMALL.replace(env=env, recurrent=recurrent, num_minibatches=2))
+    from one pass after the scan (`Tuning.values_after_scan`): feed-forward and recurrent
+    networks, discrete and continuous actions, raw and normalised observations."""
+    config = SMALL.replace(env=env, recurrent=recurrent, num_minibatches=2)
+    trainer = make_train(config)
     steps, envs = 64, 4
     runner = reset_envs(trainer.spec, jax.random.key(0), envs)
     params = init_network(trainer.network, jax.random.key(1), runner.obs)
-    hidden = initial_memory(trainer.network, envs)
+    actors = Actors(runner, initial_rnn_state(trainer.network, envs))
     shape = trainer.spec.obs_shape
     stats = RunningStats(jnp.full(shape, 0.3), jnp.full(shape, 2.0), jnp.float32(10.0))
     obs_stats = stats if normalized else None
-    rollout = jax.jit(collect_rollout, static_argnums=(0, 1, 7))
     noise = draw_rollout_noise(trainer.spec, jax.random.key(2), steps, envs)
-    args = (trainer.network, trainer.spec, params, runner, hidden, noise)
-    _, _, in_scan = rollout(*args, obs_stats, False)
-    _, _, after = rollout(*args, obs_stats, True)
+
+    def rollout(values_after_scan: bool):
+        tuning = dataclasses.replace(trainer.tuning, values_after_scan=values_after_scan)
+        tuned = make_train(config, tuning=tuning)
+        assert tuned.tuning.values_after_scan is values_after_scan
+        run = jax.jit(collect_rollout, static_argnums=0)
+        return run(tuned, params, actors, noise, obs_stats)[1]
+
+    in_scan, after = rollout(False), rollout(True)
     assert float(np.std(np.asarray(in_scan.value))) > 0  # values that could differ
     chex.assert_trees_all_close(in_scan, after, rtol=1e-5, atol=1e-6)

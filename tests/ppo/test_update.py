@@ -1,6 +1,8 @@
 """The learning-rate schedule, the metrics reductions, and Gaussian actions clipped for the env
 while their log-probability stays that of the unclipped sample."""
 
+import dataclasses
+
 import chex
 import jax
 import jax.numpy as jnp
@@ -13,14 +15,21 @@ from purejaxppo.config import stack_hyperparams
 from purejaxppo.envs.spec import reset_envs
 from purejaxppo.metrics import final_returns
 from purejaxppo.ppo.gae import compute_gae
-from purejaxppo.ppo.networks import init_network, initial_memory
+from purejaxppo.ppo.networks import init_network, initial_rnn_state
 from purejaxppo.ppo.rollout import collect_rollout, draw_rollout_noise
+from purejaxppo.ppo.schedules import learning_rate_at
 from purejaxppo.ppo.trainer import summarize_update
-from purejaxppo.ppo.types import LossInfo, Transition
+from purejaxppo.ppo.types import (
+    Actors,
+    LearnerState,
+    LossInfo,
+    Schedules,
+    Transition,
+    UpdateInfo,
+)
 from purejaxppo.ppo.update import (
     global_norm,
-    gradient_chunks,
-    learning_rate_at,
+    gradient_slices,
     make_batch,
     make_optimizer,
     update_policy,
@@ -79,27 +88,16 @@ def _transition(returns, ended):
 
 
 def test_summary_counts_only_ended_episodes():
-    info = LossInfo(*([jnp.zeros(())] * 6))
+    info = UpdateInfo(LossInfo(*([jnp.zeros(())] * 6)), jnp.zeros(()), jnp.asarray(1))
+    schedules = Schedules(learning_rate=jnp.ones(()), ent_coef=jnp.zeros(()))
     ended = [[False, True], [True, False]]
     m = summarize_update(
-        _transition([[99.0, 10.0], [20.0, 99.0]], ended),
-        jnp.zeros((2, 2)),
-        info,
-        jnp.zeros(()),
-        jnp.ones(()),
-        jnp.zeros(()),
-        jnp.asarray(1),
+        _transition([[99.0, 10.0], [20.0, 99.0]], ended), jnp.zeros((2, 2)), info, schedules
     )
     assert int(m.episodes) == 2 and float(m.episode_return) == pytest.approx(15.0)
     assert float(m.episode_length) == 7
     none = summarize_update(
-        _transition([[5.0, 5.0]], [[False, False]]),
-        jnp.zeros((1, 2)),
-        info,
-        jnp.zeros(()),
-        jnp.ones(()),
-        jnp.zeros(()),
-        jnp.asarray(1),
+        _transition([[5.0, 5.0]], [[False, False]]), jnp.zeros((1, 2)), info, schedules
     )
     assert int(none.episodes) == 0 and np.isnan(none.episode_return)
 
@@ -123,15 +121,10 @@ def test_gaussian_actions_clipped_for_env_log_prob_unclipped():
     runner = reset_envs(trainer.spec, jax.random.key(0), 8)
     params = init_network(trainer.network, jax.random.key(1), runner.obs)
     params["params"]["log_std"] = jnp.full_like(params["params"]["log_std"], 2.0)  # std 7.4
-    hidden = initial_memory(trainer.network, 8)
-    runner, _, tr = collect_rollout(
-        trainer.network,
-        trainer.spec,
-        params,
-        runner,
-        hidden,
-        draw_rollout_noise(trainer.spec, jax.random.key(2), 16, 8),
-    )
+    actors = Actors(runner, initial_rnn_state(trainer.network, 8))
+    noise = draw_rollout_noise(trainer.spec, jax.random.key(2), 16, 8)
+    actors, tr = collect_rollout(trainer, params, actors, noise)
+    runner = actors.runner
     actions = np.asarray(tr.action)
     assert np.abs(actions).max() > 2.0  # the stored action is the unclipped sample
     dist = trainer.network.apply(params, tr.obs, method="policy")
@@ -189,51 +182,46 @@ def test_target_kl_stops_remaining_epochs_per_run_under_vmap():
     )
 
 
-def test_chunked_gradient_passes_equal_one_pass_per_minibatch():
-    """The CPU's cache-sized gradient chunks must not change the update: one update from the
-    same rollout with 4 chunks per minibatch equals one pass (params, diagnostics, grad norm)."""
+def test_sliced_gradient_passes_equal_one_pass_per_minibatch():
+    """The CPU's cache-sized gradient slices must not change the update: one update from the
+    same rollout with 4 slices per minibatch (`Tuning.gradient_slice`) equals one pass
+    (params, diagnostics, grad norm)."""
     config = PPOConfig(
         num_envs=16, num_steps=32, total_timesteps=16 * 32 * 2, update_epochs=2, num_minibatches=2
     )
-    assert gradient_chunks(config, 64) == 4 and gradient_chunks(config, None) == 1
-    assert gradient_chunks(config, 100) == 4  # the fewest chunks of <= 100 that divide 256
-    assert gradient_chunks(config.replace(recurrent=True), 64) == 1
+    assert gradient_slices(config, 64) == 4 and gradient_slices(config, None) == 1
+    assert gradient_slices(config, 100) == 4  # the fewest slices of <= 100 that divide 256
+    assert gradient_slices(config.replace(recurrent=True), 64) == 1
     prime = PPOConfig(num_envs=1, num_steps=127, total_timesteps=127, num_minibatches=1)
-    assert gradient_chunks(prime, 16) == 1  # 127 is prime: no chunks of 8 to 16 samples
+    assert gradient_slices(prime, 16) == 1  # 127 is prime: no slices of 8 to 16 samples
     trainer = make_train(config)
     hp = Hyperparams()
     state = trainer.init(jax.random.key(0), hp)
-    _, _, tr = collect_rollout(
-        trainer.network,
-        trainer.spec,
-        state.params,
-        state.runner,
-        None,
-        draw_rollout_noise(trainer.spec, jax.random.key(1), 32, config.num_envs),
-    )
+    noise = draw_rollout_noise(trainer.spec, jax.random.key(1), 32, config.num_envs)
+    _, tr = collect_rollout(trainer, state.params, Actors(state.runner, None), noise)
     advantage, target = compute_gae(
         tr.reward, tr.value, tr.next_value, tr.terminated, tr.truncated, hp.gamma, hp.gae_lambda
     )
     batch = make_batch(config, tr, advantage, target, None)
     chex.assert_shape(batch.advantage, (512,))
 
-    def update(chunks):
+    def update(gradient_slice):
+        sliced = make_train(
+            config, tuning=dataclasses.replace(trainer.tuning, gradient_slice=gradient_slice)
+        )
         return update_policy(
-            trainer.network,
-            config,
+            sliced,
             hp,
-            state.params,
-            state.opt_state,
+            LearnerState(state.params, state.opt_state),
             batch,
             jax.random.split(jax.random.key(2), config.update_epochs),
-            hp.learning_rate,
-            chunks=chunks,
+            Schedules(jnp.float32(hp.learning_rate), jnp.float32(hp.ent_coef)),
         )
 
-    one_pass, chunked = jax.jit(lambda: update(1))(), jax.jit(lambda: update(4))()
-    for a, b in zip(jax.tree.leaves(one_pass), jax.tree.leaves(chunked), strict=True):
+    one_pass, sliced = jax.jit(lambda: update(None))(), jax.jit(lambda: update(64))()
+    for a, b in zip(jax.tree.leaves(one_pass), jax.tree.leaves(sliced), strict=True):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=2e-5, atol=1e-6)
     moved = jax.tree.leaves(
-        jax.tree.map(lambda a, b: jnp.abs(a - b).max(), one_pass[0], state.params)
+        jax.tree.map(lambda a, b: jnp.abs(a - b).max(), one_pass[0].params, state.params)
     )
     assert max(float(m) for m in moved) > 1e-4  # the update did something to compare

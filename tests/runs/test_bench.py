@@ -20,6 +20,7 @@ def test_env_only_floor_takes_every_step():
     assert totals.tolist() == [3 * 8 * 5] * 2
 
 
+@pytest.mark.slow
 def test_bench_grid_writes_rows_and_plots(tmp_path, capsys):
     code = main(
         [
@@ -60,7 +61,7 @@ def test_grid_times_every_point_envs_major_and_plots_a_line_per_run_count(tmp_pa
     """The grid's 2 x 2 points in order, each at its own config and run count (the timing
     itself is the test above's), and the plots of rows with two run counts."""
 
-    def fake_point(trainer, hp, num_seeds, repeats, trace_dir, chunk_updates):
+    def fake_point(trainer, hp, num_seeds, options):
         num_envs = trainer.config.num_envs
         sps = 1000.0 * num_envs * num_seeds
         row = {"env": trainer.config.env, "num_envs": num_envs, "num_seeds": num_seeds}
@@ -69,8 +70,9 @@ def test_grid_times_every_point_envs_major_and_plots_a_line_per_run_count(tmp_pa
     monkeypatch.setattr(purejaxppo.runs.bench, "bench_point", fake_point)
     config = PPOConfig(num_steps=16, total_timesteps=256)
     seen = []
+    options = purejaxppo.runs.bench.BenchOptions(repeats=1)
     rows = purejaxppo.runs.bench.run_grid(
-        config, Hyperparams(), [2, 4], [1, 2], 1, on_row=seen.append
+        config, Hyperparams(), [2, 4], [1, 2], options, on_row=seen.append
     )
     assert [(r["num_envs"], r["num_seeds"]) for r in rows] == [(2, 1), (2, 2), (4, 1), (4, 2)]
     assert seen == rows
@@ -79,6 +81,7 @@ def test_grid_times_every_point_envs_major_and_plots_a_line_per_run_count(tmp_pa
         assert (tmp_path / name).stat().st_size > 10_000
 
 
+@pytest.mark.slow
 def test_bench_times_the_chunked_loop(tmp_path, capsys):
     args = ["--num-envs", "4", "--num-seeds", "2", "--total-timesteps", "320"]
     args += ["--set", "num_steps=16", "--repeats", "2", "--chunk-updates", "2"]

@@ -95,6 +95,7 @@ def test_default_chunk_updates_is_the_divisor_rule_and_quick_for_huge_runs():
     assert default_chunk_updates(huge) == 10**9 and huge % 10**9 == 0
 
 
+@pytest.mark.slow
 def test_chunked_equals_one_chunk_and_the_fused_train(trainer, population, uninterrupted):
     chunked = train_chunked(trainer, population, 3)  # chunks of 3, 3, 1
     assert chunked.updates_done == CONFIG.num_updates and not chunked.stopped
@@ -110,6 +111,7 @@ def test_chunked_equals_one_chunk_and_the_fused_train(trainer, population, unint
     chex.assert_trees_all_close(fused.metrics, chunked.metrics, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_one_run_chunked_equals_the_vmapped_train(trainer):
     """A single run, whose init and chunk programs are traced without vmap on the CPU, trains
     in chunks (3, 3, 1) as the vmapped single call does, to float32 rounding."""
@@ -122,6 +124,7 @@ def test_one_run_chunked_equals_the_vmapped_train(trainer):
     chex.assert_trees_all_close(vmapped.metrics, chunked.metrics, rtol=1e-4, atol=3e-5)
 
 
+@pytest.mark.slow
 def test_stop_save_restore_resume_is_bit_identical(
     trainer, population, uninterrupted, program2, tmp_path
 ):

@@ -1,5 +1,8 @@
-"""The trainer's programs are compiled with `trainer_compiler_options`, and those options
-change no result (the optimised compile against XLA's defaults on a short run)."""
+"""The trainer's programs are compiled through `compile_trainer_program` with the options of
+its backend tuning, and those options change no result (the optimised compile against
+XLA's defaults on a short run)."""
+
+import dataclasses
 
 import chex
 import jax
@@ -7,6 +10,7 @@ import pytest
 
 from purejaxppo import Hyperparams, PPOConfig, make_train
 from purejaxppo.config import stack_hyperparams
+from purejaxppo.ppo.tuning import CPU_SMALL_SAMPLES, Tuning
 from purejaxppo.runs import bench
 from purejaxppo.runs import compile as compiling
 from purejaxppo.runs.chunked import compile_chunked
@@ -16,14 +20,15 @@ from purejaxppo.runs.population import Population, train_population
 CONFIG = PPOConfig(num_envs=4, num_steps=16, total_timesteps=4 * 16 * 3)
 
 
-def test_llvm_level_1_on_the_cpu_only(monkeypatch):
-    if jax.default_backend() == "cpu":
-        assert compiling.trainer_compiler_options() == {"xla_backend_optimization_level": 1}
-        options = compiling.trainer_compiler_options()
-        options["extra"] = 1
-        assert "extra" not in compiling.trainer_compiler_options()  # a fresh dict each call
-    monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
-    assert compiling.trainer_compiler_options() == {}
+def test_llvm_level_1_on_the_cpu_only():
+    cpu = Tuning.for_backend("cpu", CONFIG.batch_size)
+    assert cpu.compiler_options_dict() == {"xla_backend_optimization_level": 1}
+    options = cpu.compiler_options_dict()
+    options["extra"] = 1
+    assert "extra" not in cpu.compiler_options_dict()  # a fresh dict each call
+    assert Tuning.for_backend("gpu", CONFIG.batch_size).compiler_options_dict() == {}
+    built = make_train(CONFIG).tuning
+    assert built == Tuning.for_backend(jax.default_backend(), CONFIG.batch_size)
 
 
 def population_of(num_runs: int) -> Population:
@@ -40,9 +45,10 @@ def compile_on_path(path: str, trainer, population: Population) -> None:
     elif path == "compile_chunked":
         compile_chunked(trainer, population, 1, placement=LOCAL_RUNS)
     else:
-        bench.bench_point(trainer, Hyperparams(), num_seeds=1, repeats=1)
+        bench.bench_point(trainer, Hyperparams(), 1, bench.BenchOptions(repeats=1))
 
 
+@pytest.mark.slow
 def test_options_change_no_result():
     trainer = make_train(CONFIG)
     population = population_of(2)
@@ -58,8 +64,9 @@ def test_options_reach_the_compiler(monkeypatch, path):
     compiles it: the fused call, the chunked loop (`train`'s default) and the benchmark."""
     if jax.default_backend() != "cpu":
         pytest.skip("the CPU options are the ones replaced here")
-    monkeypatch.setattr(compiling, "CPU_COMPILER_OPTIONS", {"xla_no_such_option": 1})
-    trainer = make_train(CONFIG)
+    tuning = Tuning.for_backend("cpu", CONFIG.batch_size)
+    unknown = dataclasses.replace(tuning, compiler_options=(("xla_no_such_option", 1),))
+    trainer = make_train(CONFIG, tuning=unknown)
     population = population_of(1)
     with pytest.raises(Exception, match="xla_no_such_option"):
         compile_on_path(path, trainer, population)
@@ -108,13 +115,11 @@ def test_map_over_runs_traces_a_single_run_without_vmap():
     assert seen == [((2,), True)], "a single run keeps the vmap when asked to"
 
 
-def test_only_small_single_runs_on_the_cpu_are_traced_without_vmap(monkeypatch):
-    limit = compiling.CPU_UNBATCHED_SINGLE_RUN_MAX_SAMPLES
-    monkeypatch.setattr(jax, "default_backend", lambda: "cpu")
-    assert compiling.unbatched_single_run(limit)
-    assert not compiling.unbatched_single_run(limit + 1)
-    monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
-    assert not compiling.unbatched_single_run(512)
+def test_only_small_single_runs_on_the_cpu_are_traced_without_vmap():
+    limit = CPU_SMALL_SAMPLES
+    assert Tuning.for_backend("cpu", limit).single_run_unbatched
+    assert not Tuning.for_backend("cpu", limit + 1).single_run_unbatched
+    assert not Tuning.for_backend("gpu", 512).single_run_unbatched
 
 
 @pytest.mark.parametrize("path", ["train_population", "compile_chunked", "bench"])

@@ -19,6 +19,7 @@ from purejaxppo.runs.memory_budget import (
 )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("env", "num_envs", "runs", "hidden", "minibatches", "gru"),
     [

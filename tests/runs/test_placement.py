@@ -255,6 +255,7 @@ def test_initialize_distributed_reads_environment(monkeypatch):
     assert not jax.distributed.is_initialized()
 
 
+@pytest.mark.slow
 def test_sharded_over_four_devices_equals_unsharded(tmp_path, request):
     proc = start_worker(4, "devices", tmp_path)
     reference6 = request.getfixturevalue("reference6")  # compiled while the worker runs
@@ -278,6 +279,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_two_processes_equal_unsharded(tmp_path, reference4):
     port = free_port()
     procs = [start_worker(2, "process", tmp_path, port, i) for i in range(2)]
