@@ -829,18 +829,14 @@ def run_bench(args: argparse.Namespace) -> int:
         )
 
     print(f"bench {name} ({config.env}) on {device}", flush=True)
-    rows = bench.run_grid(
-        config,
-        hp,
-        num_envs,
-        num_seeds,
-        args.repeats,
-        args.profile,
-        show,
-        args.min_updates,
-        args.chunk_updates,
-        total_timesteps,
+    options = bench.BenchOptions(
+        repeats=args.repeats,
+        min_updates=args.min_updates,
+        total_timesteps=total_timesteps,
+        chunk_updates=args.chunk_updates,
+        trace_dir=args.profile,
     )
+    rows = bench.run_grid(config, hp, num_envs, num_seeds, options, show)
     for row in rows:
         row.update(device=device, versions=versions, hyperparams=hp.to_dict(), name=name)
     report.write_json(out / "bench.json", rows)
@@ -873,6 +869,18 @@ def _setting_text(setting: dict[str, float]) -> str:
     return "".join(f", {k}={v:g}" for k, v in setting.items())
 
 
+# Library errors name settings by field; the CLI user knows them by flag.
+FLAG_OF_FIELD = {"chunk_updates": "--chunk-updates", "num_devices": "--devices"}
+
+
+def flag_names(message: str) -> str:
+    """`message` with a leading `field = value` written as the flag that sets it."""
+    for field, flag in FLAG_OF_FIELD.items():
+        if message.startswith(f"{field} = "):
+            return f"{flag} {message[len(field) + 3 :]}"
+    return message
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     logging.getLogger("absl").setLevel(logging.ERROR)  # orbax's notices on every restore
@@ -891,7 +899,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "envs":
             return run_envs(args)
     except ConfigError as error:
-        print(f"purejaxppo: error: {error}", file=sys.stderr)
+        print(f"purejaxppo: error: {flag_names(str(error))}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("purejaxppo: interrupted", file=sys.stderr)
