@@ -31,12 +31,9 @@ from purejaxppo.metrics import final_returns, return_stats
 from purejaxppo.outputs import plots
 from purejaxppo.outputs import summary as report
 from purejaxppo.ppo.evaluate import evaluate_runs, summarize_eval
-from purejaxppo.ppo.trainer import make_train
-from purejaxppo.ppo.types import policy_of
 from purejaxppo.presets import PRESETS
-from purejaxppo.runs.chunked import default_chunk_updates, train_chunked, unpadded_state
-from purejaxppo.runs.placement import LOCAL_RUNS
-from purejaxppo.runs.population import build_population
+from purejaxppo.runs.spec import RunSpec
+from purejaxppo.session import TrainSession
 
 GYMNAX_BASELINES = "public PPO baselines reported for gymnax environments"
 ZOO = (
@@ -125,14 +122,14 @@ def benchmark_preset(
     if total_timesteps is not None:
         config = config.replace(total_timesteps=total_timesteps)
     start = time.perf_counter()
-    trainer = make_train(config)
-    population = build_population(hp, seed=0, num_seeds=seeds)
-    run = train_chunked(trainer, population, default_chunk_updates(config.num_updates))
+    session = TrainSession.open(RunSpec(name, config, hp, seed=0, num_seeds=seeds))
+    run = session.run()  # no hooks: the figures are read from its metrics below
+    trainer, population = session.trainer, session.population
     wall_s = time.perf_counter() - start
     metrics = run.metrics
     finals = final_returns(metrics)
     start = time.perf_counter()
-    policy = policy_of(config, unpadded_state(LOCAL_RUNS, run.state, seeds))
+    policy = session.policies(run.state)
     evaluation = summarize_eval(
         evaluate_runs(trainer, policy, jax.random.key(10_000), eval_episodes, True)
     )
@@ -160,6 +157,7 @@ def benchmark_preset(
         "seeds": seeds,
         "config": config.to_dict(),
         "hyperparams": {k: float(v) for k, v in hp.to_dict().items()},
+        "tuning": trainer.tuning.to_dict(),
         "final_return": final,
         "eval_return": {**deterministic, "episodes_per_run": eval_episodes},
         "wall_s": wall_s,

@@ -57,3 +57,12 @@ def recent_mean_return(metrics: Any) -> float:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         return float(np.nanmean(np.nanmean(returns, axis=-1)))
+
+
+def mean_finished_returns(returns: Any, finished: Any) -> np.ndarray:
+    """Per run `[R]`: mean return of the finished episodes of `returns` `[R, E]` (NaN for a
+    run that finished none)."""
+    finished = np.asarray(finished)
+    returns = np.where(finished, np.asarray(returns, dtype=np.float64), 0.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(finished.any(-1), returns.sum(-1) / finished.sum(-1), np.nan)

@@ -5,8 +5,8 @@ A checkpoint (one per saved update count, under `<out>/checkpoints/<updates>/`) 
 - `state`: the `TrainState` of every run `[R, ...]`: network parameters, optimizer state,
   environment states and observations, episode counters, RNG keys (as raw key data) and the
   update counter; and the metrics so far `[R, updates]`;
-- `meta`: JSON with the format version, the config, the base hyperparameters, the sweep and
-  seeds (enough to rebuild the population), the updates done and the chunk size.
+- `meta`: the run's document (`runs.spec.run_document`, as in its `config.json`) with the
+  format version, the updates done and the evaluations so far.
 
 `restore_checkpoint` checks the stored shapes against the trainer before reading any array,
 so a checkpoint of another env or other shapes is refused with a one-line `CheckpointError`;
@@ -28,9 +28,10 @@ import orbax.checkpoint as ocp
 from purejaxppo.errors import ConfigError
 from purejaxppo.ppo.types import Metrics, TrainState
 
-# 3: the state's GRU carry is named `rnn_state` (format 2 called it `hidden`); 2: the optimizer
-# state is one flat vector per moment (`optax.flatten`). Older formats are refused.
-FORMAT_VERSION = 3
+# 4: the metadata is the run's document (`runs.spec.run_document`); 3: the GRU carry is
+# named `rnn_state` (format 2 called it `hidden`); 2: the optimizer state is one flat vector
+# per moment (`optax.flatten`). Older formats are refused.
+FORMAT_VERSION = 4
 CHECKPOINT_DIR = "checkpoints"
 
 
@@ -96,6 +97,13 @@ def save_checkpoint(
     )
     if wait:
         manager.wait_until_finished()
+
+
+def holds_checkpoint(out: Path) -> bool:
+    """Whether `out` holds a saved checkpoint: a directory listing, no orbax manager (whose
+    opening is a collective over processes)."""
+    directory = checkpoint_dir(out)
+    return directory.is_dir() and any(p.name.isdigit() for p in directory.iterdir())
 
 
 def latest_updates(out: Path) -> int | None:

@@ -14,15 +14,44 @@ from purejaxppo.ppo.types import METRIC_NAMES, Metrics
 from purejaxppo.runs.population import Population
 
 
-class MetricsCsv:
-    """`metrics.csv`, appended chunk by chunk: one row per run x update with run, seed, swept
-    values, update, env_steps, every metric and `eval_return` (the mean deterministic return
-    where an evaluation ran at that update, else empty). Rows come chunk by chunk, each
-    chunk's rows run by run."""
+class MetricsSink:
+    """A training hook that writes each chunk's metrics somewhere: one row (or scalar set) per
+    run x update, with the deterministic evaluations where they ran. A new sink (another
+    tracker) is one subclass with `append` (and `close` if it holds files open)."""
+
+    def __init__(self, population: Population, env_steps_per_update: int):
+        self.population = population
+        self.env_steps_per_update = env_steps_per_update
+
+    def append(
+        self,
+        metrics: Metrics,
+        first_update: int,
+        evaluations: Mapping[int, np.ndarray] | None = None,
+    ) -> None:
+        """Updates `first_update + 1 ...` of `metrics` `[R, k]`; `evaluations` maps an update
+        to the `[R]` mean returns of the evaluation after it."""
+        raise NotImplementedError
+
+    def on_start(self, session: Any) -> None:
+        """Nothing: a sink only sees what is trained from now on."""
+
+    def on_chunk(self, session: Any, report: Any) -> None:
+        self.append(report.done.chunk_metrics, report.first_update, report.evaluated)
+
+    def close(self, session: Any, run: Any) -> None:
+        """Nothing to close."""
+
+
+class MetricsCsv(MetricsSink):
+    """`metrics.csv`: one row per run x update with run, seed, swept values, update,
+    env_steps, every metric and `eval_return` (the mean deterministic return where an
+    evaluation ran at that update, else empty). Rows come chunk by chunk, each chunk's rows
+    run by run; a resumed run's file starts with the restored updates."""
 
     def __init__(self, path: Path, population: Population, env_steps_per_update: int):
-        self.path, self.population = path, population
-        self.env_steps_per_update = env_steps_per_update
+        super().__init__(population, env_steps_per_update)
+        self.path = path
         swept_names = list(population.swept[0]) if population.swept else []
         header = [
             "run",
@@ -36,14 +65,16 @@ class MetricsCsv:
         with path.open("w", newline="") as f:
             csv.writer(f).writerow(header)
 
+    def on_start(self, session: Any) -> None:
+        if session.restored is not None:
+            self.append(session.restored.metrics, 0, session.evaluations)
+
     def append(
         self,
         metrics: Metrics,
         first_update: int,
         evaluations: Mapping[int, np.ndarray] | None = None,
     ) -> None:
-        """Rows for updates `first_update + 1 ...` of `metrics` `[R, k]`; `evaluations` maps
-        an update to the `[R]` returns of the evaluation after it (its `eval_return`)."""
         columns = [np.asarray(getattr(metrics, name)) for name in METRIC_NAMES]
         evaluations = evaluations or {}
         with self.path.open("a", newline="") as f:
@@ -59,13 +90,13 @@ class MetricsCsv:
                     writer.writerow([*prefix, update, steps, *map(_fmt, row), evaluation])
 
 
-class TensorBoardLog:
+class TensorBoardLog(MetricsSink):
     """TensorBoard event files, one directory (one tag set) per run: `<dir>/run-<r>-seed-<s>`
     with the swept values in the name. Needs `pip install purejaxppo[tensorboard]`."""
 
     def __init__(self, directory: Path, population: Population, env_steps_per_update: int):
+        super().__init__(population, env_steps_per_update)
         summary_writer = tensorboard_writer_class()
-        self.env_steps_per_update = env_steps_per_update
         self.writers = [
             summary_writer(str(directory / run_label(population, run)))
             for run in range(population.num_runs)
@@ -77,7 +108,6 @@ class TensorBoardLog:
         first_update: int,
         evaluations: Mapping[int, np.ndarray] | None = None,
     ) -> None:
-        """Scalars of updates `first_update + 1 ...` of `metrics` `[R, k]` (as `MetricsCsv`)."""
         columns = {name: np.asarray(getattr(metrics, name)) for name in METRIC_NAMES}
         for run, writer in enumerate(self.writers):
             for i in range(columns["total_loss"].shape[-1]):
@@ -92,7 +122,7 @@ class TensorBoardLog:
                     writer.add_scalar("eval/return", float(returns[run]), steps)
             writer.flush()
 
-    def close(self) -> None:
+    def close(self, session: Any = None, run: Any = None) -> None:
         for writer in self.writers:
             writer.close()
 
@@ -103,7 +133,7 @@ def tensorboard_writer_class() -> Any:
         from tensorboardX import SummaryWriter
     except ImportError:
         raise ConfigError(
-            "--tensorboard needs tensorboardX: pip install 'purejaxppo[tensorboard]'"
+            "tensorboard needs tensorboardX: pip install 'purejaxppo[tensorboard]'"
         ) from None
     return SummaryWriter
 

@@ -14,7 +14,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from purejaxppo.config import Hyperparams, PPOConfig
+from purejaxppo.config import PPOConfig
 from purejaxppo.metrics import final_returns, return_stats
 from purejaxppo.ppo.types import Metrics
 from purejaxppo.runs.population import Population, Timing
@@ -110,28 +110,6 @@ def _json_default(value: Any) -> Any:
     if isinstance(value, np.ndarray):
         return value.tolist()
     raise TypeError(f"cannot serialise {type(value)}")
-
-
-def write_config(
-    path: Path,
-    config: PPOConfig,
-    hp: Hyperparams,
-    seed: int,
-    num_seeds: int,
-    sweep: dict[str, list[float]],
-    extra: dict[str, Any],
-) -> None:
-    write_json(
-        path,
-        {
-            "config": config.to_dict(),
-            "hyperparams": {k: float(v) for k, v in hp.to_dict().items()},
-            "seed": seed,
-            "num_seeds": num_seeds,
-            "sweep": sweep,
-            **extra,
-        },
-    )
 
 
 def evaluations_to_json(evaluations: Mapping[int, np.ndarray]) -> dict[str, list[float | None]]:

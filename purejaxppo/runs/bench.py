@@ -140,6 +140,12 @@ class BenchOptions:
     trace_dir: Path | None = None
     """Write a `jax.profiler` trace of one more, untimed call of the first point's trainer."""
 
+    def __post_init__(self) -> None:
+        for name in ("repeats", "min_updates", "total_timesteps", "chunk_updates"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ConfigError(f"{name} must be at least 1, got {value}")
+
 
 def bench_point(
     trainer: Trainer, hp: Hyperparams, num_seeds: int, options: BenchOptions

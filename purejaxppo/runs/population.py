@@ -11,13 +11,7 @@ import jax
 import numpy as np
 from jax.sharding import Mesh
 
-from purejaxppo.config import (
-    HYPERPARAM_NAMES,
-    ConfigError,
-    Hyperparams,
-    stack_hyperparams,
-    validate_hyperparams,
-)
+from purejaxppo.config import ConfigError, Hyperparams, stack_hyperparams, validate_hyperparams
 from purejaxppo.ppo.trainer import Trainer
 from purejaxppo.ppo.types import TrainOutput
 from purejaxppo.runs.compile import compile_trainer_program
@@ -29,6 +23,7 @@ from purejaxppo.runs.placement import (
     run_mesh,
     runs_to_host,
 )
+from purejaxppo.runs.spec import check_sweep
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,18 +61,12 @@ def build_population(
 
     Each setting uses the same seeds, so settings are compared on common random numbers.
     """
-    sweep = dict(sweep or {})
+    sweep = {name: tuple(values) for name, values in (sweep or {}).items()}
     if num_seeds < 1:
         raise ConfigError(f"num_seeds must be a positive integer, got {num_seeds}")
-    for name, values in sweep.items():
-        if name not in HYPERPARAM_NAMES:
-            raise ConfigError(
-                f"cannot sweep {name!r}: only traced hyperparameters can be swept in one "
-                f"compiled call ({', '.join(HYPERPARAM_NAMES)})"
-            )
-        if not values:
-            raise ConfigError(f"sweep over {name!r} has no values")
     validate_hyperparams(base)
+    for name, values in sweep.items():
+        check_sweep(name, values, base)
     combos = [dict(zip(sweep, c, strict=True)) for c in itertools.product(*sweep.values())]
     settings, seeds, swept = [], [], []
     for combo in combos:

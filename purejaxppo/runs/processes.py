@@ -133,3 +133,8 @@ def use_gloo_on_cpu() -> None:
     """
     if jax.config.jax_cpu_collectives_implementation in (None, "gloo"):
         jax.config.update("jax_cpu_collectives_implementation", "gloo")
+
+
+def several_processes() -> bool:
+    """Whether this process is one of several (`jax.distributed` joined, more than one)."""
+    return jax.distributed.is_initialized() and jax.process_count() > 1

@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 
 from purejaxppo import PPOConfig
-from purejaxppo.cli.main import build_parser, main, resolve_train_request
+from purejaxppo.cli.main import main
+from purejaxppo.cli.parser import build_parser
+from purejaxppo.cli.train import resolve_train_request
 
 
 @pytest.mark.parametrize(
@@ -62,7 +64,7 @@ def test_bad_input_one_line_error(args, message, capsys):
 )
 def test_run_is_named_by_its_preset_or_env(args, name):
     request = resolve_train_request(build_parser().parse_args(["train", *args]))
-    assert request.name == name and request.out.name.startswith(f"{name}-")
+    assert request.spec.name == name and request.out.name.startswith(f"{name}-")
 
 
 def test_missing_tensorboard_fails_before_compiling(tmp_path, monkeypatch, capsys):

@@ -1,0 +1,60 @@
+"""`purejaxppo eval RUN_DIR`: the newest checkpoint's policies, deterministic and sampled."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from purejaxppo.cli.values import prepare_output_dir
+from purejaxppo.errors import ConfigError
+from purejaxppo.runs.spec import MAX_SEED
+
+MODES = (("deterministic", True), ("stochastic", False))
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    """Evaluate every run of the saved population; write eval.json and print a table."""
+    if args.episodes < 1:
+        raise ConfigError(f"--episodes must be at least 1, got {args.episodes}")
+    if not 0 <= args.seed <= MAX_SEED:
+        raise ConfigError(f"--seed must lie in 0..{MAX_SEED}")
+    from purejaxppo.session import TrainSession, load_saved_run
+
+    spec, loop = load_saved_run(args.run_dir)
+    out = args.out or args.run_dir / "eval.json"
+    out = out / "eval.json" if out.is_dir() else out
+    prepare_output_dir(out.parent)
+    session = TrainSession.open(spec, loop, args.run_dir, resume=True)
+    rows = evaluation_rows(session, args.episodes, args.seed)
+
+    from purejaxppo.outputs import console
+    from purejaxppo.outputs.summary import write_json
+
+    updates_done = session.updates_done
+    document = {"run_dir": str(args.run_dir), "env": spec.config.env}
+    document |= {"updates_done": updates_done, "episodes": args.episodes, "eval_seed": args.seed}
+    write_json(out, document | {"runs": rows})
+    console.print_eval(spec.config.env, updates_done, rows)
+    print(f"wrote {out}")
+    return 0
+
+
+def evaluation_rows(session: Any, episodes: int, seed: int) -> list[dict[str, Any]]:
+    """Per run: its seed, swept setting and the summary of each mode's episodes."""
+    import jax
+
+    from purejaxppo.ppo.evaluate import evaluate_runs, summarize_eval
+    from purejaxppo.ppo.types import policy_of
+
+    policy = policy_of(session.spec.config, session.restored.state)
+    key = jax.random.key(seed)
+    results = {
+        mode: summarize_eval(evaluate_runs(session.trainer, policy, key, episodes, deterministic))
+        for mode, deterministic in MODES
+    }
+    population = session.population
+    return [
+        {"run": run, "seed": population.seeds[run], "setting": population.swept[run]}
+        | {mode: results[mode][run] for mode, _ in MODES}
+        for run in range(population.num_runs)
+    ]

@@ -1,0 +1,187 @@
+"""The command line's arguments: one parser, one sub-parser per command. The settings that
+`--set` takes are listed from the fields' own docstrings (`config.field_docs`)."""
+
+from __future__ import annotations
+
+import argparse
+import textwrap
+from pathlib import Path
+from typing import Any
+
+from purejaxppo.config import Hyperparams, PPOConfig, field_docs
+from purejaxppo.errors import ConfigError
+from purejaxppo.presets import PRESETS
+
+
+def settings_help(width: int = 88) -> str:
+    """Every `PPOConfig` field and hyperparameter with its default and its docstring."""
+    lines = []
+    for title, cls in (
+        ("config fields (static)", PPOConfig),
+        ("hyperparameters (traced, sweepable)", Hyperparams),
+    ):
+        lines.append(f"{title}, for --set NAME=VALUE:")
+        defaults = cls()
+        for name, doc in field_docs(cls).items():
+            text = f"{name} (default {getattr(defaults, name)!r}): {doc}"
+            lines += textwrap.wrap(text, width, initial_indent="  ", subsequent_indent="      ")
+    return "\n".join(lines)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a usage error as one line (no usage dump) via ConfigError."""
+
+    def error(self, message: str):  # type: ignore[override]
+        raise ConfigError(message)
+
+
+def _add_source_arguments(parser: argparse.ArgumentParser) -> None:
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--preset", help=f"one of: {', '.join(PRESETS)} (default: cartpole)")
+    source.add_argument(
+        "--env",
+        help="an environment: a gymnax name (CartPole-v1), brax:NAME or xminigrid:NAME "
+        "(`purejaxppo envs` lists them)",
+    )
+    source.add_argument("--config", type=Path, help="a config.json written by an earlier run")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="set any config field or hyperparameter (listed below), e.g. --set learning_rate=3e-4",
+    )
+    parser.add_argument("--total-timesteps", type=int, help="env steps per run")
+    parser.add_argument(
+        "--compilation-cache",
+        type=Path,
+        metavar="DIR",
+        help="persistent XLA compilation cache: a later run of the same program skips compiling",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """`purejaxppo` and its commands: train, eval, envs, bench."""
+    parser = _Parser(prog="purejaxppo", description="PPO in one jitted JAX function.")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    add_train_command(commands)
+    add_eval_command(commands)
+    envs = commands.add_parser("envs", help="list environments by suite, and what is installed")
+    envs.add_argument("suite", nargs="?", help="only this suite: gymnax, brax or xminigrid")
+    add_bench_command(commands)
+    return parser
+
+
+def add_train_command(commands: Any) -> None:
+    train = commands.add_parser(
+        "train",
+        help="train one or many runs in one compiled call",
+        epilog=settings_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _add_source_arguments(train)
+    train.add_argument("--num-seeds", type=int, help="independent runs per setting")
+    train.add_argument("--num-envs", type=int, help="parallel envs per run")
+    train.add_argument("--seed", type=int, help="first seed; runs use seed, seed+1, ...")
+    train.add_argument(
+        "--sweep",
+        action="append",
+        default=[],
+        metavar="NAME=V1,V2,...",
+        help="sweep a hyperparameter: every value x every seed in one compiled call",
+    )
+    train.add_argument("--out", type=Path, help="output directory (default: runs/<name>-<time>)")
+    train.add_argument(
+        "--chunk-updates",
+        type=int,
+        metavar="K",
+        help="updates per compiled chunk of the host loop (default: about 1/20 of the run)",
+    )
+    train.add_argument(
+        "--checkpoint-every",
+        type=int,
+        metavar="CHUNKS",
+        help="save a checkpoint every N chunks, and always at the end (0: only at the end; "
+        "default 10, or the resumed run's)",
+    )
+    train.add_argument(
+        "--resume", type=Path, metavar="DIR", help="continue the run saved in DIR (its --out)"
+    )
+    train.add_argument(
+        "--eval-every",
+        type=int,
+        metavar="CHUNKS",
+        help="evaluate the deterministic policy every N chunks into metrics.csv (0: never; "
+        "default 0, or the resumed run's)",
+    )
+    train.add_argument(
+        "--eval-episodes",
+        type=int,
+        help="episodes per run and evaluation (default 16, or the resumed run's)",
+    )
+    train.add_argument(
+        "--tensorboard",
+        action="store_true",
+        help="also write TensorBoard logs to OUT/tensorboard (needs purejaxppo[tensorboard])",
+    )
+    train.add_argument("--no-progress", action="store_true", help="no progress bar")
+    train.add_argument(
+        "--devices",
+        type=int,
+        metavar="N",
+        help="shard the runs over the first N devices (default: all devices of all processes)",
+    )
+    add_process_arguments(train)
+
+
+def add_process_arguments(train: argparse.ArgumentParser) -> None:
+    hosts = train.add_argument_group(
+        "several processes (jax.distributed; or PUREJAXPPO_COORDINATOR, "
+        "PUREJAXPPO_NUM_PROCESSES, PUREJAXPPO_PROCESS_ID; detected under SLURM)"
+    )
+    hosts.add_argument("--coordinator", metavar="HOST:PORT", help="address of process 0")
+    hosts.add_argument("--num-processes", type=int, help="number of processes")
+    hosts.add_argument("--process-id", type=int, help="this process's index, 0..n-1")
+
+
+def add_eval_command(commands: Any) -> None:
+    evaluate = commands.add_parser("eval", help="play the saved policies of a trained run")
+    evaluate.add_argument("run_dir", type=Path, help="the --out directory of a train run")
+    evaluate.add_argument("--episodes", type=int, default=32, help="episodes per run and mode")
+    evaluate.add_argument("--seed", type=int, default=0, help="seed of the evaluation envs")
+    evaluate.add_argument(
+        "--out",
+        type=Path,
+        help="results file, or a directory for eval.json (default: RUN_DIR/eval.json)",
+    )
+
+
+def add_bench_command(commands: Any) -> None:
+    bench = commands.add_parser(
+        "bench",
+        help="steps per second against the env-only floor",
+        epilog=settings_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _add_source_arguments(bench)
+    bench.add_argument(
+        "--num-envs", default="4,64,512,2048", help="comma list (default %(default)s)"
+    )
+    bench.add_argument("--num-seeds", default="1,16", help="comma list (default %(default)s)")
+    bench.add_argument("--repeats", type=int, default=3, help="timed calls per point (median)")
+    bench.add_argument(
+        "--min-updates", type=int, default=4, help="raise total_timesteps to this many updates"
+    )
+    bench.add_argument("--out", type=Path, help="output directory (default: runs/bench-<time>)")
+    bench.add_argument(
+        "--profile",
+        type=Path,
+        metavar="DIR",
+        help="jax.profiler trace of one more call of the first point's trainer (not timed)",
+    )
+    bench.add_argument(
+        "--chunk-updates",
+        type=int,
+        metavar="K",
+        help="also time the chunked host loop (chunks of K updates) and its overhead",
+    )

@@ -1,0 +1,181 @@
+"""`purejaxppo train`: parse -> open a session -> default hooks -> run under signals -> exit
+status. Everything that can be wrong with the input is found before compiling."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from purejaxppo.cli.values import (
+    enable_compilation_cache,
+    parse_sweep,
+    prepare_output_dir,
+    source_spec,
+    split_assignment,
+    with_settings,
+)
+from purejaxppo.errors import ConfigError
+from purejaxppo.runs.spec import LoopOptions, RunSpec
+
+EXIT_NAN = 3
+
+# Flags that describe the runs: `--resume` takes them from the checkpoint instead.
+RESUME_CONFLICTS = (
+    "preset", "env", "config", "num_seeds", "num_envs", "seed", "total_timesteps", "out"
+)  # fmt: skip
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainRequest:
+    """A parsed and checked `train` command."""
+
+    spec: RunSpec
+    loop: LoopOptions
+    out: Path
+    resume: bool = False
+
+
+def resolve_train_request(args: argparse.Namespace) -> TrainRequest:
+    """The runs, loop options and output directory the arguments ask for (ConfigError on any
+    bad input); with `--resume`, the saved ones but for the loop options given again."""
+    given = given_loop_options(args)
+    if args.resume is not None:
+        return resume_request(args, given)
+    spec = with_settings(source_spec(args), args.set, args.total_timesteps, args.num_envs)
+    sweep = parse_sweep(args.sweep, spec.hyperparams) if args.sweep else spec.sweep
+    set_names = {split_assignment(item, "--set")[0] for item in args.set}
+    both = sorted(set_names & set(sweep))
+    if both:
+        raise ConfigError(f"{both[0]} is both set (--set) and swept: drop one of them")
+    seed = spec.seed if args.seed is None else args.seed
+    num_seeds = spec.num_seeds if args.num_seeds is None else args.num_seeds
+    spec = dataclasses.replace(spec, seed=seed, num_seeds=num_seeds, sweep=sweep)
+    return TrainRequest(spec, LoopOptions(**given), output_dir(args.out, spec.name))
+
+
+def given_loop_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The loop options given on the command line (checked by `LoopOptions`)."""
+    given = {
+        "chunk_updates": args.chunk_updates,
+        "checkpoint_every": args.checkpoint_every,
+        "eval_every": args.eval_every,
+        "eval_episodes": args.eval_episodes,
+        "tensorboard": args.tensorboard or None,
+        "progress": False if args.no_progress else None,
+        "devices": args.devices,
+    }
+    given = {name: value for name, value in given.items() if value is not None}
+    LoopOptions(**given)  # each checked now, before a checkpoint is read
+    return given
+
+
+def output_dir(out: Path | None, name: str) -> Path:
+    """`--out`, or `runs/<name>-<time>`; never a directory that holds a checkpointed run."""
+    from purejaxppo.outputs.checkpoint import holds_checkpoint
+    from purejaxppo.runs.processes import several_processes
+
+    if out is None and several_processes():
+        raise ConfigError("a run of several processes needs --out (the same directory for all)")
+    out = out or Path("runs") / f"{name.replace(':', '-')}-{time.strftime('%Y%m%d-%H%M%S')}"
+    if holds_checkpoint(out):
+        raise ConfigError(
+            f"{out} already holds a checkpointed run: --resume {out}, or another --out"
+        )
+    return out
+
+
+def resume_request(args: argparse.Namespace, given: dict[str, Any]) -> TrainRequest:
+    """The runs saved with the newest checkpoint in `args.resume`."""
+    from purejaxppo.session import load_saved_run
+
+    conflicts = [
+        f"--{n.replace('_', '-')}" for n in RESUME_CONFLICTS if getattr(args, n) is not None
+    ]
+    conflicts += [flag for flag in ("--set", "--sweep") if getattr(args, flag[2:])]
+    if conflicts:
+        raise ConfigError(
+            f"--resume continues a run with its saved settings; drop {', '.join(conflicts)}"
+        )
+    spec, saved_loop = load_saved_run(args.resume)
+    return TrainRequest(spec, saved_loop.replace(**given), args.resume, resume=True)
+
+
+def run_train(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    """Train in chunks with the default hooks (progress, metrics.csv, TensorBoard, periodic
+    evaluation and checkpoints, config/summary/plot); SIGINT/SIGTERM stop at a chunk
+    boundary with a checkpoint."""
+    request = resolve_train_request(args)
+    from purejaxppo.outputs.hooks import default_hooks
+    from purejaxppo.runs.chunked import StopOnSignals
+    from purejaxppo.session import TrainSession
+
+    prepare_output_dir(request.out)
+    enable_compilation_cache(args.compilation_cache)
+    session = TrainSession.open(request.spec, request.loop, request.out, resume=request.resume)
+    if session.finished:
+        print(
+            f"{request.out}: all {session.num_updates} updates are done, nothing to train "
+            f"(evaluate it with: purejaxppo eval {request.out})"
+        )
+        return 0
+    hooks = default_hooks(session, request.out, argv)
+    writes = announce(session)
+    with StopOnSignals() as stop:
+        run = session.run(hooks, stop.requested)
+    return exit_status(session, run, stop.signal_number, writes)
+
+
+def announce(session: Any) -> bool:
+    """Say what is about to train (process 0); whether this process writes."""
+    import jax
+
+    if jax.process_index() != 0:
+        return False
+    config, placement = session.spec.config, session.placement
+    several = placement.num_devices > 1 or jax.process_count() > 1
+    where = (
+        f" over {placement.num_devices} devices ({jax.process_count()} process(es))"
+        if several
+        else ""
+    )
+    resuming = f", resuming after update {session.updates_done}" if session.restored else ""
+    print(
+        f"training {session.population.num_runs} run(s) of {config.env}{where}: "
+        f"{config.num_updates} updates x {config.num_envs} envs x {config.num_steps} steps, "
+        f"in chunks of {session.loop.chunk_updates} updates{resuming}",
+        flush=True,
+    )
+    return True
+
+
+def exit_status(session: Any, run: Any, signal_number: int | None, writes: bool) -> int:
+    """0, 128 + the signal that stopped the run, or EXIT_NAN; process 0 says why."""
+    from purejaxppo.metrics import first_nonfinite_update
+
+    say = (lambda text: print(text, file=sys.stderr)) if writes else (lambda text: None)
+    if signal_number is not None:
+        if run.updates_done == 0:
+            saved = "no checkpoint was saved (no update had finished)"
+        else:
+            saved = f"checkpoint saved. Continue with: purejaxppo train --resume {session.out}"
+        say(
+            f"purejaxppo: stopped after {run.updates_done} of {session.num_updates} updates; "
+            + saved
+        )
+        return 128 + signal_number
+    nonfinite = first_nonfinite_update(run.metrics)
+    if nonfinite is None:
+        return 0
+    index, update = nonfinite
+    setting = "".join(f", {k}={v:g}" for k, v in session.population.swept[index].items())
+    say(
+        f"purejaxppo: error: the loss became NaN/inf at update {update + 1} of run {index} "
+        f"(seed {session.population.seeds[index]}{setting}); lower the learning rate or "
+        "reward_scale"
+    )
+    return EXIT_NAN

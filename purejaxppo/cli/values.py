@@ -1,0 +1,143 @@
+"""Values of the command line's flags, parsed and checked before anything is built: the
+settings (`--preset` / `--env` / `--config`, `--set`, `--total-timesteps`, `--num-envs`),
+sweeps, integer lists and output directories. Each error names the flag."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from purejaxppo.config import CONFIG_NAMES, HYPERPARAM_NAMES, Hyperparams, PPOConfig
+from purejaxppo.errors import ConfigError
+from purejaxppo.presets import PRESETS
+from purejaxppo.runs.spec import RunSpec, check_sweep, read_run_document
+
+
+def parse_float(name: str, text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {text!r}") from None
+
+
+def parse_value(name: str, text: str) -> Any:
+    """`text` as a value of config field or hyperparameter `name`."""
+    if name in HYPERPARAM_NAMES:
+        return parse_float(name, text)
+    default = next(f for f in dataclasses.fields(PPOConfig) if f.name == name).default
+    try:
+        if isinstance(default, bool):
+            lowered = text.strip().lower()
+            if lowered not in ("true", "false", "1", "0", "yes", "no"):
+                raise ValueError
+            return lowered in ("true", "1", "yes")
+        if isinstance(default, int):
+            return int(text)
+        if isinstance(default, tuple):
+            return tuple(int(x) for x in text.replace("x", ",").split(",") if x.strip())
+        return text
+    except ValueError:
+        raise ConfigError(f"cannot parse {text!r} as a value of {name}") from None
+
+
+def split_assignment(item: str, flag: str) -> tuple[str, str]:
+    """`NAME=VALUE` of `flag`, NAME a known setting."""
+    name, sep, value = item.partition("=")
+    name = name.strip().replace("-", "_")
+    if not sep or not name:
+        raise ConfigError(f"{flag} takes NAME=VALUE, got {item!r}")
+    if name not in CONFIG_NAMES and name not in HYPERPARAM_NAMES:
+        known = ", ".join((*CONFIG_NAMES, *HYPERPARAM_NAMES))
+        raise ConfigError(f"unknown setting {name!r} in {flag} (known: {known})")
+    return name, value
+
+
+def parse_int_list(flag: str, text: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise ConfigError(f"{flag} takes a comma list of integers, got {text!r}") from None
+    if not values or any(v <= 0 for v in values):
+        raise ConfigError(f"{flag} takes positive integers, got {text!r}")
+    return values
+
+
+def source_spec(args: argparse.Namespace) -> RunSpec:
+    """The run `--config` describes, or a preset's or env's defaults (one seed, no sweep)."""
+    if args.config is not None:
+        try:
+            data = json.loads(args.config.read_text())
+        except (OSError, ValueError) as error:
+            raise ConfigError(f"cannot read config file {args.config}: {error}") from None
+        return read_run_document(data, f"cannot read config file {args.config}")[0]
+    if args.env is not None:
+        return RunSpec(args.env, PPOConfig(env=args.env))
+    name = args.preset or "cartpole"
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset {name!r} (known: {', '.join(PRESETS)})")
+    config, hp = PRESETS[name]
+    return RunSpec(name, config, hp)
+
+
+def with_settings(
+    spec: RunSpec, items: list[str], total_timesteps: int | None, num_envs: int | None
+) -> RunSpec:
+    """`spec` with `--set` `items`, `--total-timesteps` and `--num-envs` applied (validated)."""
+    config_changes: dict[str, Any] = {}
+    hp_changes: dict[str, float] = {}
+    for item in items:
+        key, text = split_assignment(item, "--set")
+        target = hp_changes if key in HYPERPARAM_NAMES else config_changes
+        target[key] = parse_value(key, text)
+    for flag, value in (("--total-timesteps", total_timesteps), ("--num-envs", num_envs)):
+        field = flag[2:].replace("-", "_")
+        if value is None:
+            continue
+        if field in config_changes:
+            raise ConfigError(f"{field} is given twice, by --set {field}=... and by {flag}")
+        config_changes[field] = value
+    config = spec.config.replace(**config_changes)  # validates
+    hyperparams = spec.hyperparams.replace(**hp_changes)
+    return dataclasses.replace(spec, config=config, hyperparams=hyperparams)
+
+
+def parse_sweep(items: list[str], hp: Hyperparams) -> dict[str, tuple[float, ...]]:
+    """`--sweep NAME=V1,V2,...` flags: each a traced hyperparameter, given once, no value
+    repeated, each valid."""
+    sweep: dict[str, tuple[float, ...]] = {}
+    for item in items:
+        key, text = split_assignment(item, "--sweep")
+        values = tuple(parse_float(key, v) for v in text.split(",") if v.strip())
+        if key in sweep:
+            raise ConfigError(f"--sweep {key} is given twice: put all its values in one list")
+        sweep[key] = values
+    for key, values in sweep.items():
+        check_sweep(key, values, hp)
+    return sweep
+
+
+def prepare_output_dir(path: Path) -> None:
+    """Create `path` and prove it is writable, before any compile."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".write-test-{os.getpid()}"
+        probe.write_text("ok")
+        probe.unlink(missing_ok=True)
+    except OSError as error:
+        raise ConfigError(f"cannot write to output directory {path}: {error.strerror}") from None
+
+
+def enable_compilation_cache(path: Path | None) -> None:
+    """Persist compiled programs under `path` (every program, however fast it compiled)."""
+    if path is None:
+        return
+    import jax
+
+    prepare_output_dir(path)
+    jax.config.update("jax_compilation_cache_dir", str(path))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)

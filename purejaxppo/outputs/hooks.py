@@ -1,0 +1,183 @@
+"""What a training session does between chunks: small hook objects, called in order.
+
+A hook has `on_start(session)` (before compiling), `on_chunk(session, report)` after each
+chunk and `close(session, run)` at the end (`run` is None when the run failed). The session
+(`purejaxppo.session.TrainSession`) gives them its spec, options, trainer, population,
+placement, restored checkpoint, evaluations and run document. `default_hooks` decides once
+which process writes what: every process evaluates and saves checkpoints (both are
+collective over a mesh); process 0 alone writes files and draws progress.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+import jax
+import numpy as np
+
+from purejaxppo.metrics import mean_finished_returns
+from purejaxppo.outputs import console, plots
+from purejaxppo.outputs import summary as report_files
+from purejaxppo.outputs.checkpoint import open_manager, save_checkpoint
+from purejaxppo.outputs.console import TrainProgress
+from purejaxppo.outputs.logs import MetricsCsv, TensorBoardLog, tensorboard_writer_class
+from purejaxppo.ppo.evaluate import evaluate_runs
+from purejaxppo.ppo.types import policy_of
+from purejaxppo.runs.chunked import ChunkDone, ChunkedRun, unpadded_state
+from purejaxppo.runs.placement import unpad_runs
+
+
+@dataclasses.dataclass(frozen=True)
+class ChunkReport:
+    """One finished chunk, as the hooks see it."""
+
+    run: ChunkedRun
+    done: ChunkDone
+    chunks_done: int
+    """Chunks finished since the run's start (a resumed run keeps counting)."""
+    evaluated: dict[int, np.ndarray]
+    """`{update: [R] mean deterministic return}` of this chunk (filled by `EvalHook`)."""
+
+    @property
+    def first_update(self) -> int:
+        """Updates done before this chunk."""
+        return self.done.updates_done - int(
+            np.asarray(self.done.chunk_metrics.total_loss).shape[-1]
+        )
+
+
+class Hook(Protocol):
+    def on_start(self, session: Any) -> None: ...
+    def on_chunk(self, session: Any, report: ChunkReport) -> None: ...
+    def close(self, session: Any, run: ChunkedRun | None) -> None: ...
+
+
+class EvalHook:
+    """Every `every` chunks, `episodes` deterministic episodes per run, into the report and
+    the session's evaluations (so checkpoints and the CSV keep them)."""
+
+    def __init__(self, every: int, episodes: int):
+        self.every, self.episodes = every, episodes
+
+    def on_start(self, session: Any) -> None:
+        """Nothing before the run."""
+
+    def on_chunk(self, session: Any, report: ChunkReport) -> None:
+        if report.chunks_done % self.every:
+            return
+        policy = session.placement.to_host(policy_of(session.spec.config, report.run.state))
+        policy = unpad_runs(policy, session.population.num_runs)
+        key = jax.random.key(session.spec.seed)
+        result = evaluate_runs(session.trainer, policy, key, self.episodes, True)
+        returns = mean_finished_returns(result.returns, result.finished)
+        report.evaluated[report.done.updates_done] = returns
+        session.evaluations[report.done.updates_done] = returns
+
+    def close(self, session: Any, run: ChunkedRun | None) -> None:
+        """Nothing after the run."""
+
+
+class ProgressHook:
+    """A progress bar of updates, env steps, SPS and the recent return."""
+
+    def on_start(self, session: Any) -> None:
+        steps_per_update = session.spec.config.batch_size * session.population.num_runs
+        self.bar = TrainProgress(session.num_updates, session.updates_done, steps_per_update, True)
+        self.bar.__enter__()
+
+    def on_chunk(self, session: Any, report: ChunkReport) -> None:
+        self.bar.update(report.done)
+
+    def close(self, session: Any, run: ChunkedRun | None) -> None:
+        self.bar.__exit__(None, None, None)
+
+
+class CheckpointHook:
+    """A checkpoint every `every` chunks (0: none on the way) and always at the end, under
+    `out/checkpoints/<updates>`: the state, the metrics and the run's document."""
+
+    def __init__(self, out: Path, every: int):
+        self.out, self.every = out, every
+
+    def on_start(self, session: Any) -> None:
+        self.manager = open_manager(self.out)
+
+    def on_chunk(self, session: Any, report: ChunkReport) -> None:
+        periodic = self.every and report.chunks_done % self.every == 0
+        if periodic and report.done.updates_done < session.num_updates:
+            self.save(session, report.run)
+
+    def close(self, session: Any, run: ChunkedRun | None) -> None:
+        if run is not None:
+            self.save(session, run)
+        self.manager.close()
+
+    def save(self, session: Any, run: ChunkedRun) -> None:
+        if run.updates_done == 0 or self.manager.latest_step() == run.updates_done:
+            return  # nothing trained yet, or saved at this update already
+        state = unpadded_state(session.placement, run.state, session.population.num_runs)
+        evaluations = report_files.evaluations_to_json(session.evaluations)
+        meta = session.document(updates_done=run.updates_done, evaluations=evaluations)
+        save_checkpoint(self.manager, state, run.metrics, meta)
+
+
+class RunFilesHook:
+    """`config.json` at the start; `summary.json` and `learning_curve.png` at the end, and
+    the summary on the console."""
+
+    def __init__(self, out: Path, argv: Sequence[str] = ()):
+        self.out, self.argv = out, list(argv)
+
+    def on_start(self, session: Any) -> None:
+        document = session.document(argv=self.argv)
+        report_files.write_json(self.out / "config.json", document)
+
+    def on_chunk(self, session: Any, report: ChunkReport) -> None:
+        """Nothing between chunks."""
+
+    def close(self, session: Any, run: ChunkedRun | None) -> None:
+        if run is None:
+            return
+        config, population = session.spec.config, session.population
+        session_updates = run.updates_done - session.updates_done
+        summary = report_files.build_summary(
+            config, population, run.metrics, run.timing, session_updates
+        )
+        report_files.write_json(self.out / "summary.json", summary)
+        if run.updates_done > 0:
+            env_steps = session.trainer.env_steps(range(1, run.updates_done + 1))
+            title = f"{config.env} ({population.num_runs} runs)"
+            plots.plot_learning_curve(
+                self.out / "learning_curve.png", population, run.metrics, env_steps, title
+            )
+        console.print_summary(summary)
+        written = "config.json, metrics.csv, summary.json, learning_curve.png, checkpoints/"
+        print(f"wrote {self.out}/{written}")
+
+
+def default_hooks(
+    session: Any, out: Path | None, argv: Sequence[str] = (), writes: bool | None = None
+) -> list[Any]:
+    """The hooks of `purejaxppo train`, in the order they must run: evaluation (its returns
+    go to the logs), the metric sinks, progress, checkpoints, the run's files. `writes`
+    (default: this is process 0) decides the files and the console."""
+    loop, population = session.loop, session.population
+    writes = jax.process_index() == 0 if writes is None else writes
+    hooks: list[Any] = [EvalHook(loop.eval_every, loop.eval_episodes)] if loop.eval_every else []
+    if writes and out is not None:
+        if loop.tensorboard:
+            tensorboard_writer_class()  # a missing tensorboardX fails before any file is made
+        steps = session.spec.config.batch_size
+        hooks.append(MetricsCsv(out / "metrics.csv", population, steps))
+        if loop.tensorboard:
+            hooks.append(TensorBoardLog(out / "tensorboard", population, steps))
+    if writes and loop.progress:
+        hooks.append(ProgressHook())
+    if out is not None:
+        hooks.append(CheckpointHook(out, loop.checkpoint_every))
+    if writes and out is not None:
+        hooks.append(RunFilesHook(out, argv))
+    return hooks

@@ -1,0 +1,230 @@
+"""What a training run is, as data: `RunSpec` (what is trained) and `LoopOptions` (how the
+host loop runs it), and their one JSON document (`run_document` / `read_run_document`),
+which is both a run's `config.json` and its checkpoints' metadata.
+
+Every rule on seeds and sweeps lives here, checked when a `RunSpec` is made, without building
+anything that grows with the population: `num_runs` is arithmetic.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from purejaxppo.config import HYPERPARAM_NAMES, Hyperparams, PPOConfig, validate_hyperparams
+from purejaxppo.errors import ConfigError
+
+MAX_SEED = 2**32 - 1
+"""Seeds are 32-bit: `jax.random.key` takes a uint32."""
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def check_sweep(name: str, values: tuple[float, ...], hp: Hyperparams) -> None:
+    """A swept hyperparameter: traced (sweepable), at least one value, none repeated, each
+    valid with the rest of `hp`."""
+    if name not in HYPERPARAM_NAMES:
+        raise ConfigError(
+            f"cannot sweep {name!r}: it is static (changes shapes or control flow); "
+            f"sweepable: {', '.join(HYPERPARAM_NAMES)}"
+        )
+    if not values:
+        raise ConfigError(f"sweep {name} has no values")
+    if len(set(values)) != len(values):
+        raise ConfigError(f"sweep {name} repeats a value: {list(values)}")
+    for value in values:
+        validate_hyperparams(hp.replace(**{name: value}))
+
+
+@dataclasses.dataclass(frozen=True)
+class RunSpec:
+    """R runs of one config: every combination of swept values x `num_seeds` seeds."""
+
+    name: str
+    """What the run is called (a preset or env name); it names the default output folder."""
+
+    config: PPOConfig
+    """Static settings, shared by every run."""
+
+    hyperparams: Hyperparams = dataclasses.field(default_factory=Hyperparams)
+    """Traced settings of every run, but for the swept ones."""
+
+    seed: int = 0
+    """First seed; the runs of each setting use `seed`, `seed + 1`, ..."""
+
+    num_seeds: int = 1
+    """Independent runs per swept setting."""
+
+    sweep: Mapping[str, tuple[float, ...]] = dataclasses.field(default_factory=dict)
+    """Swept hyperparameters and their values, a grid crossed with the seeds."""
+
+    def __post_init__(self) -> None:
+        if not _is_int(self.num_seeds) or self.num_seeds <= 0:
+            raise ConfigError(f"num_seeds must be a positive integer, got {self.num_seeds!r}")
+        if not _is_int(self.seed):
+            raise ConfigError(f"seed must be an integer, got {self.seed!r}")
+        if not 0 <= self.seed <= MAX_SEED - (self.num_seeds - 1):
+            last = self.seed + self.num_seeds - 1
+            raise ConfigError(f"seeds {self.seed}..{last} must lie in 0..{MAX_SEED} (32-bit seeds)")
+        validate_hyperparams(self.hyperparams)
+        sweep = {name: tuple(float(v) for v in values) for name, values in self.sweep.items()}
+        for name, values in sweep.items():
+            check_sweep(name, values, self.hyperparams)
+        object.__setattr__(self, "sweep", sweep)
+
+    @property
+    def num_runs(self) -> int:
+        """Seeds times swept settings."""
+        return self.num_seeds * math.prod(len(values) for values in self.sweep.values())
+
+    def population(self) -> Any:
+        """The `Population` of these runs (keys and `[R]` hyperparameters)."""
+        from purejaxppo.runs.population import build_population
+
+        return build_population(self.hyperparams, self.seed, self.num_seeds, self.sweep)
+
+
+@dataclasses.dataclass(frozen=True)
+class LoopOptions:
+    """How the host loop runs a `RunSpec`: chunks, checkpoints, evaluation, logs, devices.
+    None of it changes what is trained."""
+
+    chunk_updates: int | None = None
+    """Updates per compiled chunk (None: about a twentieth of the run)."""
+
+    checkpoint_every: int = 10
+    """Save a checkpoint every this many chunks, and always at the end (0: only at the end)."""
+
+    eval_every: int = 0
+    """Evaluate the deterministic policy every this many chunks (0: never)."""
+
+    eval_episodes: int = 16
+    """Episodes per run and evaluation."""
+
+    tensorboard: bool = False
+    """Also write TensorBoard logs (needs tensorboardX)."""
+
+    progress: bool = True
+    """Show a progress bar (process 0 only)."""
+
+    devices: int | None = None
+    """Shard the runs over the first this many devices (None: every device of every process)."""
+
+    def __post_init__(self) -> None:
+        for name, low in (
+            ("chunk_updates", 1),
+            ("checkpoint_every", 0),
+            ("eval_every", 0),
+            ("eval_episodes", 1),
+            ("devices", 1),
+        ):
+            value = getattr(self, name)
+            if value is not None and not (_is_int(value) and value >= low):
+                raise ConfigError(f"{name} must be an integer >= {low}, got {value!r}")
+
+    def replace(self, **changes: Any) -> LoopOptions:
+        return dataclasses.replace(self, **changes)
+
+
+# What a run's document keeps of its loop options (the rest belongs to the machine).
+SAVED_LOOP_OPTIONS = (
+    "chunk_updates",
+    "checkpoint_every",
+    "eval_every",
+    "eval_episodes",
+    "tensorboard",
+)
+
+
+def run_document(
+    spec: RunSpec, loop: LoopOptions, tuning: Any = None, **extra: Any
+) -> dict[str, Any]:
+    """The JSON document of a run: `config.json`, and every checkpoint's metadata (with
+    `updates_done` and `evaluations` in `extra`). `tuning` is recorded, not read back: it
+    follows the backend."""
+    return {
+        "name": spec.name,
+        "env": spec.config.env,
+        "config": spec.config.to_dict(),
+        "hyperparams": {k: float(v) for k, v in spec.hyperparams.to_dict().items()},
+        "seed": spec.seed,
+        "num_seeds": spec.num_seeds,
+        "sweep": {name: list(values) for name, values in spec.sweep.items()},
+        "loop": {name: getattr(loop, name) for name in SAVED_LOOP_OPTIONS},
+        **({"tuning": tuning.to_dict()} if tuning is not None else {}),
+        **extra,
+    }
+
+
+def read_run_document(data: Any, where: str) -> tuple[RunSpec, LoopOptions]:
+    """The inverse of `run_document`. Fields a document leaves out take their defaults; an
+    unknown field, or a value of the wrong kind, is a ConfigError prefixed with `where`."""
+    try:
+        if not isinstance(data, dict):
+            raise ConfigError("a run document is a JSON object")
+        config = config_from_json(data.get("config", {}))
+        hp = hyperparams_from_json(data.get("hyperparams", {}))
+        for name in ("seed", "num_seeds"):
+            if name in data and not _is_int(data[name]):
+                raise ConfigError(f"{name} must be an integer, got {data[name]!r}")
+        spec = RunSpec(
+            name=str(data.get("name", config.env)),
+            config=config,
+            hyperparams=hp,
+            seed=data.get("seed", 0),
+            num_seeds=data.get("num_seeds", 1),
+            sweep=sweep_from_json(data.get("sweep", {})),
+        )
+        loop = data.get("loop", {})
+        if not isinstance(loop, dict) or set(loop) - set(SAVED_LOOP_OPTIONS):
+            raise ConfigError(f"loop must be an object of {', '.join(SAVED_LOOP_OPTIONS)}")
+        return spec, LoopOptions(**loop)
+    except ConfigError as error:
+        raise ConfigError(f"{where}: {error}") from None
+
+
+def config_from_json(values: Any) -> PPOConfig:
+    """A `PPOConfig` from a JSON object; missing fields take their defaults."""
+    if not isinstance(values, dict):
+        raise ConfigError("config must be an object of config fields")
+    fields = {f.name: f for f in dataclasses.fields(PPOConfig)}
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        raise ConfigError(f"unknown config field(s) {', '.join(unknown)}")
+    changes = dict(values)
+    for name, value in values.items():
+        if isinstance(fields[name].default, tuple):
+            if not isinstance(value, list | tuple):
+                raise ConfigError(f"config: {name} must be a list, got {value!r}")
+            changes[name] = tuple(value)
+    return PPOConfig(**changes)
+
+
+def hyperparams_from_json(values: Any) -> Hyperparams:
+    """`Hyperparams` of one run from a JSON object of numbers; anything else, a list or
+    `true` say, is a ConfigError (`Hyperparams` itself also takes `[R]` arrays)."""
+    if not isinstance(values, dict):
+        raise ConfigError("hyperparams must be an object of numbers")
+    for name, value in values.items():
+        if name not in HYPERPARAM_NAMES:
+            raise ConfigError(f"hyperparams: unknown hyperparameter {name!r}")
+        if not _is_number(value):
+            raise ConfigError(f"hyperparams: {name} must be a number, got {value!r}")
+    return Hyperparams(**values)
+
+
+def sweep_from_json(sweep: Any) -> dict[str, tuple[float, ...]]:
+    valid = isinstance(sweep, dict) and all(
+        isinstance(v, list) and v and all(_is_number(x) for x in v) for v in sweep.values()
+    )
+    if not valid:
+        raise ConfigError("sweep must map names to lists of numbers")
+    return {name: tuple(float(v) for v in values) for name, values in sweep.items()}

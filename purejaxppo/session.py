@@ -1,0 +1,178 @@
+"""A training session: `TrainSession.open(spec, loop, out)` builds and checks everything
+(the fit before anything grows with the population, the restored checkpoint when resuming),
+then `session.run(hooks, stop_requested)` compiles the chunks and runs them, calling the
+hooks (`purejaxppo.outputs.hooks`) between chunks.
+
+    session = TrainSession.open(RunSpec("cartpole", config, hp, num_seeds=16), LoopOptions())
+    run = session.run()                      # no hooks: just train
+    final_returns(run.metrics)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from purejaxppo.errors import ConfigError
+from purejaxppo.outputs import checkpoint
+from purejaxppo.outputs import summary as report_files
+from purejaxppo.outputs.checkpoint import CheckpointError, Restored, restore_checkpoint
+from purejaxppo.outputs.hooks import ChunkReport
+from purejaxppo.ppo.trainer import Trainer, make_train
+from purejaxppo.ppo.tuning import Tuning
+from purejaxppo.ppo.types import Policy, policy_of
+from purejaxppo.runs.chunked import (
+    ChunkedRun,
+    abstract_train_state,
+    compile_chunked,
+    default_chunk_updates,
+    run_chunked,
+    unpadded_state,
+)
+from purejaxppo.runs.memory_budget import check_fits, check_metrics_fit
+from purejaxppo.runs.placement import Placement, make_placement, place_runs
+from purejaxppo.runs.population import Population
+from purejaxppo.runs.spec import LoopOptions, RunSpec, read_run_document, run_document
+
+
+@dataclasses.dataclass
+class TrainSession:
+    """A run ready to train (or to evaluate, when restored): see `open`."""
+
+    spec: RunSpec
+    loop: LoopOptions
+    """The loop options, `chunk_updates` resolved."""
+    out: Path | None
+    trainer: Trainer
+    population: Population
+    placement: Placement
+    restored: Restored | None = None
+    """The checkpoint a resumed session continues."""
+    evaluations: dict[int, np.ndarray] = dataclasses.field(default_factory=dict)
+    """`{update: [R] mean deterministic return}` so far (restored ones included)."""
+
+    @classmethod
+    def open(
+        cls,
+        spec: RunSpec,
+        loop: LoopOptions | None = None,
+        out: Path | None = None,
+        *,
+        resume: bool = False,
+        tuning: Tuning | None = None,
+    ) -> TrainSession:
+        """Build the trainer and the population and check they fit, before anything grows
+        with the population; with `resume`, restore the newest checkpoint under `out`."""
+        loop = LoopOptions() if loop is None else loop
+        placement = make_placement(loop.devices)
+        trainer = make_train(spec.config, tuning=tuning)  # an unknown env fails here
+        check_population_fits(trainer, spec.num_runs, placement)
+        loop = resolve_chunk_updates(loop, spec.config.num_updates)
+        if out is not None and not resume and checkpoint.holds_checkpoint(out):
+            raise ConfigError(
+                f"{out} already holds a checkpointed run: resume it, or write elsewhere"
+            )
+        session = cls(spec, loop, out, trainer, spec.population(), placement)
+        if resume:
+            session.restore()
+        return session
+
+    def restore(self) -> None:
+        """Read the newest checkpoint under `out`; it must be of this session's runs."""
+        if self.out is None:
+            raise ConfigError("resuming needs the directory of the run (out)")
+        abstract = abstract_train_state(self.trainer, self.population)
+        restored = restore_checkpoint(self.out, abstract, self.population.num_runs)
+        saved, _ = read_run_document(restored.meta, f"checkpoint metadata in {self.out}")
+        if saved != self.spec:
+            raise CheckpointError(f"checkpoint in {self.out} is of other runs than this session's")
+        self.restored = restored
+        self.evaluations = report_files.evaluations_from_json(restored.meta.get("evaluations", {}))
+
+    @property
+    def num_updates(self) -> int:
+        return self.spec.config.num_updates
+
+    @property
+    def updates_done(self) -> int:
+        """Updates done before this session (restored)."""
+        return 0 if self.restored is None else self.restored.updates_done
+
+    @property
+    def finished(self) -> bool:
+        return self.updates_done >= self.num_updates
+
+    def document(self, **extra: Any) -> dict[str, Any]:
+        """The run's JSON document (`config.json`, checkpoint metadata) with `extra`."""
+        return run_document(self.spec, self.loop, self.trainer.tuning, **extra)
+
+    def run(
+        self, hooks: Sequence[Any] = (), stop_requested: Callable[[], bool] = lambda: False
+    ) -> ChunkedRun:
+        """Compile the chunks and run them to the end, or to the first chunk boundary where
+        `stop_requested()` is true (on any process). Hooks are called in order."""
+        for hook in hooks:
+            hook.on_start(self)
+        run = None
+        try:
+            program = compile_chunked(
+                self.trainer, self.population, self.loop.chunk_updates, self.updates_done,
+                self.placement,
+            )  # fmt: skip
+
+            def on_chunk(chunked: ChunkedRun, done: Any) -> None:
+                chunks_done = -(-done.updates_done // self.loop.chunk_updates)
+                report = ChunkReport(chunked, done, chunks_done, {})
+                for hook in hooks:
+                    hook.on_chunk(self, report)
+
+            run = run_chunked(
+                program, self.population, resume=self.resume_state(), on_chunk=on_chunk,
+                stop_requested=stop_requested,
+            )  # fmt: skip
+        finally:
+            for hook in hooks:
+                hook.close(self, run)
+        return run
+
+    def resume_state(self) -> Any:
+        """`(state, metrics, updates_done)` to continue from, placed; None for a fresh run."""
+        if self.restored is None:
+            return None
+        num_runs = self.population.num_runs
+        state = place_runs(self.placement, self.restored.state, num_runs)
+        return state, self.restored.metrics, self.restored.updates_done
+
+    def policies(self, state: Any) -> Policy:
+        """Every run's policy `[R, ...]` of a trained or restored `state`, padding dropped."""
+        state = unpadded_state(self.placement, state, self.population.num_runs)
+        return policy_of(self.spec.config, state)
+
+
+def check_population_fits(trainer: Trainer, num_runs: int, placement: Placement) -> None:
+    """The population's training and metrics fit in memory: arithmetic, so 10^8 runs are
+    refused at once."""
+    runs_per_device = placement.padded(num_runs) // placement.num_devices
+    check_fits(trainer.config, trainer.spec, runs_per_device)
+    check_metrics_fit(trainer.config, num_runs)
+
+
+def resolve_chunk_updates(loop: LoopOptions, num_updates: int) -> LoopOptions:
+    """`loop` with `chunk_updates` set (default: about 1/20 of the run) and checked."""
+    chunk_updates = loop.chunk_updates or default_chunk_updates(num_updates)
+    if chunk_updates > num_updates:
+        raise ConfigError(
+            f"chunk_updates = {chunk_updates} is more than the run's {num_updates} updates"
+        )
+    return loop.replace(chunk_updates=chunk_updates)
+
+
+def load_saved_run(out: Path) -> tuple[RunSpec, LoopOptions]:
+    """The spec and loop options saved with the newest checkpoint under `out`."""
+    return read_run_document(
+        checkpoint.read_meta(out), f"checkpoint metadata in {out} is incomplete or invalid"
+    )
