@@ -6,8 +6,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+# The small chunked run's fixtures (trainer, population, uninterrupted, program2).
+pytest_plugins = ["small_runs"]
 
-from purejaxppo import PPOConfig
+
+from purejaxppo import PPOConfig  # noqa: E402 (after the path is set)
 
 
 def probe_config(num_steps: int, num_updates: int) -> PPOConfig:

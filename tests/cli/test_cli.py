@@ -252,3 +252,36 @@ def test_resume_refuses_saved_hyperparams_that_are_not_numbers(tmp_path, monkeyp
     assert main(["train", "--resume", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "is incomplete or invalid: hyperparams: gamma must be a number, got True" in err
+
+
+def test_a_hundred_million_seeds_are_refused_at_once(monkeypatch, capsys):
+    import purejaxppo.runs.population
+
+    def never(*args, **kwargs):
+        raise AssertionError("the population was built before the fit check")
+
+    monkeypatch.setattr(purejaxppo.runs.population, "build_population", never)
+    assert main(["train", "--num-seeds", str(10**8), "--out", "/tmp/purejaxppo-never"]) == 2
+    err = capsys.readouterr().err
+    assert "100000000 run(s) x 4 envs x 128 steps need about" in err and err.count("\n") == 1
+
+
+def test_a_partial_config_file_trains_with_the_defaults(tmp_path):
+    path = tmp_path / "partial.json"
+    path.write_text(json.dumps({"config": {"env": "CartPole-v1", "total_timesteps": 1024}}))
+    out = tmp_path / "run"
+    assert main(["train", "--config", str(path), "--out", str(out), "--no-progress"]) == 0
+    written = json.loads((out / "config.json").read_text())
+    assert written["config"] == json.loads(json.dumps(PPOConfig(total_timesteps=1024).to_dict()))
+    assert written["tuning"]["backend"] == "cpu" and written["loop"]["chunk_updates"] == 1
+
+
+def test_train_help_lists_every_setting_from_its_docstring(capsys):
+    from purejaxppo.config import Hyperparams, field_docs
+
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for cls in (PPOConfig, Hyperparams):
+        for name, doc in field_docs(cls).items():
+            assert f"{name} (default {getattr(cls(), name)!r}): {doc}" in text

@@ -1,21 +1,17 @@
-"""The chunked host loop and checkpoints: chunked == unchunked, a stopped and resumed run is
-bit-identical to an uninterrupted one, bad checkpoints are refused with a clear error."""
+"""The chunked host loop: chunked == unchunked, a stopped and resumed run (through a
+checkpoint) is bit-identical to an uninterrupted one, signals stop at a chunk boundary."""
 
 import math
 import os
 import signal
-from pathlib import Path
 
 import chex
 import jax
-import numpy as np
 import pytest
+from small_runs import CONFIG, assert_bit_identical
 
-from purejaxppo import Hyperparams, PPOConfig, make_train
-from purejaxppo.outputs import checkpoint
+from purejaxppo import Hyperparams
 from purejaxppo.outputs.checkpoint import (
-    CheckpointError,
-    checkpoint_dir,
     open_manager,
     restore_checkpoint,
     save_checkpoint,
@@ -24,51 +20,11 @@ from purejaxppo.runs.chunked import (
     StopOnSignals,
     abstract_train_state,
     chunk_sizes,
-    compile_chunked,
     default_chunk_updates,
     run_chunked,
     train_chunked,
 )
 from purejaxppo.runs.population import build_population
-
-CONFIG = PPOConfig(
-    num_envs=4, num_steps=8, total_timesteps=4 * 8 * 7, update_epochs=2, num_minibatches=2
-)
-
-
-@pytest.fixture(scope="module")
-def trainer():
-    return make_train(CONFIG)
-
-
-@pytest.fixture(scope="module")
-def population():
-    return build_population(Hyperparams(), seed=3, num_seeds=2, sweep={"clip_eps": [0.1, 0.3]})
-
-
-@pytest.fixture(scope="module")
-def uninterrupted(trainer, population):
-    return train_chunked(trainer, population, CONFIG.num_updates)
-
-
-@pytest.fixture(scope="module")
-def program2(trainer, population):
-    """Chunks of 2 updates (and the last of 1), compiled once for the module."""
-    return compile_chunked(trainer, population, 2)
-
-
-def assert_bit_identical(a, b):
-    a, b = (jax.tree.map(_key_data, t, is_leaf=_is_key) for t in (a, b))
-    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
-        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
-
-
-def _is_key(x) -> bool:
-    return isinstance(x, jax.Array) and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)
-
-
-def _key_data(x):
-    return jax.random.key_data(x) if _is_key(x) else x
 
 
 def test_chunk_sizes_and_default():
@@ -153,49 +109,6 @@ def test_stop_save_restore_resume_is_bit_identical(
     )
 
 
-def _save(run, path: Path) -> None:
-    meta = {"updates_done": run.updates_done, "env": CONFIG.env}
-    save_checkpoint(open_manager(path), run.state, run.metrics, meta)
-
-
-def test_mismatched_checkpoint_is_refused(population, uninterrupted, tmp_path):
-    _save(uninterrupted, tmp_path)
-    other = make_train(CONFIG.replace(num_envs=8, total_timesteps=8 * 8 * 7))
-    with pytest.raises(CheckpointError, match=r"does not match this run: .* expected"):
-        restore_checkpoint(tmp_path, abstract_train_state(other, population), 4)
-    pendulum = make_train(CONFIG.replace(env="Pendulum-v1"))
-    with pytest.raises(CheckpointError, match="does not match this run"):
-        restore_checkpoint(tmp_path, abstract_train_state(pendulum, population), 4)
-
-
-def test_checkpoint_of_an_older_format_is_refused(
-    trainer, population, uninterrupted, tmp_path, monkeypatch
-):
-    monkeypatch.setattr(checkpoint, "FORMAT_VERSION", checkpoint.FORMAT_VERSION - 1)
-    _save(uninterrupted, tmp_path)
-    monkeypatch.undo()
-    old, new = checkpoint.FORMAT_VERSION - 1, checkpoint.FORMAT_VERSION
-    with pytest.raises(CheckpointError, match=f"has format {old}; this version reads format {new}"):
-        restore_checkpoint(tmp_path, abstract_train_state(trainer, population), 4)
-
-
-def test_missing_and_corrupt_checkpoints_are_refused(trainer, population, uninterrupted, tmp_path):
-    with pytest.raises(CheckpointError, match="no checkpoint under"):
-        restore_checkpoint(tmp_path, abstract_train_state(trainer, population), 4)
-    _save(uninterrupted, tmp_path)
-    step_dir = checkpoint_dir(tmp_path) / str(CONFIG.num_updates)
-    data_files = [p for p in (step_dir / "state").rglob("*") if p.is_file()]
-    assert data_files
-    for path in data_files:  # every stored byte of the arrays replaced by garbage
-        path.write_bytes(os.urandom(max(16, path.stat().st_size)))
-    with pytest.raises(CheckpointError, match="unreadable") as refused:
-        restore_checkpoint(tmp_path, abstract_train_state(trainer, population), 4)
-    assert "\n" not in str(refused.value) and len(str(refused.value)) < 400
-    (step_dir / "meta" / "metadata").write_text("{not json")
-    with pytest.raises(CheckpointError, match="unreadable"):
-        restore_checkpoint(tmp_path, abstract_train_state(trainer, population), 4)
-
-
 def test_signal_stops_at_the_next_chunk_boundary(population, program2):
     def on_chunk(run, done):
         if done.updates_done == 4:
@@ -206,16 +119,3 @@ def test_signal_stops_at_the_next_chunk_boundary(population, program2):
     assert stop.signal_number == signal.SIGTERM
     assert run.stopped and run.updates_done == 4
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # handlers restored
-
-
-def test_checkpoint_errors_are_cut_to_one_short_line():
-    from purejaxppo.outputs.checkpoint import _first_line
-
-    tensorstore = ValueError(
-        "Encountered error while reading array index (0, 0): DATA_LOSS: bad chunk. "
-        "See full TensorStore details: <bound method spec of TensorStore({...})>\nmore"
-    )
-    assert _first_line(tensorstore) == (
-        "ValueError: Encountered error while reading array index (0, 0): DATA_LOSS: bad chunk."
-    )
-    assert len(_first_line(OSError("x" * 1000))) == len("OSError: ") + 200

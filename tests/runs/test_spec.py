@@ -1,0 +1,97 @@
+"""A run's description: the seed and sweep rules, once; one JSON document that reads back to
+the same spec and options; partial documents take the defaults, unknown fields are named."""
+
+import json
+
+import pytest
+
+from purejaxppo import ConfigError, Hyperparams, PPOConfig
+from purejaxppo.ppo.tuning import Tuning
+from purejaxppo.runs.spec import (
+    MAX_SEED,
+    LoopOptions,
+    RunSpec,
+    read_run_document,
+    run_document,
+)
+
+CONFIG = PPOConfig(num_envs=4, num_steps=8, total_timesteps=4 * 8 * 3)
+
+
+def test_num_runs_is_arithmetic_even_for_huge_populations():
+    spec = RunSpec("x", CONFIG, num_seeds=10**8, sweep={"gamma": [0.9, 0.99, 0.999]})
+    assert spec.num_runs == 3 * 10**8
+    assert spec.sweep == {"gamma": (0.9, 0.99, 0.999)}
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"num_seeds": 0}, "num_seeds must be a positive integer, got 0"),
+        ({"num_seeds": 2.0}, "num_seeds must be a positive integer, got 2.0"),
+        ({"seed": -1}, f"seeds -1..-1 must lie in 0..{MAX_SEED}"),
+        ({"seed": MAX_SEED, "num_seeds": 2}, f"must lie in 0..{MAX_SEED}"),
+        ({"seed": "3"}, "seed must be an integer"),
+        ({"sweep": {"num_envs": [4, 8]}}, "cannot sweep 'num_envs': it is static"),
+        ({"sweep": {"gamma": []}}, "sweep gamma has no values"),
+        ({"sweep": {"gamma": [0.9, 0.9]}}, "sweep gamma repeats a value"),
+        ({"sweep": {"gamma": [0.9, 1.5]}}, "gamma = 1.5 is out of range"),
+        ({"hyperparams": Hyperparams(clip_eps=-1.0)}, "clip_eps = -1 is out of range"),
+    ],
+)
+def test_bad_specs_are_refused_by_field(changes, message):
+    with pytest.raises(ConfigError, match=message):
+        RunSpec("x", CONFIG, **changes)
+
+
+def test_the_document_reads_back_to_the_same_spec_and_options():
+    spec = RunSpec("x", CONFIG, Hyperparams(gamma=0.9), 5, 3, {"learning_rate": [1e-3, 3e-4]})
+    loop = LoopOptions(chunk_updates=2, checkpoint_every=3, eval_every=1, tensorboard=True)
+    document = run_document(spec, loop, Tuning.plain(), argv=["train"])
+    document = json.loads(json.dumps(document))  # as written and read from config.json
+    assert document["tuning"] == Tuning.plain().to_dict() and document["argv"] == ["train"]
+    again, loop_again = read_run_document(document, "here")
+    assert again == spec
+    # The machine's options (progress bar, devices) are not the run's: they are not kept.
+    assert loop_again == loop.replace(progress=True, devices=None)
+
+
+def test_a_partial_document_takes_the_defaults():
+    spec, loop = read_run_document({"config": {"env": "Acrobot-v1", "num_envs": 8}}, "c.json")
+    assert spec.config == PPOConfig(env="Acrobot-v1", num_envs=8)
+    assert spec.hyperparams == Hyperparams() and spec.seed == 0 and spec.num_seeds == 1
+    assert spec.name == "Acrobot-v1" and spec.sweep == {} and loop == LoopOptions()
+
+
+@pytest.mark.parametrize(
+    ("document", "message"),
+    [
+        ({"config": {"hiden_sizes": [4]}}, "c.json: unknown config field.s. hiden_sizes"),
+        ({"config": {"hidden_sizes": 64}}, "c.json: config: hidden_sizes must be a list"),
+        ({"config": {"num_envs": 0}}, "c.json: num_envs must be a positive integer"),
+        ({"hyperparams": {"gama": 0.9}}, "c.json: hyperparams: unknown hyperparameter 'gama'"),
+        ({"hyperparams": {"gamma": "0.9"}}, "c.json: hyperparams: gamma must be a number"),
+        ({"sweep": {"gamma": 0.9}}, "c.json: sweep must map names to lists of numbers"),
+        ({"loop": {"chunk": 2}}, "c.json: loop must be an object of chunk_updates"),
+        ({"loop": {"eval_every": -1}}, "c.json: eval_every must be an integer >= 0"),
+        ([1, 2], "c.json: a run document is a JSON object"),
+    ],
+)
+def test_bad_documents_name_the_field(document, message):
+    with pytest.raises(ConfigError, match=message):
+        read_run_document(document, "c.json")
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"chunk_updates": 0}, "chunk_updates must be an integer >= 1, got 0"),
+        ({"checkpoint_every": -1}, "checkpoint_every must be an integer >= 0"),
+        ({"eval_episodes": 0}, "eval_episodes must be an integer >= 1"),
+        ({"devices": 0}, "devices must be an integer >= 1"),
+        ({"eval_every": 1.5}, "eval_every must be an integer >= 0, got 1.5"),
+    ],
+)
+def test_bad_loop_options_name_the_field(changes, message):
+    with pytest.raises(ConfigError, match=message):
+        LoopOptions(**changes)

@@ -1,0 +1,50 @@
+"""A small chunked run shared by the chunked-loop, checkpoint and session tests: its config,
+module-scoped fixtures (`conftest.py` registers this module as a plugin, so every test can
+name them) and a bit-identity check."""
+
+import jax
+import numpy as np
+import pytest
+
+from purejaxppo import Hyperparams, PPOConfig, make_train
+from purejaxppo.runs.chunked import compile_chunked, train_chunked
+from purejaxppo.runs.population import build_population
+
+CONFIG = PPOConfig(
+    num_envs=4, num_steps=8, total_timesteps=4 * 8 * 7, update_epochs=2, num_minibatches=2
+)
+
+
+@pytest.fixture(scope="module")
+def trainer():
+    return make_train(CONFIG)
+
+
+@pytest.fixture(scope="module")
+def population():
+    return build_population(Hyperparams(), seed=3, num_seeds=2, sweep={"clip_eps": [0.1, 0.3]})
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(trainer, population):
+    return train_chunked(trainer, population, CONFIG.num_updates)
+
+
+@pytest.fixture(scope="module")
+def program2(trainer, population):
+    """Chunks of 2 updates (and the last of 1), compiled once for the module."""
+    return compile_chunked(trainer, population, 2)
+
+
+def assert_bit_identical(a, b):
+    a, b = (jax.tree.map(_key_data, t, is_leaf=_is_key) for t in (a, b))
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+def _is_key(x) -> bool:
+    return isinstance(x, jax.Array) and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)
+
+
+def _key_data(x):
+    return jax.random.key_data(x) if _is_key(x) else x
