@@ -38,12 +38,12 @@ def run_bench(args: argparse.Namespace) -> int:
         raise ConfigError("bench takes num_envs from --num-envs (a comma list), not --set")
     # The grid's first point; --total-timesteps applies per point, where --min-updates may raise it.
     spec = with_settings(source_spec(args), args.set, None, num_envs[0])
+    enable_compilation_cache(args.compilation_cache)  # before gymnax's import compiles
     check_grid(spec.config, num_envs, max(num_seeds), options)
     out = args.out or Path("runs") / f"bench-{time.strftime('%Y%m%d-%H%M%S')}"
     prepare_output_dir(out)
     if args.profile is not None:
         prepare_output_dir(args.profile)
-    enable_compilation_cache(args.compilation_cache)
     device, versions = report.device_description(), report.library_versions()
     print(f"bench {spec.name} ({spec.config.env}) on {device}", flush=True)
     rows = bench.run_grid(spec.config, spec.hyperparams, num_envs, num_seeds, options, show_row)

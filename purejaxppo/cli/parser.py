@@ -44,20 +44,32 @@ def _add_source_arguments(parser: argparse.ArgumentParser) -> None:
         "(`purejaxppo envs` lists them)",
     )
     source.add_argument("--config", type=Path, help="a config.json written by an earlier run")
-    parser.add_argument(
+    add_list_flag(
+        parser,
         "--set",
-        action="append",
-        default=[],
-        metavar="NAME=VALUE",
-        help="set any config field or hyperparameter (listed below), e.g. --set learning_rate=3e-4",
+        "NAME=VALUE",
+        "set any config field or hyperparameter (listed below), e.g. --set learning_rate=3e-4",
     )
     parser.add_argument("--total-timesteps", type=int, help="env steps per run")
-    parser.add_argument(
+    add_path_flag(
+        parser,
         "--compilation-cache",
-        type=Path,
-        metavar="DIR",
-        help="persistent XLA compilation cache: a later run of the same program skips compiling",
+        "DIR",
+        "persistent XLA compilation cache: a later run of the same program skips compiling",
     )
+
+
+def add_int_flag(parser: Any, flag: str, metavar: str, help: str) -> None:
+    parser.add_argument(flag, type=int, metavar=metavar, help=help)
+
+
+def add_path_flag(parser: Any, flag: str, metavar: str, help: str) -> None:
+    parser.add_argument(flag, type=Path, metavar=metavar, help=help)
+
+
+def add_list_flag(parser: Any, flag: str, metavar: str, help: str) -> None:
+    """A flag given any number of times; its values collect in a list."""
+    parser.add_argument(flag, action="append", default=[], metavar=metavar, help=help)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -72,46 +84,50 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def add_train_command(commands: Any) -> None:
-    train = commands.add_parser(
-        "train",
-        help="train one or many runs in one compiled call",
+def add_settings_command(commands: Any, name: str, help: str) -> argparse.ArgumentParser:
+    """A command that takes the run's settings (preset / env / config file, --set, ...),
+    with every setting listed under its help."""
+    command = commands.add_parser(
+        name,
+        help=help,
         epilog=settings_help(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    _add_source_arguments(train)
+    _add_source_arguments(command)
+    return command
+
+
+def add_train_command(commands: Any) -> None:
+    train = add_settings_command(commands, "train", "train one or many runs in one compiled call")
     train.add_argument("--num-seeds", type=int, help="independent runs per setting")
     train.add_argument("--num-envs", type=int, help="parallel envs per run")
     train.add_argument("--seed", type=int, help="first seed; runs use seed, seed+1, ...")
-    train.add_argument(
+    add_list_flag(
+        train,
         "--sweep",
-        action="append",
-        default=[],
-        metavar="NAME=V1,V2,...",
-        help="sweep a hyperparameter: every value x every seed in one compiled call",
+        "NAME=V1,V2,...",
+        "sweep a hyperparameter: every value x every seed in one compiled call",
     )
     train.add_argument("--out", type=Path, help="output directory (default: runs/<name>-<time>)")
-    train.add_argument(
+    add_int_flag(
+        train,
         "--chunk-updates",
-        type=int,
-        metavar="K",
-        help="updates per compiled chunk of the host loop (default: about 1/20 of the run)",
+        "K",
+        "updates per compiled chunk of the host loop (default: about 1/20 of the run)",
     )
-    train.add_argument(
+    add_int_flag(
+        train,
         "--checkpoint-every",
-        type=int,
-        metavar="CHUNKS",
-        help="save a checkpoint every N chunks, and always at the end (0: only at the end; "
+        "CHUNKS",
+        "save a checkpoint every N chunks, and always at the end (0: only at the end; "
         "default 10, or the resumed run's)",
     )
-    train.add_argument(
-        "--resume", type=Path, metavar="DIR", help="continue the run saved in DIR (its --out)"
-    )
-    train.add_argument(
+    add_path_flag(train, "--resume", "DIR", "continue the run saved in DIR (its --out)")
+    add_int_flag(
+        train,
         "--eval-every",
-        type=int,
-        metavar="CHUNKS",
-        help="evaluate the deterministic policy every N chunks into metrics.csv (0: never; "
+        "CHUNKS",
+        "evaluate the deterministic policy every N chunks into metrics.csv (0: never; "
         "default 0, or the resumed run's)",
     )
     train.add_argument(
@@ -125,11 +141,11 @@ def add_train_command(commands: Any) -> None:
         help="also write TensorBoard logs to OUT/tensorboard (needs purejaxppo[tensorboard])",
     )
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
-    train.add_argument(
+    add_int_flag(
+        train,
         "--devices",
-        type=int,
-        metavar="N",
-        help="shard the runs over the first N devices (default: all devices of all processes)",
+        "N",
+        "shard the runs over the first N devices (default: all devices of all processes)",
     )
     add_process_arguments(train)
 
@@ -157,13 +173,7 @@ def add_eval_command(commands: Any) -> None:
 
 
 def add_bench_command(commands: Any) -> None:
-    bench = commands.add_parser(
-        "bench",
-        help="steps per second against the env-only floor",
-        epilog=settings_help(),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    _add_source_arguments(bench)
+    bench = add_settings_command(commands, "bench", "steps per second against the env-only floor")
     bench.add_argument(
         "--num-envs", default="4,64,512,2048", help="comma list (default %(default)s)"
     )
@@ -173,15 +183,15 @@ def add_bench_command(commands: Any) -> None:
         "--min-updates", type=int, default=4, help="raise total_timesteps to this many updates"
     )
     bench.add_argument("--out", type=Path, help="output directory (default: runs/bench-<time>)")
-    bench.add_argument(
+    add_path_flag(
+        bench,
         "--profile",
-        type=Path,
-        metavar="DIR",
-        help="jax.profiler trace of one more call of the first point's trainer (not timed)",
+        "DIR",
+        "jax.profiler trace of one more call of the first point's trainer (not timed)",
     )
-    bench.add_argument(
+    add_int_flag(
+        bench,
         "--chunk-updates",
-        type=int,
-        metavar="K",
-        help="also time the chunked host loop (chunks of K updates) and its overhead",
+        "K",
+        "also time the chunked host loop (chunks of K updates) and its overhead",
     )

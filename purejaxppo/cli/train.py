@@ -109,13 +109,14 @@ def run_train(args: argparse.Namespace, argv: Sequence[str]) -> int:
     """Train in chunks with the default hooks (progress, metrics.csv, TensorBoard, periodic
     evaluation and checkpoints, config/summary/plot); SIGINT/SIGTERM stop at a chunk
     boundary with a checkpoint."""
+    # Before anything compiles: gymnax's import does, and the cache is set up at the first.
+    enable_compilation_cache(args.compilation_cache)
     request = resolve_train_request(args)
     from purejaxppo.outputs.hooks import default_hooks
     from purejaxppo.runs.chunked import StopOnSignals
     from purejaxppo.session import TrainSession
 
     prepare_output_dir(request.out)
-    enable_compilation_cache(args.compilation_cache)
     session = TrainSession.open(request.spec, request.loop, request.out, resume=request.resume)
     if session.finished:
         print(

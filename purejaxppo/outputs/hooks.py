@@ -143,9 +143,7 @@ class RunFilesHook:
             return
         config, population = session.spec.config, session.population
         session_updates = run.updates_done - session.updates_done
-        summary = report_files.build_summary(
-            config, population, run.metrics, run.timing, session_updates
-        )
+        summary = report_files.build_summary(config, population, run, session_updates)
         report_files.write_json(self.out / "summary.json", summary)
         if run.updates_done > 0:
             env_steps = session.trainer.env_steps(range(1, run.updates_done + 1))

@@ -13,6 +13,9 @@ from purejaxppo.errors import ConfigError
 from purejaxppo.ppo.types import METRIC_NAMES, Metrics
 from purejaxppo.runs.population import Population
 
+Evaluations = Mapping[int, np.ndarray] | None
+"""`{update: [R] mean deterministic return}` of the evaluations after those updates."""
+
 
 class MetricsSink:
     """A training hook that writes each chunk's metrics somewhere: one row (or scalar set) per
@@ -23,12 +26,7 @@ class MetricsSink:
         self.population = population
         self.env_steps_per_update = env_steps_per_update
 
-    def append(
-        self,
-        metrics: Metrics,
-        first_update: int,
-        evaluations: Mapping[int, np.ndarray] | None = None,
-    ) -> None:
+    def append(self, metrics: Metrics, first_update: int, evaluations: Evaluations = None) -> None:
         """Updates `first_update + 1 ...` of `metrics` `[R, k]`; `evaluations` maps an update
         to the `[R]` mean returns of the evaluation after it."""
         raise NotImplementedError
@@ -69,12 +67,7 @@ class MetricsCsv(MetricsSink):
         if session.restored is not None:
             self.append(session.restored.metrics, 0, session.evaluations)
 
-    def append(
-        self,
-        metrics: Metrics,
-        first_update: int,
-        evaluations: Mapping[int, np.ndarray] | None = None,
-    ) -> None:
+    def append(self, metrics: Metrics, first_update: int, evaluations: Evaluations = None) -> None:
         columns = [np.asarray(getattr(metrics, name)) for name in METRIC_NAMES]
         evaluations = evaluations or {}
         with self.path.open("a", newline="") as f:
@@ -102,12 +95,7 @@ class TensorBoardLog(MetricsSink):
             for run in range(population.num_runs)
         ]
 
-    def append(
-        self,
-        metrics: Metrics,
-        first_update: int,
-        evaluations: Mapping[int, np.ndarray] | None = None,
-    ) -> None:
+    def append(self, metrics: Metrics, first_update: int, evaluations: Evaluations = None) -> None:
         columns = {name: np.asarray(getattr(metrics, name)) for name in METRIC_NAMES}
         for run, writer in enumerate(self.writers):
             for i in range(columns["total_loss"].shape[-1]):

@@ -16,8 +16,7 @@ import numpy as np
 
 from purejaxppo.config import PPOConfig
 from purejaxppo.metrics import final_returns, return_stats
-from purejaxppo.ppo.types import Metrics
-from purejaxppo.runs.population import Population, Timing
+from purejaxppo.runs.population import Population
 
 LIBRARIES = ("purejaxppo", "jax", "jaxlib", "flax", "optax", "gymnax", "chex")
 
@@ -62,15 +61,13 @@ def results_dir(out: Path | None, results_root: Path, *parts: str) -> Path:
 
 
 def build_summary(
-    config: PPOConfig,
-    population: Population,
-    metrics: Metrics,
-    timing: Timing,
-    session_updates: int | None = None,
+    config: PPOConfig, population: Population, run: Any, session_updates: int | None = None
 ) -> dict[str, Any]:
-    """Final returns and figures of a run whose `metrics` are `[R, updates done]`.
+    """Final returns and figures of a `run` (a `ChunkedRun`: `metrics` `[R, updates done]`
+    and `timing`).
     SPS counts the `session_updates` run in this process (all of them by default; fewer
     after `--resume`)."""
+    metrics, timing = run.metrics, run.timing
     finals = final_returns(metrics)
     updates_done = int(np.asarray(metrics.total_loss).shape[-1])
     session_updates = updates_done if session_updates is None else session_updates

@@ -230,12 +230,7 @@ def summarize_update(
         episode_return=jnp.where(episodes > 0, mean_return, jnp.nan),
         episode_length=jnp.where(episodes > 0, mean_length, jnp.nan),
         episodes=episodes,
-        total_loss=loss.total_loss,
-        policy_loss=loss.policy_loss,
-        value_loss=loss.value_loss,
-        entropy=loss.entropy,
-        approx_kl=loss.approx_kl,
-        clip_fraction=loss.clip_fraction,
+        **loss._asdict(),  # the loss diagnostics, by the same names
         explained_variance=explained_variance,
         learning_rate=jnp.asarray(schedules.learning_rate, jnp.float32),
         ent_coef=jnp.asarray(schedules.ent_coef, jnp.float32),

@@ -56,15 +56,16 @@ class Tuning:
         `samples_per_update` env steps per update (num_steps x num_envs)."""
         if backend != "cpu":
             return cls(backend=backend)
+        # Values after the scan and unbatched single-run tracing pay off for small rollouts only.
         small = samples_per_update <= CPU_SMALL_SAMPLES
+        size_dependent = {"values_after_scan": small, "single_run_unbatched": small}
         return cls(
             backend="cpu",
-            values_after_scan=small,
             gradient_slice=CPU_SMALL_SAMPLES,
-            single_run_unbatched=small,
             compiler_options=CPU_COMPILER_OPTIONS,
             column_log_softmax=True,
             weight_gradient_product=True,
+            **size_dependent,
         )
 
     @classmethod
