@@ -5,6 +5,7 @@ import ast
 import dataclasses
 import importlib
 import re
+import textwrap
 from pathlib import Path
 
 from purejaxppo.config import Hyperparams, PPOConfig, field_docs
@@ -57,7 +58,7 @@ def readme_python_imports() -> list[tuple[str, str]]:
     blocks = re.findall(r"```python\n(.*?)```", README.read_text(), re.S)
     found = []
     for block in blocks:
-        for node in ast.walk(ast.parse(block)):
+        for node in ast.walk(ast.parse(textwrap.dedent(block))):  # also blocks in a list
             if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("purejaxppo"):
                 found += [(node.module, alias.name) for alias in node.names]
     return found
