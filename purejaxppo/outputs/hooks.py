@@ -164,6 +164,8 @@ def default_hooks(
     (default: this is process 0) decides the files and the console."""
     loop, population = session.loop, session.population
     writes = jax.process_index() == 0 if writes is None else writes
+    if out is not None and writes:
+        out.mkdir(parents=True, exist_ok=True)
     hooks: list[Any] = [EvalHook(loop.eval_every, loop.eval_episodes)] if loop.eval_every else []
     if writes and out is not None:
         if loop.tensorboard:
