@@ -10,6 +10,11 @@ import statistics
 from pathlib import Path
 
 HERE = Path(__file__).parent
+FIGURES = (
+    ("fraction_of_floor", 100, "{:.1f}%", True),
+    ("sps", 1, "{:,.0f}", True),
+    ("compile_s", 1, "{:.2f} s", False),
+)
 
 
 def per_point(name):
@@ -22,17 +27,29 @@ def figure(row, key):
     return statistics.median(values), min(values), max(values)
 
 
-before, after = per_point("before"), per_point("after")
-print("| runs x envs | figure | before median (range) | after median (range) | slower beyond the range? |")
-print("| --- | --- | ---: | ---: | --- |")
-for point in before:
-    for key, scale, fmt, higher_is_better in (
-        ("fraction_of_floor", 100, "{:.1f}%", True),
-        ("sps", 1, "{:,.0f}", True),
-        ("compile_s", 1, "{:.2f} s", False),
-    ):
-        b, a = figure(before[point], key), figure(after[point], key)
-        width = b[2] - b[1]
-        worse = (b[1] - a[0] > width) if higher_is_better else (a[0] - b[2] > width)
-        show = lambda f: f"{fmt.format(f[0] * scale)} ({fmt.format(f[1] * scale)}-{fmt.format(f[2] * scale)})"
-        print(f"| {point[0]} x {point[1]} | {key} | {show(b)} | {show(a)} | {'yes' if worse else 'no'} |")
+def shown(values, scale, fmt):
+    median, low, high = (fmt.format(v * scale) for v in values)
+    return f"{median} ({low}-{high})"
+
+
+def is_slower(before, after, higher_is_better):
+    width = before[2] - before[1]
+    if higher_is_better:
+        return before[1] - after[0] > width
+    return after[0] - before[2] > width
+
+
+def main():
+    before, after = per_point("before"), per_point("after")
+    print("| runs x envs | figure | before median (range) | after median (range) | slower? |")
+    print("| --- | --- | ---: | ---: | --- |")
+    for point in before:
+        for key, scale, fmt, higher_is_better in FIGURES:
+            b, a = figure(before[point], key), figure(after[point], key)
+            slower = "yes" if is_slower(b, a, higher_is_better) else "no"
+            cells = f"{shown(b, scale, fmt)} | {shown(a, scale, fmt)} | {slower}"
+            print(f"| {point[0]} x {point[1]} | {key} | {cells} |")
+
+
+if __name__ == "__main__":
+    main()
