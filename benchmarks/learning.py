@@ -30,8 +30,9 @@ import numpy as np
 from purejaxppo.metrics import final_returns, return_stats
 from purejaxppo.outputs import plots
 from purejaxppo.outputs import summary as report
-from purejaxppo.ppo.evaluate import evaluate_runs, summarize_eval
+from purejaxppo.ppo.evaluate import summarize_eval
 from purejaxppo.presets import PRESETS
+from purejaxppo.runs.evaluation import evaluate_runs
 from purejaxppo.runs.spec import RunSpec
 from purejaxppo.session import TrainSession
 
@@ -131,7 +132,14 @@ def benchmark_preset(
     start = time.perf_counter()
     policy = session.policies(run.state)
     evaluation = summarize_eval(
-        evaluate_runs(trainer, policy, jax.random.key(10_000), eval_episodes, True)
+        evaluate_runs(
+            trainer,
+            policy,
+            jax.random.key(10_000),
+            eval_episodes,
+            True,
+            placement=session.placement,
+        )
     )
     eval_s = time.perf_counter() - start
     eval_returns = np.asarray([row["return_mean"] for row in evaluation])

@@ -26,10 +26,10 @@ if TYPE_CHECKING:
     from purejaxppo.envs.spec import EnvSpec, make_env
     from purejaxppo.errors import ConfigError
     from purejaxppo.metrics import final_returns
-    from purejaxppo.ppo.evaluate import evaluate_runs
     from purejaxppo.ppo.trainer import Trainer, make_train
     from purejaxppo.ppo.types import Metrics, Policy, TrainOutput, TrainState, policy_of
     from purejaxppo.runs.chunked import train_chunked
+    from purejaxppo.runs.evaluation import evaluate_runs
     from purejaxppo.runs.placement import make_placement
     from purejaxppo.runs.population import (
         build_population,
@@ -55,7 +55,7 @@ _LAZY = {
     "Tuning": "purejaxppo.ppo.tuning",
     "Trainer": "purejaxppo.ppo.trainer",
     "make_train": "purejaxppo.ppo.trainer",
-    "evaluate_runs": "purejaxppo.ppo.evaluate",
+    "evaluate_runs": "purejaxppo.runs.evaluation",
     "initialize_distributed": "purejaxppo.runs.processes",
     "make_placement": "purejaxppo.runs.placement",
     "build_population": "purejaxppo.runs.population",

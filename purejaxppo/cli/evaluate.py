@@ -43,13 +43,18 @@ def evaluation_rows(session: Any, episodes: int, seed: int) -> list[dict[str, An
     """Per run: its seed, swept setting and the summary of each mode's episodes."""
     import jax
 
-    from purejaxppo.ppo.evaluate import evaluate_runs, summarize_eval
+    from purejaxppo.ppo.evaluate import summarize_eval
     from purejaxppo.ppo.types import policy_of
+    from purejaxppo.runs.evaluation import evaluate_runs
 
     policy = policy_of(session.spec.config, session.restored.state)
     key = jax.random.key(seed)
     results = {
-        mode: summarize_eval(evaluate_runs(session.trainer, policy, key, episodes, deterministic))
+        mode: summarize_eval(
+            evaluate_runs(
+                session.trainer, policy, key, episodes, deterministic, placement=session.placement
+            )
+        )
         for mode, deterministic in MODES
     }
     population = session.population

@@ -24,10 +24,8 @@ from purejaxppo.outputs import summary as report_files
 from purejaxppo.outputs.checkpoint import open_manager, save_checkpoint
 from purejaxppo.outputs.console import TrainProgress
 from purejaxppo.outputs.logs import MetricsCsv, TensorBoardLog, tensorboard_writer_class
-from purejaxppo.ppo.evaluate import evaluate_runs
-from purejaxppo.ppo.types import policy_of
 from purejaxppo.runs.chunked import ChunkDone, ChunkedRun, unpadded_state
-from purejaxppo.runs.placement import unpad_runs
+from purejaxppo.runs.evaluation import evaluate_runs
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,10 +66,11 @@ class EvalHook:
     def on_chunk(self, session: Any, report: ChunkReport) -> None:
         if report.chunks_done % self.every:
             return
-        policy = session.placement.to_host(policy_of(session.spec.config, report.run.state))
-        policy = unpad_runs(policy, session.population.num_runs)
+        policy = session.policies(report.run.state)
         key = jax.random.key(session.spec.seed)
-        result = evaluate_runs(session.trainer, policy, key, self.episodes, True)
+        result = evaluate_runs(
+            session.trainer, policy, key, self.episodes, True, placement=session.placement
+        )
         returns = mean_finished_returns(result.returns, result.finished)
         report.evaluated[report.done.updates_done] = returns
         session.evaluations[report.done.updates_done] = returns

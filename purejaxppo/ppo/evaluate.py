@@ -1,8 +1,8 @@
 """Evaluation: play each of E fresh envs for exactly one episode with a trained policy.
 
-`evaluate_policy` is pure and jittable (one run, unbatched params); `evaluate_runs` is the
-same under `jit(vmap)` over a run axis `[R]`, as `TrainOutput.state.params` has after a
-population was trained; `summarize_eval` reduces the result per run on the host.
+`evaluate_policy` is pure and jittable (one run, unbatched params); the run layer compiles it
+for a population (`purejaxppo.runs.evaluation.evaluate_runs`); `summarize_eval` reduces the
+result per run on the host.
 
 Actions go through `step_envs`, so continuous actions are clipped to the action bounds
 exactly as in training (`envs.env_action`). Each env is reset once; its first episode's
@@ -76,7 +76,8 @@ def resolve_max_steps(spec: EnvSpec, max_steps: int | None) -> int:
     return int(max_steps)
 
 
-def _check_num_episodes(num_episodes: int) -> None:
+def check_num_episodes(num_episodes: int) -> None:
+    """A `ConfigError` naming `num_episodes` unless it is a positive integer."""
     if isinstance(num_episodes, bool) or not isinstance(num_episodes, int | np.integer):
         raise ConfigError(f"num_episodes must be a positive integer, got {num_episodes!r}")
     if num_episodes < 1:
@@ -183,66 +184,11 @@ def evaluate_policy(
     `max_steps` defaults to the env's time limit. Returns an `EvalResult` of `[E]` arrays,
     E = `num_episodes`.
     """
-    _check_num_episodes(num_episodes)
+    check_num_episodes(num_episodes)
     max_steps = resolve_max_steps(trainer.spec, max_steps)
     key_reset, key_play = jax.random.split(key)
     runner = reset_envs(trainer.spec, key_reset, num_episodes)
     return play_first_episodes(trainer, policy, runner, key_play, deterministic, max_steps)
-
-
-def _evaluate_runs(
-    trainer: Trainer,
-    policy_r: Policy,
-    keys: jax.Array,
-    num_episodes: int,
-    deterministic: bool,
-    max_steps: int | None,
-) -> EvalResult:
-    def one_run(policy: Policy, key: jax.Array) -> EvalResult:
-        return evaluate_policy(trainer, policy, key, num_episodes, deterministic, max_steps)
-
-    return jax.vmap(one_run)(policy_r, keys)
-
-
-# One compiled function per (trainer, num_episodes, deterministic, max_steps) and run count:
-# jit's cache is keyed on the static arguments (a `Trainer` hashes by identity).
-_evaluate_runs_jit = jax.jit(
-    _evaluate_runs, static_argnames=("trainer", "num_episodes", "deterministic", "max_steps")
-)
-
-
-def num_runs(params_r: Any) -> int:
-    """The size R of the leading run axis shared by every leaf of `params_r`."""
-    leaves = jax.tree.leaves(params_r)
-    if not leaves or jnp.ndim(leaves[0]) == 0:
-        raise ConfigError("params_R must have a leading run axis [R] on every leaf")
-    runs = int(jnp.shape(leaves[0])[0])
-    chex.assert_tree_shape_prefix(params_r, (runs,))
-    return runs
-
-
-def evaluate_runs(
-    trainer: Trainer,
-    policy_r: Policy | Any,
-    key: jax.Array,
-    num_episodes: int,
-    deterministic: bool,
-    max_steps: int | None = None,
-) -> EvalResult:
-    """`evaluate_policy` for each of R runs (a `Policy` or params whose leaves are
-    `[R, ...]`, e.g. `policy_of(config, output.state)`) in one jitted call.
-
-    Run r uses key `jax.random.split(key, R)[r]`. Returns an `EvalResult` of numpy `[R, E]`
-    arrays. Compiles once per (trainer, num_episodes, deterministic, max_steps, R).
-    """
-    _check_num_episodes(num_episodes)
-    max_steps = resolve_max_steps(trainer.spec, max_steps)
-    policy_r = as_policy(policy_r)
-    keys = jax.random.split(key, num_runs(policy_r))
-    result = _evaluate_runs_jit(
-        trainer, policy_r, keys, int(num_episodes), bool(deterministic), max_steps
-    )
-    return EvalResult(*(np.asarray(x) for x in jax.device_get(tuple(result))))
 
 
 def summarize_eval(result: EvalResult) -> list[dict[str, float | int]]:

@@ -14,15 +14,14 @@ from purejaxppo.envs import probes
 from purejaxppo.envs.spec import reset_envs
 from purejaxppo.ppo.evaluate import (
     EvalResult,
-    _evaluate_runs_jit,
     evaluate_policy,
-    evaluate_runs,
     play_first_episodes,
     resolve_max_steps,
     summarize_eval,
 )
 from purejaxppo.ppo.networks import init_network
 from purejaxppo.presets import PRESETS
+from purejaxppo.runs.evaluation import evaluate_runs, evaluation_compiles
 
 PROBE = probe_config(num_steps=4, num_updates=1)  # only its network shape matters here
 
@@ -197,9 +196,11 @@ def test_evaluate_runs_equals_evaluate_policy_per_run():
             np.testing.assert_array_equal(getattr(batched, name)[run], getattr(single, name))
     assert not np.array_equal(batched.returns[0], batched.returns[1])  # the runs differ
     # Same (trainer, num_episodes, deterministic): no new compilation for new keys/params.
-    compiled = _evaluate_runs_jit._cache_size()
+    compiled = evaluation_compiles()
     evaluate_runs(trainer, jax.tree.map(lambda x: x + 0.01, params_r), key, 8, False)
-    assert _evaluate_runs_jit._cache_size() == compiled
+    assert evaluation_compiles() == compiled
+    evaluate_runs(trainer, params_r, key, 4, False)  # other settings: one more program
+    assert evaluation_compiles() == compiled + 1
 
 
 def test_summarize_eval_uses_finished_episodes_per_run():

@@ -167,8 +167,8 @@ def test_each_switch_changes_training(plain_run, switch):
 
 def test_statistics_survive_a_checkpoint_and_reach_evaluation(tmp_path):
     from purejaxppo.outputs.checkpoint import open_manager, restore_checkpoint, save_checkpoint
-    from purejaxppo.ppo.evaluate import evaluate_runs
     from purejaxppo.runs.chunked import abstract_train_state
+    from purejaxppo.runs.evaluation import evaluate_runs
     from purejaxppo.runs.population import build_population
 
     trainer = make_train(CONFIG)

@@ -11,12 +11,13 @@ import pytest
 
 from purejaxppo import Hyperparams, PPOConfig, make_train
 from purejaxppo.config import ConfigError
-from purejaxppo.ppo.evaluate import evaluate_runs, summarize_eval
+from purejaxppo.ppo.evaluate import summarize_eval
 from purejaxppo.ppo.loss import ppo_loss
 from purejaxppo.ppo.networks import RecurrentActorCritic, act, unroll
 from purejaxppo.ppo.rollout import collect_rollout, draw_rollout_noise
 from purejaxppo.ppo.types import Actors, policy_of
 from purejaxppo.ppo.update import make_batch, shuffle_sequences_into_minibatches
+from purejaxppo.runs.evaluation import evaluate_runs
 from purejaxppo.runs.population import build_population
 
 # MemoryChain: the context bit is shown on the first of 6 steps and must be recalled at the

@@ -103,7 +103,23 @@ def worker_devices(out_dir: Path) -> None:
     np.savez(out_dir / "four.npz", **flatten(to_host(output)))
     from purejaxppo.runs.population import train_sharded
 
-    np.savez(out_dir / "six.npz", **flatten(train_sharded(trainer, six, mesh)))
+    six_output = train_sharded(trainer, six, mesh)
+    np.savez(out_dir / "six.npz", **flatten(six_output))
+    np.savez(out_dir / "eval.npz", **evaluated_both_ways(trainer, six_output.state, mesh))
+
+
+def evaluated_both_ways(trainer, state, mesh) -> dict[str, np.ndarray]:
+    """The 6 runs' policies evaluated over the 4-device mesh (padded to 8) and locally."""
+    from purejaxppo import policy_of
+    from purejaxppo.runs.evaluation import evaluate_runs
+    from purejaxppo.runs.placement import LOCAL_RUNS, MeshRuns
+
+    policies, key = policy_of(TINY, state), jax.random.key(3)
+    out = {}
+    for name, placement in (("mesh", MeshRuns(mesh)), ("local", LOCAL_RUNS)):
+        result = evaluate_runs(trainer, policies, key, 8, True, 60, placement=placement)
+        out |= {f"{name}_{field}": value for field, value in result._asdict().items()}
+    return out
 
 
 def worker_process(out_dir: Path, port: int, process_id: int) -> None:
@@ -271,6 +287,12 @@ def test_sharded_over_four_devices_equals_unsharded(tmp_path, request):
     assert "6 runs" in error and "4 devices" in error and "pad_runs" in error
     assert_same_runs(dict(np.load(tmp_path / "four.npz")), reference4)
     assert_same_runs(dict(np.load(tmp_path / "six.npz")), reference6)
+    # Evaluation spreads over the same mesh (6 runs padded to 8) and gives the local result.
+    evaluated = dict(np.load(tmp_path / "eval.npz"))
+    assert evaluated["mesh_returns"].shape == (6, 8)
+    np.testing.assert_array_equal(evaluated["mesh_lengths"], evaluated["local_lengths"])
+    np.testing.assert_array_equal(evaluated["mesh_finished"], evaluated["local_finished"])
+    np.testing.assert_allclose(evaluated["mesh_returns"], evaluated["local_returns"], rtol=1e-6)
 
 
 def free_port() -> int:
