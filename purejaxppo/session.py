@@ -11,6 +11,7 @@ hooks (`purejaxppo.outputs.hooks`) between chunks.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ from purejaxppo.ppo.tuning import Tuning
 from purejaxppo.ppo.types import Policy, policy_of
 from purejaxppo.runs.chunked import (
     ChunkedRun,
+    ResumePoint,
     abstract_train_state,
     compile_chunked,
     default_chunk_updates,
@@ -34,9 +36,16 @@ from purejaxppo.runs.chunked import (
     unpadded_state,
 )
 from purejaxppo.runs.memory_budget import check_fits, check_metrics_fit
-from purejaxppo.runs.placement import Placement, make_placement, place_runs
+from purejaxppo.runs.pbt import PBTPlan, abstract_pbt_tree, pbt_from_tree, pbt_plan, pbt_tree
+from purejaxppo.runs.placement import Placement, make_placement, place_runs, runs_to_host
 from purejaxppo.runs.population import Population
-from purejaxppo.runs.spec import LoopOptions, RunSpec, read_run_document, run_document
+from purejaxppo.runs.spec import (
+    LoopOptions,
+    RunSpec,
+    read_run_document,
+    run_document,
+    scheduled_hyperparams,
+)
 
 
 @dataclasses.dataclass
@@ -71,7 +80,7 @@ class TrainSession:
         placement = make_placement(loop.devices)
         trainer = make_train(spec.config, tuning=tuning)  # an unknown env fails here
         check_population_fits(trainer, spec.num_runs, placement)
-        loop = resolve_chunk_updates(loop, spec.config.num_updates)
+        loop = resolve_chunk_updates(loop, spec)
         if out is not None and not resume and checkpoint.holds_checkpoint(out):
             raise ConfigError(
                 f"{out} already holds a checkpointed run: resume it, or write elsewhere"
@@ -85,8 +94,12 @@ class TrainSession:
         """Read the newest checkpoint under `out`; it must be of this session's runs."""
         if self.out is None:
             raise ConfigError("resuming needs the directory of the run (out)")
-        abstract = abstract_train_state(self.trainer, self.population)
-        restored = restore_checkpoint(self.out, abstract, self.population.num_runs)
+        abstract, num_runs = abstract_train_state(self.trainer, self.population), self.num_runs
+        extra = None
+        if self.pbt is not None:
+            done = checkpoint.read_meta(self.out).get("updates_done", 0)
+            extra = abstract_pbt_tree(num_runs, self.pbt.steps_done(done, self.num_updates))
+        restored = restore_checkpoint(self.out, abstract, num_runs, extra)
         saved, _ = read_run_document(restored.meta, f"checkpoint metadata in {self.out}")
         if saved != self.spec:
             raise CheckpointError(f"checkpoint in {self.out} is of other runs than this session's")
@@ -96,6 +109,23 @@ class TrainSession:
     @property
     def num_updates(self) -> int:
         return self.spec.config.num_updates
+
+    @property
+    def num_runs(self) -> int:
+        return self.population.num_runs
+
+    @property
+    def pbt(self) -> PBTPlan | None:
+        """The population-based training the chunks run (None: off)."""
+        return pbt_plan(self.spec)
+
+    def checkpoint_extra(self, run: ChunkedRun) -> dict[str, Any] | None:
+        """What a checkpoint of `run` holds beside the state and metrics: PBT's values."""
+        if self.pbt is None:
+            return None
+        hyperparams = runs_to_host(self.placement, run.hyperparams, self.num_runs)
+        fitness = runs_to_host(self.placement, run.fitness, self.num_runs)
+        return pbt_tree(hyperparams, fitness, run.pbt_log)
 
     @property
     def updates_done(self) -> int:
@@ -121,7 +151,7 @@ class TrainSession:
         try:
             program = compile_chunked(
                 self.trainer, self.population, self.loop.chunk_updates, self.updates_done,
-                self.placement,
+                self.placement, self.pbt,
             )  # fmt: skip
 
             def on_chunk(chunked: ChunkedRun, done: Any) -> None:
@@ -133,19 +163,31 @@ class TrainSession:
             run = run_chunked(
                 program, self.population, resume=self.resume_state(), on_chunk=on_chunk,
                 stop_requested=stop_requested,
+                hyperparams_at=self.scheduled_hyperparams if self.spec.schedule else None,
             )  # fmt: skip
         finally:
             for hook in hooks:
                 hook.close(self, run)
         return run
 
-    def resume_state(self) -> Any:
-        """`(state, metrics, updates_done)` to continue from, placed; None for a fresh run."""
+    def scheduled_hyperparams(self, updates_done: int) -> Any:
+        """Every run's hyperparameters from `updates_done` on, as the spec's schedule says
+        (host `[R]`)."""
+        values = scheduled_hyperparams(self.spec, updates_done)
+        full = {name: np.full(self.num_runs, value, np.float32) for name, value in values.items()}
+        return self.population.hyperparams.replace(**full)
+
+    def resume_state(self) -> ResumePoint | None:
+        """Where to continue from, the state placed; None for a fresh run."""
         if self.restored is None:
             return None
-        num_runs = self.population.num_runs
-        state = place_runs(self.placement, self.restored.state, num_runs)
-        return state, self.restored.metrics, self.restored.updates_done
+        restored = self.restored
+        state = place_runs(self.placement, restored.state, self.num_runs)
+        resume = ResumePoint(state, restored.metrics, restored.updates_done)
+        if restored.extra is None:
+            return resume
+        hyperparams, fitness, log = pbt_from_tree(restored.extra)
+        return resume._replace(hyperparams=hyperparams, fitness=fitness, pbt_log=log)
 
     def policies(self, state: Any) -> Policy:
         """Every run's policy `[R, ...]` of a trained or restored `state`, padding dropped."""
@@ -161,12 +203,34 @@ def check_population_fits(trainer: Trainer, num_runs: int, placement: Placement)
     check_metrics_fit(trainer.config, num_runs)
 
 
-def resolve_chunk_updates(loop: LoopOptions, num_updates: int) -> LoopOptions:
-    """`loop` with `chunk_updates` set (default: about 1/20 of the run) and checked."""
-    chunk_updates = loop.chunk_updates or default_chunk_updates(num_updates)
+def resolve_chunk_updates(loop: LoopOptions, spec: RunSpec) -> LoopOptions:
+    """`loop` with `chunk_updates` set and checked. The default is about 1/20 of the run;
+    with PBT a multiple of its `every` (the exploit steps run inside the chunks); with a
+    schedule a divisor of its updates (the values change between chunks)."""
+    num_updates, every = spec.config.num_updates, spec.pbt.every
+    changes = [update for update, _ in spec.schedule]
+    chunk_updates = loop.chunk_updates
+    if chunk_updates is None:
+        chunk_updates = default_chunk_updates(num_updates)
+        if every:
+            chunk_updates = max(1, round(chunk_updates / every)) * every
+            chunk_updates = min(chunk_updates, num_updates // every * every)
+        if changes:  # the largest divisor of every change's update that is not larger
+            common = math.gcd(*changes)
+            chunk_updates = max(d for d in range(1, chunk_updates + 1) if common % d == 0)
     if chunk_updates > num_updates:
         raise ConfigError(
             f"chunk_updates = {chunk_updates} is more than the run's {num_updates} updates"
+        )
+    if every and chunk_updates % every:
+        raise ConfigError(
+            f"chunk_updates = {chunk_updates} must be a multiple of pbt every = {every} "
+            "(the exploit steps run inside the chunks)"
+        )
+    if any(update % chunk_updates for update in changes):
+        raise ConfigError(
+            f"chunk_updates = {chunk_updates} must divide the schedule's updates {changes} "
+            "(its values change between chunks)"
         )
     return loop.replace(chunk_updates=chunk_updates)
 

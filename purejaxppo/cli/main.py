@@ -28,6 +28,12 @@ FLAG_OF_FIELD = {
     "min_updates": "--min-updates",
     "tensorboard": "--tensorboard",
     "sweep": "--sweep",
+    "search": "--search",
+    "pbt every": "--pbt-every",
+    "pbt fraction": "--pbt-fraction",
+    "pbt perturb": "--pbt-perturb",
+    "pbt fitness": "--pbt-fitness",
+    "pbt eval_episodes": "--eval-episodes",
 }
 
 

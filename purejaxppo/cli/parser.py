@@ -44,6 +44,13 @@ def _add_source_arguments(parser: argparse.ArgumentParser) -> None:
         "(`purejaxppo envs` lists them)",
     )
     source.add_argument("--config", type=Path, help="a config.json written by an earlier run")
+    source.add_argument(
+        "--replay-best",
+        type=Path,
+        metavar="RUN_DIR",
+        help="train one fresh run with the hyperparameter schedule of the best run of the "
+        "PBT run in RUN_DIR (its seed; --num-seeds for more)",
+    )
     add_list_flag(
         parser,
         "--set",
@@ -108,6 +115,14 @@ def add_train_command(commands: Any) -> None:
         "NAME=V1,V2,...",
         "sweep a hyperparameter: every value x every seed in one compiled call",
     )
+    add_list_flag(
+        train,
+        "--search",
+        "NAME=KIND:LOW:HIGH",
+        "search a hyperparameter: each seed draws its own value, KIND log (log-uniform) or "
+        "uniform, e.g. learning_rate=log:1e-5:3e-2; crosses with --sweep",
+    )
+    add_pbt_arguments(train)
     train.add_argument("--out", type=Path, help="output directory (default: runs/<name>-<time>)")
     add_int_flag(
         train,
@@ -148,6 +163,30 @@ def add_train_command(commands: Any) -> None:
         "shard the runs over the first N devices (default: all devices of all processes)",
     )
     add_process_arguments(train)
+
+
+def add_pbt_arguments(train: argparse.ArgumentParser) -> None:
+    pbt = train.add_argument_group(
+        "population-based training (evolves the --search hyperparameters, inside the chunks)"
+    )
+    add_int_flag(pbt, "--pbt-every", "UPDATES", "updates between exploit steps (0: off, default)")
+    pbt.add_argument(
+        "--pbt-fraction",
+        type=float,
+        metavar="F",
+        help="share of runs replaced by copies of the top share (default 0.25)",
+    )
+    pbt.add_argument(
+        "--pbt-perturb",
+        metavar="LOW,HIGH",
+        help="factors a copied searched value is multiplied by, one at random (default 0.8,1.25)",
+    )
+    pbt.add_argument(
+        "--pbt-fitness",
+        choices=("return", "eval"),
+        help="rank by the mean episode return since the last step (return, default) or by "
+        "--eval-episodes deterministic episodes at the step (eval; needs --eval-every)",
+    )
 
 
 def add_process_arguments(train: argparse.ArgumentParser) -> None:

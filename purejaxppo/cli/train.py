@@ -13,6 +13,8 @@ from typing import Any
 
 from purejaxppo.cli.values import (
     enable_compilation_cache,
+    given_pbt,
+    parse_search,
     parse_sweep,
     prepare_output_dir,
     source_spec,
@@ -26,7 +28,8 @@ EXIT_NAN = 3
 
 # Flags that describe the runs: `--resume` takes them from the checkpoint instead.
 RESUME_CONFLICTS = (
-    "preset", "env", "config", "num_seeds", "num_envs", "seed", "total_timesteps", "out"
+    "preset", "env", "config", "num_seeds", "num_envs", "seed", "total_timesteps", "out",
+    "pbt_every", "pbt_fraction", "pbt_perturb", "pbt_fitness", "replay_best",
 )  # fmt: skip
 
 
@@ -48,14 +51,22 @@ def resolve_train_request(args: argparse.Namespace) -> TrainRequest:
         return resume_request(args, given)
     spec = with_settings(source_spec(args), args.set, args.total_timesteps, args.num_envs)
     sweep = parse_sweep(args.sweep, spec.hyperparams) if args.sweep else spec.sweep
+    search = parse_search(args.search, spec.hyperparams) if args.search else spec.search
     set_names = {split_assignment(item, "--set")[0] for item in args.set}
-    both = sorted(set_names & set(sweep))
-    if both:
-        raise ConfigError(f"{both[0]} is both set (--set) and swept: drop one of them")
+    for kind, names in (("swept", sweep), ("searched", search)):
+        both = sorted(set_names & set(names))
+        if both:
+            raise ConfigError(f"{both[0]} is both set (--set) and {kind}: drop one of them")
     seed = spec.seed if args.seed is None else args.seed
     num_seeds = spec.num_seeds if args.num_seeds is None else args.num_seeds
-    spec = dataclasses.replace(spec, seed=seed, num_seeds=num_seeds, sweep=sweep)
-    return TrainRequest(spec, LoopOptions(**given), output_dir(args.out, spec.name))
+    pbt = given_pbt(args, spec.pbt)
+    loop = LoopOptions(**given)
+    if pbt.enabled and pbt.fitness == "eval" and not loop.eval_every:
+        raise ConfigError("--pbt-fitness eval ranks by the evaluation: turn on --eval-every")
+    spec = dataclasses.replace(
+        spec, seed=seed, num_seeds=num_seeds, sweep=sweep, search=search, pbt=pbt
+    )
+    return TrainRequest(spec, loop, output_dir(args.out, spec.name))
 
 
 def given_loop_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -96,7 +107,7 @@ def resume_request(args: argparse.Namespace, given: dict[str, Any]) -> TrainRequ
     conflicts = [
         f"--{n.replace('_', '-')}" for n in RESUME_CONFLICTS if getattr(args, n) is not None
     ]
-    conflicts += [flag for flag in ("--set", "--sweep") if getattr(args, flag[2:])]
+    conflicts += [flag for flag in ("--set", "--sweep", "--search") if getattr(args, flag[2:])]
     if conflicts:
         raise ConfigError(
             f"--resume continues a run with its saved settings; drop {', '.join(conflicts)}"

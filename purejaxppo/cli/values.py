@@ -14,7 +14,14 @@ from typing import Any
 from purejaxppo.config import CONFIG_NAMES, HYPERPARAM_NAMES, Hyperparams, PPOConfig
 from purejaxppo.errors import ConfigError
 from purejaxppo.presets import PRESETS
-from purejaxppo.runs.spec import RunSpec, check_sweep, read_run_document
+from purejaxppo.runs.search import SearchRange, check_search, parse_search_range
+from purejaxppo.runs.spec import (
+    PBTConfig,
+    RunSpec,
+    check_sweep,
+    read_run_document,
+    replay_spec,
+)
 
 
 def parse_float(name: str, text: str) -> float:
@@ -74,6 +81,8 @@ def source_spec(args: argparse.Namespace) -> RunSpec:
         except (OSError, ValueError) as error:
             raise ConfigError(f"cannot read config file {args.config}: {error}") from None
         return read_run_document(data, f"cannot read config file {args.config}")[0]
+    if getattr(args, "replay_best", None) is not None:
+        return replay_source(args.replay_best)
     if args.env is not None:
         return RunSpec(args.env, PPOConfig(env=args.env))
     name = args.preset or "cartpole"
@@ -81,6 +90,19 @@ def source_spec(args: argparse.Namespace) -> RunSpec:
         raise ConfigError(f"unknown preset {name!r} (known: {', '.join(PRESETS)})")
     config, hp = PRESETS[name]
     return RunSpec(name, config, hp)
+
+
+def replay_source(run_dir: Path) -> RunSpec:
+    """The fixed-schedule replay (`replay_spec`) of the best run of the PBT run in `run_dir`."""
+    try:
+        document = json.loads((run_dir / "config.json").read_text())
+        best = json.loads((run_dir / "summary.json").read_text()).get("best")
+    except (OSError, ValueError) as error:
+        raise ConfigError(f"--replay-best {run_dir}: cannot read its run files: {error}") from None
+    spec = read_run_document(document, f"--replay-best {run_dir}/config.json")[0]
+    if not spec.pbt.enabled or not best:
+        raise ConfigError(f"--replay-best {run_dir}: not a finished PBT run (no best schedule)")
+    return replay_spec(spec, best)
 
 
 def with_settings(
@@ -118,6 +140,38 @@ def parse_sweep(items: list[str], hp: Hyperparams) -> dict[str, tuple[float, ...
     for key, values in sweep.items():
         check_sweep(key, values, hp)
     return sweep
+
+
+def parse_search(items: list[str], hp: Hyperparams) -> dict[str, SearchRange]:
+    """`--search NAME=log:LOW:HIGH` / `NAME=uniform:LOW:HIGH` flags: each a traced
+    hyperparameter, given once, its range valid (`check_search`)."""
+    search: dict[str, SearchRange] = {}
+    for item in items:
+        key, text = split_assignment(item, "--search")
+        if key in search:
+            raise ConfigError(f"--search {key} is given twice")
+        search[key] = parse_search_range(key, text)
+        check_search(key, search[key], hp)
+    return search
+
+
+def given_pbt(args: argparse.Namespace, base: PBTConfig) -> PBTConfig:
+    """`base` (the config file's, or the defaults) with the `--pbt-*` flags given."""
+    changes: dict[str, Any] = {}
+    if args.pbt_every is not None:
+        changes["every"] = args.pbt_every
+    if args.pbt_fraction is not None:
+        changes["fraction"] = args.pbt_fraction
+    if args.pbt_perturb is not None:
+        parts = args.pbt_perturb.split(",")
+        if len(parts) != 2:
+            raise ConfigError(f"--pbt-perturb takes LOW,HIGH, got {args.pbt_perturb!r}")
+        changes["perturb"] = tuple(parse_float("--pbt-perturb", part) for part in parts)
+    if args.pbt_fitness is not None:
+        changes["fitness"] = args.pbt_fitness
+    if args.eval_episodes is not None:
+        changes["eval_episodes"] = args.eval_episodes
+    return dataclasses.replace(base, **changes)
 
 
 def prepare_output_dir(path: Path) -> None:

@@ -5,6 +5,8 @@ A checkpoint (one per saved update count, under `<out>/checkpoints/<updates>/`) 
 - `state`: the `TrainState` of every run `[R, ...]`: network parameters, optimizer state,
   environment states and observations, episode counters, RNG keys (as raw key data) and the
   update counter; and the metrics so far `[R, updates]`;
+- `extra` (population-based training only): the evolved hyperparameters, the last fitness
+  and the PBT steps so far (`runs.pbt.pbt_tree`);
 - `meta`: the run's document (`runs.spec.run_document`, as in its `config.json`) with the
   format version, the updates done and the evaluations so far.
 
@@ -44,6 +46,7 @@ class Restored:
     state: TrainState  # placed with the shardings of the abstract state given
     metrics: Metrics  # numpy [R, updates_done]
     meta: dict[str, Any]
+    extra: dict[str, Any] | None = None  # the `extra` tree saved beside them (PBT's values)
 
     @property
     def updates_done(self) -> int:
@@ -85,11 +88,19 @@ def typed_state(state: TrainState) -> TrainState:
 
 
 def save_checkpoint(
-    manager: Any, state: TrainState, metrics: Metrics, meta: dict[str, Any], wait: bool = True
+    manager: Any,
+    state: TrainState,
+    metrics: Metrics,
+    meta: dict[str, Any],
+    extra: dict[str, Any] | None = None,
+    wait: bool = True,
 ) -> None:
-    """Save under step `meta["updates_done"]`; `wait` blocks until it is on disk."""
+    """Save under step `meta["updates_done"]`, with an `extra` tree of arrays if given (what
+    population-based training carries); `wait` blocks until it is on disk."""
     meta = {**meta, "format": FORMAT_VERSION}
     tree = {"state": storable_state(state), "metrics": metrics._asdict()}
+    if extra is not None:
+        tree["extra"] = extra
     manager.save(
         int(meta["updates_done"]),
         args=ocp.args.Composite(state=ocp.args.StandardSave(tree), meta=ocp.args.JsonSave(meta)),
@@ -136,9 +147,12 @@ def read_meta(out: Path) -> dict[str, Any]:
     return meta
 
 
-def restore_checkpoint(out: Path, abstract_state: TrainState, num_runs: int) -> Restored:
+def restore_checkpoint(
+    out: Path, abstract_state: TrainState, num_runs: int, abstract_extra: Any = None
+) -> Restored:
     """Read the newest checkpoint under `out` into arrays shaped like `abstract_state`
-    (a `jax.eval_shape` of the run's init, run axis as the caller places it)."""
+    (a `jax.eval_shape` of the run's init, run axis as the caller places it), and its
+    `extra` tree shaped like `abstract_extra` when given."""
     meta = read_meta(out)
     step = int(meta["updates_done"])
     metric_device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
@@ -152,6 +166,8 @@ def restore_checkpoint(out: Path, abstract_state: TrainState, num_runs: int) -> 
             for name in Metrics._fields
         },
     }
+    if abstract_extra is not None:
+        abstract["extra"] = jax.tree.map(_abstract_leaf, abstract_extra)
     with reading_manager(out) as manager:
         check_shapes(manager, step, abstract, out)
         try:
@@ -163,7 +179,8 @@ def restore_checkpoint(out: Path, abstract_state: TrainState, num_runs: int) -> 
                 f"checkpoint {checkpoint_dir(out) / str(step)} is unreadable: {_first_line(error)}"
             ) from None
     metrics = Metrics(**{k: np.asarray(v) for k, v in tree["metrics"].items()})
-    return Restored(typed_state(tree["state"]), metrics, meta)
+    extra = jax.tree.map(np.asarray, tree["extra"]) if "extra" in tree else None
+    return Restored(typed_state(tree["state"]), metrics, meta, extra)
 
 
 def storable_abstract(abstract_state: TrainState) -> TrainState:

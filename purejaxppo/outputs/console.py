@@ -78,6 +78,19 @@ def print_summary(summary: dict[str, Any]) -> None:
         f"SPS {summary['sps'] or 0:,.0f}  compile {summary['compile_s']:.1f} s  "
         f"run {summary['run_s']:.1f} s  device {summary['device']}"
     )
+    best = summary.get("best")
+    if best and summary["num_runs"] > 1:
+        values = ", ".join(
+            f"{k}={v:.3g}" for k, v in {**best["setting"], **best["hyperparams"]}.items()
+        )
+        console.print(
+            f"best: run {best['run']} (seed {best['seed']}) final return "
+            f"{best['final_return']:.1f}" + (f", {values}" if values else "")
+        )
+    flagged = [flag for flags in summary.get("health", []) for flag in flags]
+    if flagged:
+        counts = ", ".join(f"{flag} {flagged.count(flag)}" for flag in sorted(set(flagged)))
+        console.print(f"health: runs flagged: {counts} (summary.json: health)")
 
 
 def print_eval(env: str, updates_done: int, rows: list[dict[str, Any]]) -> None:

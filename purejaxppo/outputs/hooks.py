@@ -18,12 +18,13 @@ from typing import Any, Protocol
 import jax
 import numpy as np
 
-from purejaxppo.metrics import mean_finished_returns
+from purejaxppo.metrics import final_returns, mean_finished_returns
 from purejaxppo.outputs import console, plots
 from purejaxppo.outputs import summary as report_files
 from purejaxppo.outputs.checkpoint import open_manager, save_checkpoint
 from purejaxppo.outputs.console import TrainProgress
 from purejaxppo.outputs.logs import MetricsCsv, TensorBoardLog, tensorboard_writer_class
+from purejaxppo.outputs.populations import PBTCsv
 from purejaxppo.runs.chunked import ChunkDone, ChunkedRun, unpadded_state
 from purejaxppo.runs.evaluation import evaluate_runs
 
@@ -120,7 +121,7 @@ class CheckpointHook:
         state = unpadded_state(session.placement, run.state, session.population.num_runs)
         evaluations = report_files.evaluations_to_json(session.evaluations)
         meta = session.document(updates_done=run.updates_done, evaluations=evaluations)
-        save_checkpoint(self.manager, state, run.metrics, meta)
+        save_checkpoint(self.manager, state, run.metrics, meta, session.checkpoint_extra(run))
 
 
 class RunFilesHook:
@@ -144,15 +145,41 @@ class RunFilesHook:
         session_updates = run.updates_done - session.updates_done
         summary = report_files.build_summary(config, population, run, session_updates)
         report_files.write_json(self.out / "summary.json", summary)
+        written = ["config.json", "metrics.csv", "summary.json"]
         if run.updates_done > 0:
             env_steps = session.trainer.env_steps(range(1, run.updates_done + 1))
             title = f"{config.env} ({population.num_runs} runs)"
             plots.plot_learning_curve(
                 self.out / "learning_curve.png", population, run.metrics, env_steps, title
             )
+            written += ["learning_curve.png", *population_plots(self.out, session, run)]
         console.print_summary(summary)
-        written = "config.json, metrics.csv, summary.json, learning_curve.png, checkpoints/"
-        print(f"wrote {self.out}/{written}")
+        print(f"wrote {self.out}/{', '.join([*written, 'checkpoints/'])}")
+
+
+def population_plots(out: Path, session: Any, run: ChunkedRun) -> list[str]:
+    """`sweep.png` for a sweep or a search (final return against each hyperparameter) and,
+    with PBT, `population.png` (the searched values through the steps); the names written."""
+    population, written = session.population, []
+    searched = list(population.searched[0]) if population.searched else []
+    names = [*population.swept[0], *searched] if population.num_runs > 1 else []
+    if names:
+        values = {
+            name: np.asarray(getattr(population.hyperparams, name), np.float64) for name in names
+        }
+        if run.pbt_log is not None and len(run.pbt_log.update):
+            values = {n: np.asarray(getattr(run.pbt_log.hyperparams, n))[-1] for n in names}
+        finals = final_returns(run.metrics)
+        plots.plot_sweep(out / "sweep.png", values, finals, grid=not searched)
+        written.append("sweep.png")
+    log = run.pbt_log
+    if log is not None and len(log.update):
+        initial = {n: np.array([s[n] for s in population.searched]) for n in searched}
+        fitness = np.asarray(log.fitness[-1], np.float64)
+        steps = session.spec.config.batch_size
+        plots.plot_population(out / "population.png", initial, log, fitness, steps)
+        written.append("population.png")
+    return written
 
 
 def default_hooks(
@@ -177,6 +204,8 @@ def default_hooks(
         hooks.append(ProgressHook())
     if out is not None:
         hooks.append(CheckpointHook(out, loop.checkpoint_every))
+    if writes and out is not None and session.spec.pbt.enabled:
+        hooks.append(PBTCsv(out / "pbt.csv", tuple(session.spec.search)))
     if writes and out is not None:
         hooks.append(RunFilesHook(out, argv))
     return hooks

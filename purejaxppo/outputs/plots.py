@@ -107,3 +107,89 @@ def plot_grid(rows: list[dict[str, Any]], out_dir: Path) -> list[Path]:
         fig.savefig(path)
         plt.close(fig)
     return paths
+
+
+def pyplot() -> Any:
+    """matplotlib's pyplot on the Agg backend (files only, no display)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_figure(fig: Any, path: Path) -> None:
+    fig.tight_layout()
+    fig.savefig(path)
+    pyplot().close(fig)
+
+
+def plot_population(
+    path: Path,
+    initial: dict[str, np.ndarray],
+    log: Any,
+    fitness: np.ndarray,
+    steps_per_update: int,
+) -> None:
+    """Each searched hyperparameter (one panel per name, log scale) against env steps, one
+    line per run slot through PBT's steps, coloured by the run's final `fitness` `[R]`.
+    `initial[name]` `[R]` are the drawn values; `log` the `PBTLog` of the steps."""
+    plt = pyplot()
+    names = list(initial)
+    updates = np.concatenate([[0], np.asarray(log.update)])
+    fig, axes = plt.subplots(len(names), 1, figsize=(7, 2.6 * len(names) + 0.8), dpi=120)
+    axes = np.atleast_1d(axes)
+    known = np.isfinite(fitness)
+    finite = np.where(known, fitness, fitness[known].min() if known.any() else 0.0)
+    scale = plt.Normalize(float(finite.min()), float(max(finite.max(), finite.min() + 1e-9)))
+    colours = plt.get_cmap("viridis")
+    for ax, name in zip(axes, names, strict=True):
+        values = np.concatenate(
+            [np.asarray(initial[name])[None], np.asarray(getattr(log.hyperparams, name))]
+        )
+        for run in range(values.shape[1]):
+            ax.step(updates * steps_per_update, values[:, run], where="post", lw=0.8,
+                    color=colours(scale(finite[run])), alpha=0.8)  # fmt: skip
+        ax.set_yscale("log")
+        ax.set_ylabel(name)
+        ax.grid(alpha=0.3, which="both")
+    axes[-1].set_xlabel("environment steps per run")
+    axes[0].set_title("searched hyperparameters through population-based training")
+    fig.colorbar(plt.cm.ScalarMappable(norm=scale, cmap=colours), ax=list(axes), label="fitness")
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def plot_sweep(path: Path, values: dict[str, np.ndarray], finals: np.ndarray, grid: bool) -> None:
+    """Final return `[R]` against each searched or swept hyperparameter `values[name]` `[R]`
+    (one panel each, log x where the values span over 10x); with `grid` and two names, a
+    heatmap of the mean final return over the grid's cells instead."""
+    plt = pyplot()
+    names = list(values)
+    if grid and len(names) == 2:
+        fig, ax = plt.subplots(figsize=(6, 4.5), dpi=120)
+        rows, cols = (np.unique(values[name]) for name in names)
+        cells = np.full((len(rows), len(cols)), np.nan)
+        for i, row in enumerate(rows):
+            for j, col in enumerate(cols):
+                chosen = (values[names[0]] == row) & (values[names[1]] == col) & np.isfinite(finals)
+                cells[i, j] = finals[chosen].mean() if chosen.any() else np.nan
+        image = ax.imshow(cells, origin="lower", cmap="viridis", aspect="auto")
+        ax.set_xticks(range(len(cols)), [f"{c:g}" for c in cols])
+        ax.set_yticks(range(len(rows)), [f"{r:g}" for r in rows])
+        ax.set_xlabel(names[1])
+        ax.set_ylabel(names[0])
+        fig.colorbar(image, ax=ax, label="mean final return")
+        save_figure(fig, path)
+        return
+    fig, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names), 3.6), dpi=120)
+    for ax, name in zip(np.atleast_1d(axes), names, strict=True):
+        x = np.asarray(values[name], np.float64)
+        ax.scatter(x, finals, s=14, alpha=0.7)
+        if x.min() > 0 and x.max() > 10 * x.min():
+            ax.set_xscale("log")
+        ax.set_xlabel(name)
+        ax.set_ylabel("final return")
+        ax.grid(alpha=0.3, which="both")
+    save_figure(fig, path)

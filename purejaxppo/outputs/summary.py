@@ -16,6 +16,7 @@ import numpy as np
 
 from purejaxppo.config import PPOConfig
 from purejaxppo.metrics import final_returns, return_stats
+from purejaxppo.outputs.populations import best_run, population_health
 from purejaxppo.runs.population import Population
 
 LIBRARIES = ("purejaxppo", "jax", "jaxlib", "flax", "optax", "gymnax", "chex")
@@ -63,8 +64,8 @@ def results_dir(out: Path | None, results_root: Path, *parts: str) -> Path:
 def build_summary(
     config: PPOConfig, population: Population, run: Any, session_updates: int | None = None
 ) -> dict[str, Any]:
-    """Final returns and figures of a `run` (a `ChunkedRun`: `metrics` `[R, updates done]`
-    and `timing`).
+    """Final returns and figures of a `run` (a `ChunkedRun`: `metrics` `[R, updates done]`,
+    `timing` and, with PBT, `pbt_log`), the best run and every run's health flags.
     SPS counts the `session_updates` run in this process (all of them by default; fewer
     after `--resume`)."""
     metrics, timing = run.metrics, run.timing
@@ -94,6 +95,10 @@ def build_summary(
             {"setting": setting, "final_return": return_stats(finals[runs])}
             for setting, runs in population.groups()
         ]
+    if updates_done:
+        searched = tuple(population.searched[0]) if population.searched else ()
+        summary["best"] = best_run(population, metrics, getattr(run, "pbt_log", None), searched)
+        summary["health"] = population_health(metrics, population, config)
     return summary
 
 

@@ -23,7 +23,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import numpy as np
@@ -32,7 +32,19 @@ from jax.experimental import multihost_utils
 from purejaxppo.config import ConfigError, Hyperparams
 from purejaxppo.ppo.trainer import Trainer
 from purejaxppo.ppo.types import Metrics, TrainState, empty_metrics
-from purejaxppo.runs.compile import compile_trainer_program
+from purejaxppo.runs.compile import (
+    CompiledRuns,
+    compile_population_program,
+    compile_trainer_program,
+)
+from purejaxppo.runs.pbt import (
+    PBTLog,
+    PBTPlan,
+    concat_logs,
+    initial_fitness,
+    log_to_host,
+    pbt_chunk,
+)
 from purejaxppo.runs.placement import (
     LOCAL_RUNS,
     Placement,
@@ -52,16 +64,34 @@ class ChunkDone:
     chunk_metrics: Metrics  # this chunk's metrics, numpy [R, k]
     run_s: float  # seconds spent running chunks so far (this session)
     session_updates: int  # updates run in this session (excludes restored ones)
+    pbt_log: PBTLog | None = None  # this chunk's PBT steps, numpy [S, R] (None: no PBT)
+
+
+class ResumePoint(NamedTuple):
+    """Where a chunked run continues from."""
+
+    state: TrainState  # placed as the program takes it
+    metrics: Metrics  # numpy [R, updates_done]
+    updates_done: int
+    hyperparams: Hyperparams | None = (
+        None  # host [R]: PBT's evolved values (None: the population's)
+    )
+    fitness: np.ndarray | None = None  # host [R]: PBT's last fitness
+    pbt_log: PBTLog | None = None  # numpy: the PBT steps so far
 
 
 @dataclasses.dataclass
 class ChunkedRun:
-    """The state of a chunked run: `metrics` (numpy `[R, updates_done]`) grows by chunks."""
+    """The state of a chunked run: `metrics` (numpy `[R, updates_done]`) grows by chunks,
+    and with PBT its `pbt_log` (numpy `[S, R]`) by steps."""
 
     state: TrainState  # on the device(s), run axis padded
     metric_parts: list[Metrics]
     updates_done: int
     timing: Timing
+    hyperparams: Hyperparams  # every run's current values, placed (PBT changes them)
+    fitness: Any = None  # PBT's last fitness [R], placed (None: no PBT)
+    pbt_parts: list[PBTLog] = dataclasses.field(default_factory=list)
     stopped: bool = False  # True if `stop_requested` ended it before num_updates
 
     @property
@@ -69,6 +99,12 @@ class ChunkedRun:
         if len(self.metric_parts) > 1:
             self.metric_parts[:] = [concat_metrics(self.metric_parts)]
         return self.metric_parts[0]
+
+    @property
+    def pbt_log(self) -> PBTLog | None:
+        if len(self.pbt_parts) > 1:
+            self.pbt_parts[:] = [concat_logs(self.pbt_parts)]
+        return self.pbt_parts[0] if self.pbt_parts else None
 
 
 def chunk_sizes(num_updates: int, chunk_updates: int, updates_done: int = 0) -> list[int]:
@@ -98,7 +134,8 @@ def concat_metrics(parts: Sequence[Metrics]) -> Metrics:
 
 @dataclasses.dataclass(frozen=True)
 class ChunkedProgram:
-    """Compiled init (None when resuming) and one compiled chunk per distinct chunk size."""
+    """Compiled init (None when resuming) and one compiled chunk per distinct chunk size,
+    each `(state, hps, fitness) -> (state, hps, fitness, metrics, pbt_log or None)`."""
 
     placement: Placement
     init: Callable | None
@@ -106,6 +143,7 @@ class ChunkedProgram:
     chunk_updates: int
     num_updates: int
     compile_s: float
+    pbt: PBTPlan | None = None
 
 
 def compile_chunked(
@@ -114,8 +152,10 @@ def compile_chunked(
     chunk_updates: int,
     updates_done: int = 0,
     placement: Placement = LOCAL_RUNS,
+    pbt: PBTPlan | None = None,
 ) -> ChunkedProgram:
-    """Compile init (unless `updates_done > 0`) and the chunk programs; time it all."""
+    """Compile init (unless `updates_done > 0`) and the chunk programs; time it all. With
+    `pbt`, the chunks run population-based training (`purejaxppo.runs.pbt`)."""
     num_updates = trainer.config.num_updates
     sizes = chunk_sizes(num_updates, chunk_updates, updates_done)
     num_runs = population.num_runs
@@ -133,16 +173,44 @@ def compile_chunked(
     compile_s += time.perf_counter() - start  # tracing, counted as in the programs' times
     chunks = {}
     for size in sorted(set(sizes)):
+        compiled, chunks[size] = compile_chunk(
+            trainer, placement, pbt, num_runs, size, (abstract_state, hps)
+        )
+        compile_s += compiled.compile_s
+    return ChunkedProgram(placement, init, chunks, chunk_updates, num_updates, compile_s, pbt)
 
-        def run_chunk(state: TrainState, hp: Hyperparams, size: int = size):
+
+def compile_chunk(
+    trainer: Trainer,
+    placement: Placement,
+    pbt: PBTPlan | None,
+    num_runs: int,
+    size: int,
+    example_args: tuple[TrainState, Hyperparams],
+) -> tuple[CompiledRuns, Callable]:
+    """One chunk of `size` updates, compiled, and it called as every chunk is called."""
+    if pbt is None:
+
+        def run_chunk(state: TrainState, hp: Hyperparams):
             return trainer.run_updates(hp, state, size)
 
         compiled = compile_trainer_program(
-            trainer, run_chunk, (abstract_state, hps), placement, donate_argnums=(0,)
+            trainer, run_chunk, example_args, placement, donate_argnums=(0,)
         )
-        chunks[size] = compiled.program
-        compile_s += compiled.compile_s
-    return ChunkedProgram(placement, init, chunks, chunk_updates, num_updates, compile_s)
+
+        def plain(state: TrainState, hps: Hyperparams, fitness: Any) -> tuple:
+            state, metrics = compiled.program(state, hps)
+            return state, hps, fitness, metrics, None
+
+        return compiled, plain
+    fitness = place_runs(placement, initial_fitness(num_runs), num_runs)
+    compiled = compile_population_program(
+        pbt_chunk(trainer, pbt, num_runs, size, placement.map),
+        (*example_args, fitness),
+        donate_argnums=(0, 1, 2),
+        compiler_options=trainer.tuning.compiler_options_dict(),
+    )
+    return compiled, compiled.program
 
 
 def abstract_train_state(trainer: Trainer, population: Population) -> TrainState:
@@ -170,48 +238,73 @@ def stop_agreed(stop_requested: Callable[[], bool]) -> bool:
     return bool(np.asarray(flags).any())
 
 
+def start_run(program: ChunkedProgram, population: Population, resume: Any) -> ChunkedRun:
+    """The run before its first chunk: fresh from the compiled init, or from `resume`
+    (a `ResumePoint`, or a `(state, metrics, updates_done)` tuple)."""
+    placement, num_runs = program.placement, population.num_runs
+    if resume is None:
+        if program.init is None:
+            raise ValueError("this program was compiled to resume: pass resume=(...)")
+        resume = ResumePoint(None, empty_metrics(num_runs), 0)
+    resume = ResumePoint(*resume)
+    hps = population.hyperparams if resume.hyperparams is None else resume.hyperparams
+    hps = place_runs(placement, hps, num_runs)
+    state = resume.state
+    if state is None:
+        state = program.init(place_runs(placement, population.keys, num_runs), hps)
+    fitness = None
+    if program.pbt is not None:
+        fitness = initial_fitness(num_runs) if resume.fitness is None else resume.fitness
+        fitness = place_runs(placement, np.asarray(fitness, np.float32), num_runs)
+    parts = [] if resume.pbt_log is None else [resume.pbt_log]
+    timing = Timing(program.compile_s, 0.0)
+    return ChunkedRun(state, [resume.metrics], resume.updates_done, timing, hps, fitness, parts)
+
+
 def run_chunked(
     program: ChunkedProgram,
     population: Population,
     *,
-    resume: tuple[TrainState, Metrics, int] | None = None,
+    resume: Any = None,
     on_chunk: Callable[[ChunkedRun, ChunkDone], None] | None = None,
     stop_requested: Callable[[], bool] = lambda: False,
+    hyperparams_at: Callable[[int], Hyperparams | None] | None = None,
 ) -> ChunkedRun:
-    """Run the chunks of `program`. `resume=(state, metrics, updates_done)` continues a run
-    (state placed as the program takes it, metrics numpy `[R, updates_done]`).
-    `on_chunk(run, done)` is called after each chunk."""
+    """Run the chunks of `program`. `resume` (a `ResumePoint`, or `(state, metrics,
+    updates_done)`) continues a run. `on_chunk(run, done)` is called after each chunk.
+    `hyperparams_at(updates_done)`, if given, is asked before each chunk for the host `[R]`
+    hyperparameters to train it with (None: keep the current ones)."""
     placement, num_runs = program.placement, population.num_runs
-    hps = place_runs(placement, population.hyperparams, num_runs)
     start = time.perf_counter()
-    if resume is None:
-        if program.init is None:
-            raise ValueError("this program was compiled to resume: pass resume=(...)")
-        state = program.init(place_runs(placement, population.keys, num_runs), hps)
-        metrics, updates_done = empty_metrics(num_runs), 0
-    else:
-        state, metrics, updates_done = resume
-    sizes = chunk_sizes(program.num_updates, program.chunk_updates, updates_done)
+    run = start_run(program, population, resume)
+    sizes = chunk_sizes(program.num_updates, program.chunk_updates, run.updates_done)
     missing = set(sizes) - set(program.chunks)
     if missing:
         raise ValueError(f"chunks of {sorted(missing)} updates were not compiled for this run")
     session_updates = 0
-    run = ChunkedRun(state, [metrics], updates_done, Timing(program.compile_s, 0.0))
     for size in sizes:
         if stop_agreed(stop_requested):
             run.stopped = True
             break
-        state, chunk_metrics = program.chunks[size](state, hps)
+        scheduled = None if hyperparams_at is None else hyperparams_at(run.updates_done)
+        if scheduled is not None:
+            run.hyperparams = place_runs(placement, scheduled, num_runs)
+        run.state, run.hyperparams, run.fitness, chunk_metrics, log = program.chunks[size](
+            run.state, run.hyperparams, run.fitness
+        )
         chunk_metrics = runs_to_host(placement, chunk_metrics, num_runs)
         run.metric_parts.append(chunk_metrics)
-        updates_done += size
+        if log is not None:
+            log = log_to_host(placement, log, num_runs)
+            run.pbt_parts.append(log)
+        run.updates_done += size
         session_updates += size
-        run.state, run.updates_done = state, updates_done
         run.timing = Timing(program.compile_s, time.perf_counter() - start)
         if on_chunk is not None:
             done = ChunkDone(
-                updates_done, program.num_updates, chunk_metrics, run.timing.run_s, session_updates
-            )
+                run.updates_done, program.num_updates, chunk_metrics, run.timing.run_s,
+                session_updates, log,
+            )  # fmt: skip
             on_chunk(run, done)
     jax.block_until_ready(run.state)
     run.timing = Timing(program.compile_s, time.perf_counter() - start)
@@ -223,13 +316,14 @@ def train_chunked(
     population: Population,
     chunk_updates: int,
     *,
-    resume: tuple[TrainState, Metrics, int] | None = None,
+    resume: Any = None,
     placement: Placement = LOCAL_RUNS,
     on_chunk: Callable[[ChunkedRun, ChunkDone], None] | None = None,
     stop_requested: Callable[[], bool] = lambda: False,
 ) -> ChunkedRun:
     """Compile and run: `population` in chunks of `chunk_updates` updates (the last may be
-    shorter). `resume=(state, metrics, updates_done)` continues a run."""
+    shorter). `resume` (a `ResumePoint` or `(state, metrics, updates_done)`) continues a
+    run. (Population-based training: `compile_chunked(..., pbt=)`, or the session.)"""
     updates_done = 0 if resume is None else resume[2]
     program = compile_chunked(trainer, population, chunk_updates, updates_done, placement)
     return run_chunked(

@@ -90,14 +90,33 @@ def compile_for_runs(
     `compiler_options`, lowered for `example_args` (arrays or `ShapeDtypeStruct`s with a
     leading run axis, already padded and placed), compiled with Python's garbage collector
     paused, and checked against the free memory (`check_compiled_fits`)."""
-    # Imported here: placement and this module must stay importable before a multi-process
-    # run has joined (memory_budget imports gymnax through envs, which starts XLA).
-    from purejaxppo.runs.memory_budget import check_compiled_fits
+    # Imported here (also memory_budget below): placement and this module must stay
+    # importable before a multi-process run has joined (memory_budget imports gymnax
+    # through envs, which starts XLA).
+
     from purejaxppo.runs.placement import LOCAL_RUNS
 
     placement = LOCAL_RUNS if placement is None else placement
     mapped = placement.map(fn, single_run_unbatched=single_run_unbatched)
-    jitted = jax.jit(mapped, donate_argnums=donate_argnums, compiler_options=compiler_options)
+    return compile_population_program(
+        mapped, example_args, donate_argnums=donate_argnums, compiler_options=compiler_options
+    )
+
+
+def compile_population_program(
+    fn: Callable[..., Any],
+    example_args: Sequence[Any],
+    *,
+    donate_argnums: tuple[int, ...] = (),
+    compiler_options: dict[str, Any] | None = None,
+) -> CompiledRuns:
+    """Compile a function of the whole population (its per-run parts already mapped over
+    the run axis, as `compile_for_runs` maps them; population-based training's chunk is
+    one): jitted with `compiler_options`, lowered for `example_args`, compiled with the
+    garbage collector paused, and checked against the free memory."""
+    from purejaxppo.runs.memory_budget import check_compiled_fits
+
+    jitted = jax.jit(fn, donate_argnums=donate_argnums, compiler_options=compiler_options)
     start = time.perf_counter()
     with garbage_collection_paused():
         compiled = jitted.lower(*example_args).compile()

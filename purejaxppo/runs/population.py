@@ -23,6 +23,7 @@ from purejaxppo.runs.placement import (
     run_mesh,
     runs_to_host,
 )
+from purejaxppo.runs.search import SearchRange, check_search, draw_search
 from purejaxppo.runs.spec import check_sweep
 
 
@@ -31,13 +32,16 @@ class Population:
     """R runs: run r trains with seed `seeds[r]` and hyperparameters `settings[r]`.
 
     `keys` `[R]` and `hyperparams` (fields `[R]`) are what `jax.vmap(train)` takes.
-    `swept[r]` holds only the swept names and their values for run r.
+    `swept[r]` holds only the swept names and their values for run r; `searched[r]` its
+    drawn values of the searched names (at the start, before any PBT step).
     """
 
     seeds: tuple[int, ...]
     swept: tuple[dict[str, float], ...]
     keys: jax.Array
     hyperparams: Hyperparams
+    searched: tuple[dict[str, float], ...] = ()
+    """Per run, its drawn value of each searched name (empty dicts without a search)."""
 
     @property
     def num_runs(self) -> int:
@@ -56,28 +60,40 @@ def build_population(
     seed: int = 0,
     num_seeds: int = 1,
     sweep: Mapping[str, Sequence[float]] | None = None,
+    search: Mapping[str, SearchRange] | None = None,
 ) -> Population:
-    """Every combination of swept values x `num_seeds` seeds (`seed`, `seed + 1`, ...).
+    """Every combination of swept values x `num_seeds` seeds (`seed`, `seed + 1`, ...); with
+    a `search`, seed index i of every setting draws its own value of each searched name
+    (`draw_search`).
 
-    Each setting uses the same seeds, so settings are compared on common random numbers.
+    Each setting uses the same seeds and searched values, so settings are compared on common
+    random numbers.
     """
     sweep = {name: tuple(values) for name, values in (sweep or {}).items()}
+    search = dict(search or {})
     if num_seeds < 1:
         raise ConfigError(f"num_seeds must be a positive integer, got {num_seeds}")
     validate_hyperparams(base)
     for name, values in sweep.items():
         check_sweep(name, values, base)
+    for name, search_range in search.items():
+        check_search(name, search_range, base)
+    drawn = draw_search(search, seed, num_seeds)
     combos = [dict(zip(sweep, c, strict=True)) for c in itertools.product(*sweep.values())]
-    settings, seeds, swept = [], [], []
+    settings, seeds, swept, searched = [], [], [], []
     for combo in combos:
         setting = base.replace(**combo)
         validate_hyperparams(setting)
-        for s in range(seed, seed + num_seeds):
-            settings.append(setting)
-            seeds.append(s)
+        for index in range(num_seeds):
+            values = {name: float(drawn[name][index]) for name in search}
+            settings.append(setting.replace(**values))
+            seeds.append(seed + index)
             swept.append({k: float(v) for k, v in combo.items()})
+            searched.append(values)
     keys = jax.vmap(jax.random.key)(np.asarray(seeds, dtype=np.uint32))
-    return Population(tuple(seeds), tuple(swept), keys, stack_hyperparams(settings))
+    return Population(
+        tuple(seeds), tuple(swept), keys, stack_hyperparams(settings), tuple(searched)
+    )
 
 
 @dataclasses.dataclass(frozen=True)

@@ -106,6 +106,47 @@ def worker_devices(out_dir: Path) -> None:
     six_output = train_sharded(trainer, six, mesh)
     np.savez(out_dir / "six.npz", **flatten(six_output))
     np.savez(out_dir / "eval.npz", **evaluated_both_ways(trainer, six_output.state, mesh))
+    from purejaxppo.runs.placement import MeshRuns
+
+    np.savez(out_dir / "pbt.npz", **pbt_run(MeshRuns(mesh)))
+
+
+def pbt_run(placement=None) -> dict[str, np.ndarray]:
+    """6 runs with a searched learning rate and a PBT step after updates 1 and 2, on
+    `placement` (default: one device): the final state, metrics and PBT log on the host."""
+    from purejaxppo.runs.chunked import compile_chunked, run_chunked
+    from purejaxppo.runs.pbt import pbt_plan
+    from purejaxppo.runs.placement import LOCAL_RUNS, runs_to_host
+    from purejaxppo.runs.search import SearchRange
+    from purejaxppo.runs.spec import PBTConfig, RunSpec
+
+    placement = placement or LOCAL_RUNS
+    search = {"learning_rate": SearchRange("log", 1e-4, 3e-2)}
+    spec = RunSpec("pbt", TINY, num_seeds=6, search=search, pbt=PBTConfig(every=1))
+    population = spec.population()
+    program = compile_chunked(
+        tiny_trainer(), population, 3, placement=placement, pbt=pbt_plan(spec)
+    )
+    run = run_chunked(program, population)
+    state = runs_to_host(placement, run.state, population.num_runs)
+    log = run.pbt_log._asdict() | {"lr": run.pbt_log.hyperparams.learning_rate}
+    del log["hyperparams"]
+    return (
+        flatten(state) | flatten(run.metrics) | {f"pbt.{k}": np.asarray(v) for k, v in log.items()}
+    )
+
+
+def assert_same_pbt(got: dict, want: dict) -> None:
+    """The same PBT steps (parents, replaced: exactly) and runs equal up to rounding."""
+    assert got.keys() == want.keys()
+    for name in ("pbt.parents", "pbt.replaced", "pbt.update"):
+        np.testing.assert_array_equal(got[name], want[name], err_msg=name)
+    assert want["pbt.replaced"].sum() == 2  # one run replaced at each of the 2 steps
+    for name, value in want.items():
+        if value.dtype.kind == "f":
+            np.testing.assert_allclose(got[name], value, rtol=1e-5, atol=1e-6, err_msg=name)
+        else:
+            np.testing.assert_array_equal(got[name], value, err_msg=name)
 
 
 def evaluated_both_ways(trainer, state, mesh) -> dict[str, np.ndarray]:
@@ -131,6 +172,9 @@ def worker_process(out_dir: Path, port: int, process_id: int) -> None:
 
     output = train_sharded(tiny_trainer(), population(2))
     np.savez(out_dir / f"process{process_id}.npz", **flatten(output))
+    from purejaxppo.runs.placement import make_placement
+
+    np.savez(out_dir / f"pbt{process_id}.npz", **pbt_run(make_placement()))
 
 
 # --- test side --------------------------------------------------------------------------
@@ -276,6 +320,7 @@ def test_sharded_over_four_devices_equals_unsharded(tmp_path, request):
     proc = start_worker(4, "devices", tmp_path)
     reference6 = request.getfixturevalue("reference6")  # compiled while the worker runs
     reference4 = request.getfixturevalue("reference4")
+    pbt_reference = request.getfixturevalue("pbt_reference")
     finish_workers([proc])
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["devices"] == report["mesh_size"] == 4
@@ -293,6 +338,8 @@ def test_sharded_over_four_devices_equals_unsharded(tmp_path, request):
     np.testing.assert_array_equal(evaluated["mesh_lengths"], evaluated["local_lengths"])
     np.testing.assert_array_equal(evaluated["mesh_finished"], evaluated["local_finished"])
     np.testing.assert_allclose(evaluated["mesh_returns"], evaluated["local_returns"], rtol=1e-6)
+    # Population-based training over the mesh: its exploit steps see the whole population.
+    assert_same_pbt(dict(np.load(tmp_path / "pbt.npz")), pbt_reference)
 
 
 def free_port() -> int:
@@ -301,13 +348,20 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.fixture(scope="module")
+def pbt_reference() -> dict[str, np.ndarray]:
+    return pbt_run()
+
+
 @pytest.mark.slow
-def test_two_processes_equal_unsharded(tmp_path, reference4):
+def test_two_processes_equal_unsharded(tmp_path, reference4, request):
     port = free_port()
     procs = [start_worker(2, "process", tmp_path, port, i) for i in range(2)]
+    pbt_reference = request.getfixturevalue("pbt_reference")  # compiled while they run
     finish_workers(procs)
     for i in range(2):  # every process gets the full results
         assert_same_runs(dict(np.load(tmp_path / f"process{i}.npz")), reference4)
+        assert_same_pbt(dict(np.load(tmp_path / f"pbt{i}.npz")), pbt_reference)
 
 
 if __name__ == "__main__":
