@@ -90,3 +90,28 @@ def test_pbt_run_writes_its_log_plots_and_best_and_reruns_from_config(tmp_path, 
     rerun = json.loads((again / "summary.json").read_text())
     assert rerun["final_return"]["per_run"] == summary["final_return"]["per_run"]
     assert (again / "pbt.csv").read_text() == (out / "pbt.csv").read_text()
+
+    # The best run's schedule, replayed from scratch as one run with fixed changes.
+    replay = tmp_path / "replay"
+    assert main(["train", "--replay-best", str(out), "--out", str(replay), "--no-progress"]) == 0
+    document = json.loads((replay / "config.json").read_text())
+    assert document["num_seeds"] == 1 and document["seed"] == best["seed"]
+    assert document["search"] == {} and document["pbt"]["every"] == 0
+    schedule = best["schedule"]
+    assert [entry[0] for entry in document["schedule"]] == [2, 4, 6]
+    assert document["hyperparams"]["learning_rate"] == pytest.approx(schedule[0]["learning_rate"])
+    with (replay / "metrics.csv").open() as f:
+        used = [float(row["learning_rate"]) for row in csv.DictReader(f)]
+    # Update u (1-based) anneals linearly from the value in force: factor 1 - (u - 1) / 8.
+    for update in range(1, 9):
+        value = [e["learning_rate"] for e in schedule if e["from_update"] < update][-1]
+        assert used[update - 1] == pytest.approx(value * (1 - (update - 1) / 8), rel=1e-5)
+
+
+def test_replay_best_of_a_run_without_pbt_is_refused(tmp_path, capsys):
+    run = tmp_path / "plain"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps({"config": {"total_timesteps": 4096}}))
+    (run / "summary.json").write_text(json.dumps({"best": {"run": 0}}))
+    assert main(["train", "--replay-best", str(run), "--out", str(tmp_path / "r")]) == 2
+    assert "not a finished PBT run" in capsys.readouterr().err

@@ -189,3 +189,56 @@ def test_chunks_must_hold_whole_pbt_steps():
     with pytest.raises(ConfigError, match="chunk_updates = 3 must be a multiple of pbt every = 2"):
         TrainSession.open(spec, LoopOptions(chunk_updates=3))
     assert TrainSession.open(spec).loop.chunk_updates % 2 == 0
+
+
+def test_eval_fitness_ranks_by_deterministic_episodes_inside_the_chunk():
+    import dataclasses
+
+    pbt = PBTConfig(every=2, fitness="eval", eval_episodes=4)
+    spec = dataclasses.replace(pbt_spec(), pbt=pbt)
+    run = TrainSession.open(spec, LoopOptions(chunk_updates=2)).run()
+    fitness = np.asarray(run.pbt_log.fitness)
+    assert run.pbt_log.update.tolist() == [2, 4]
+    # The mean of 4 CartPole episodes (whole returns from 8 to 500; the time limit of 500
+    # steps ends every one): in [8, 500], a multiple of 1/4.
+    assert np.all((fitness >= 8) & (fitness <= 500)), fitness
+    np.testing.assert_array_equal(fitness * 4, np.round(fitness * 4))
+    assert run.pbt_log.replaced.sum(axis=1).tolist() == [1, 1]
+
+
+@pytest.mark.parametrize(
+    ("schedule", "message"),
+    [
+        (((3, {"clip_eps": 0.1}), (2, {"clip_eps": 0.3})), "schedule update 2 must be .* after 3"),
+        (((6, {"clip_eps": 0.1}),), "before the run's 6 updates"),
+        (((2, {"learning_rate": 1e-3}),), "'learning_rate' is not a traced hyperparameter left"),
+        (((2, {"num_envs": 8}),), "'num_envs' is not a traced hyperparameter"),
+        (((2, {"gamma": 2.0}),), r"gamma = 2 is out of range"),
+        (((2, {}),), r"give \{name: value\}"),
+    ],
+)
+def test_bad_schedules_are_refused(schedule, message):
+    import dataclasses
+
+    with pytest.raises(ConfigError, match=message):
+        dataclasses.replace(pbt_spec(), pbt=PBTConfig(), schedule=schedule)
+
+
+def test_a_schedule_changes_the_values_between_chunks():
+    import dataclasses
+
+    spec = dataclasses.replace(
+        pbt_spec(),
+        pbt=PBTConfig(),
+        search={},
+        schedule=((2, {"clip_eps": 0.3}), (4, {"ent_coef": 0.0})),
+    )
+    assert TrainSession.open(spec).loop.chunk_updates == 1  # the default: 6 // 20, at least 1
+    session = TrainSession.open(spec, LoopOptions(chunk_updates=2))
+    with pytest.raises(ConfigError, match=r"chunk_updates = 3 must divide the schedule's updates"):
+        TrainSession.open(spec, LoopOptions(chunk_updates=3))
+    run = session.run()
+    clip = np.asarray(run.hyperparams.clip_eps)
+    np.testing.assert_allclose(clip, 0.3)
+    entropy_weight = np.asarray(run.metrics.ent_coef)
+    assert np.all(entropy_weight[:, :4] > 0) and np.all(entropy_weight[:, 4:] == 0)
