@@ -35,8 +35,9 @@ from purejaxppo.outputs import plots
 from purejaxppo.outputs import summary as report
 from purejaxppo.outputs.populations import best_run
 from purejaxppo.presets import PRESETS
+from purejaxppo.runs.pbt_spec import PBTConfig
 from purejaxppo.runs.search import SearchRange
-from purejaxppo.runs.spec import LoopOptions, PBTConfig, RunSpec
+from purejaxppo.runs.spec import LoopOptions, RunSpec
 from purejaxppo.session import TrainSession
 
 PRESET_NAMES = ("cartpole", "acrobot", "pendulum")

@@ -120,10 +120,6 @@ BOOLEAN_SWITCHES = (
 )
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int | np.integer) and not isinstance(value, bool)
-
-
 def validate_config(config: PPOConfig) -> None:
     """Raise `ConfigError` with a one-line reason if `config` cannot be trained."""
     if not isinstance(config.env, str) or not config.env:
@@ -131,7 +127,7 @@ def validate_config(config: PPOConfig) -> None:
     counts = ("num_envs", "num_steps", "total_timesteps", "update_epochs", "num_minibatches")
     for name in (*counts, "gru_size"):
         value = getattr(config, name)
-        if not _is_int(value) or value <= 0:
+        if not is_int(value) or value <= 0:
             raise ConfigError(f"{name} must be a positive integer, got {value!r}")
     if config.batch_size % config.num_minibatches:
         raise ConfigError(
@@ -154,7 +150,7 @@ def validate_config(config: PPOConfig) -> None:
 def validate_choices(config: PPOConfig) -> None:
     """Raise `ConfigError` if a layer list, a named choice or a switch of `config` is invalid."""
     sizes = config.hidden_sizes
-    if not isinstance(sizes, tuple) or not sizes or not all(_is_int(s) and s > 0 for s in sizes):
+    if not isinstance(sizes, tuple) or not sizes or not all(is_int(s) and s > 0 for s in sizes):
         raise ConfigError(f"hidden_sizes must be a non-empty tuple of positive ints, got {sizes!r}")
     if config.activation not in ACTIVATIONS:
         raise ConfigError(f"activation must be one of {ACTIVATIONS}, got {config.activation!r}")
@@ -223,6 +219,16 @@ HYPERPARAM_RANGES: Mapping[str, tuple[float, float, bool, bool]] = {
 }
 
 HYPERPARAM_NAMES = tuple(f.name for f in dataclasses.fields(Hyperparams))
+
+
+def is_int(value: Any) -> bool:
+    """An int (Python's or numpy's), not a bool (JSON's `true` is not a count)."""
+    return isinstance(value, int | np.integer) and not isinstance(value, bool)
+
+
+def is_number(value: Any) -> bool:
+    """An int or a float, not a bool."""
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def field_docs(cls: type) -> dict[str, str]:

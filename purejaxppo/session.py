@@ -37,6 +37,7 @@ from purejaxppo.runs.chunked import (
 )
 from purejaxppo.runs.memory_budget import check_fits, check_metrics_fit
 from purejaxppo.runs.pbt import PBTPlan, abstract_pbt_tree, pbt_from_tree, pbt_plan, pbt_tree
+from purejaxppo.runs.pbt_spec import scheduled_hyperparams
 from purejaxppo.runs.placement import Placement, make_placement, place_runs, runs_to_host
 from purejaxppo.runs.population import Population
 from purejaxppo.runs.spec import (
@@ -44,7 +45,6 @@ from purejaxppo.runs.spec import (
     RunSpec,
     read_run_document,
     run_document,
-    scheduled_hyperparams,
 )
 
 

@@ -56,8 +56,8 @@ def test_pbt_lifts_a_learning_rate_search_on_cartpole():
     over the same draws at the same budget (and reach a mean of 450), and bring its
     population's learning rates into the range that learns."""
     from purejaxppo import LoopOptions, RunSpec, TrainSession
+    from purejaxppo.runs.pbt_spec import PBTConfig
     from purejaxppo.runs.search import SearchRange
-    from purejaxppo.runs.spec import PBTConfig
 
     config, hp = PRESETS["cartpole"]
     config = config.replace(total_timesteps=100_000)

@@ -14,14 +14,9 @@ from typing import Any
 from purejaxppo.config import CONFIG_NAMES, HYPERPARAM_NAMES, Hyperparams, PPOConfig
 from purejaxppo.errors import ConfigError
 from purejaxppo.presets import PRESETS
+from purejaxppo.runs.pbt_spec import PBTConfig, replay_spec
 from purejaxppo.runs.search import SearchRange, check_search, parse_search_range
-from purejaxppo.runs.spec import (
-    PBTConfig,
-    RunSpec,
-    check_sweep,
-    read_run_document,
-    replay_spec,
-)
+from purejaxppo.runs.spec import RunSpec, check_sweep, read_run_document
 
 
 def parse_float(name: str, text: str) -> float:

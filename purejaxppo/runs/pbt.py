@@ -26,8 +26,9 @@ from purejaxppo.config import Hyperparams
 from purejaxppo.ppo.evaluate import evaluate_policy
 from purejaxppo.ppo.trainer import Trainer
 from purejaxppo.ppo.types import Metrics, TrainState, policy_of
+from purejaxppo.runs.pbt_spec import PBTConfig
 from purejaxppo.runs.search import search_bounds
-from purejaxppo.runs.spec import PBTConfig, RunSpec
+from purejaxppo.runs.spec import RunSpec
 
 # A fixed salt: the PBT stream differs from the runs' own streams of the same seed.
 PBT_STREAM = 0x5EED_0BB7

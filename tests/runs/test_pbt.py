@@ -10,9 +10,9 @@ from small_runs import CONFIG, assert_bit_identical
 
 from purejaxppo import ConfigError, Hyperparams, LoopOptions, RunSpec, TrainSession
 from purejaxppo.runs.pbt import choose_parents, exploit_and_explore, rank_runs
+from purejaxppo.runs.pbt_spec import PBTConfig
 from purejaxppo.runs.population import build_population
 from purejaxppo.runs.search import SearchRange
-from purejaxppo.runs.spec import PBTConfig
 
 PBT = PBTConfig(every=2, fraction=0.25, perturb=(0.8, 1.25))
 LR_RANGE = SearchRange("log", 1e-5, 3e-2)

@@ -116,9 +116,10 @@ def pbt_run(placement=None) -> dict[str, np.ndarray]:
     `placement` (default: one device): the final state, metrics and PBT log on the host."""
     from purejaxppo.runs.chunked import compile_chunked, run_chunked
     from purejaxppo.runs.pbt import pbt_plan
+    from purejaxppo.runs.pbt_spec import PBTConfig
     from purejaxppo.runs.placement import LOCAL_RUNS, runs_to_host
     from purejaxppo.runs.search import SearchRange
-    from purejaxppo.runs.spec import PBTConfig, RunSpec
+    from purejaxppo.runs.spec import RunSpec
 
     placement = placement or LOCAL_RUNS
     search = {"learning_rate": SearchRange("log", 1e-4, 3e-2)}

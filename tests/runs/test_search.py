@@ -7,9 +7,10 @@ import pytest
 from small_runs import CONFIG
 
 from purejaxppo import ConfigError, Hyperparams, RunSpec
+from purejaxppo.runs.pbt_spec import PBTConfig
 from purejaxppo.runs.population import build_population
 from purejaxppo.runs.search import SearchRange, draw_search, parse_search_range
-from purejaxppo.runs.spec import LoopOptions, PBTConfig, read_run_document, run_document
+from purejaxppo.runs.spec import LoopOptions, read_run_document, run_document
 
 LR = SearchRange("log", 1e-5, 3e-2)
 
