@@ -79,6 +79,10 @@ def run_command(argv: list[str]) -> int:
         from purejaxppo.cli.evaluate import run_eval
 
         return run_eval(args)
+    if args.command == "export":
+        from purejaxppo.cli.export import run_export
+
+        return run_export(args)
     from purejaxppo.cli.envs import run_envs
 
     return run_envs(args)

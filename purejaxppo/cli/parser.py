@@ -80,11 +80,12 @@ def add_list_flag(parser: Any, flag: str, metavar: str, help: str) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """`purejaxppo` and its commands: train, eval, envs, bench."""
+    """`purejaxppo` and its commands: train, eval, export, envs, bench."""
     parser = _Parser(prog="purejaxppo", description="PPO in one jitted JAX function.")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     add_train_command(commands)
     add_eval_command(commands)
+    add_export_command(commands)
     envs = commands.add_parser("envs", help="list environments by suite, and what is installed")
     envs.add_argument("suite", nargs="?", help="only this suite: gymnax, brax or xminigrid")
     add_bench_command(commands)
@@ -208,6 +209,18 @@ def add_eval_command(commands: Any) -> None:
         "--out",
         type=Path,
         help="results file, or a directory for eval.json (default: RUN_DIR/eval.json)",
+    )
+
+
+def add_export_command(commands: Any) -> None:
+    export = commands.add_parser(
+        "export", help="write a saved run's deterministic policy as a jax.export file"
+    )
+    export.add_argument("run_dir", type=Path, help="the --out directory of a train run")
+    export.add_argument("--run", type=int, default=0, help="which run of the population")
+    export.add_argument("--out", type=Path, required=True, help="directory for policy.jax/.json")
+    export.add_argument(
+        "--format", choices=("jax",), default="jax", help="jax.export serialization (default)"
     )
 
 
