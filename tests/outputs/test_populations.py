@@ -102,3 +102,21 @@ def test_best_run_carries_its_lineage_and_schedule():
     assert best["hyperparams"] == {"learning_rate": lrs[-1]}
     without = best_run(population, metrics, None, ("learning_rate",))
     assert "lineage" not in without and without["run"] == 0
+
+
+def test_sweep_plot_draws_a_heatmap_for_a_two_way_grid_and_panels_otherwise(tmp_path):
+    from purejaxppo.outputs.plots import plot_sweep
+
+    lr = np.repeat([1e-4, 1e-3, 1e-2], 4)
+    clip = np.tile([0.1, 0.2, 0.3, 0.4], 3)
+    finals = -((np.log10(lr) + 3) ** 2) + clip
+    finals[0] = np.nan  # a run without a finished episode is left out of its cell
+    plot_sweep(tmp_path / "grid.png", {"learning_rate": lr, "clip_eps": clip}, finals, grid=True)
+    both = {"learning_rate": lr * 1.3, "clip_eps": clip}
+    plot_sweep(tmp_path / "search.png", both, finals, grid=False)
+    for name in ("grid.png", "search.png"):
+        assert (tmp_path / name).stat().st_size > 10_000, name
+    import matplotlib.image
+
+    grid, panels = (matplotlib.image.imread(tmp_path / n) for n in ("grid.png", "search.png"))
+    assert grid.shape[1] == 720 and panels.shape[1] == 1008  # one 6" heatmap; two 4.2" panels
