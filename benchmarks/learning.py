@@ -27,11 +27,12 @@ from typing import Any
 import jax
 import numpy as np
 
+from purejaxppo.errors import ConfigError
 from purejaxppo.metrics import final_returns, return_stats
 from purejaxppo.outputs import plots
 from purejaxppo.outputs import summary as report
 from purejaxppo.ppo.evaluate import summarize_eval
-from purejaxppo.presets import PRESETS
+from purejaxppo.presets import PRESETS, preset_names
 from purejaxppo.runs.evaluation import evaluate_runs
 from purejaxppo.runs.spec import RunSpec
 from purejaxppo.session import TrainSession
@@ -95,10 +96,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--eval-episodes", type=int, default=EVAL_EPISODES, help="deterministic episodes per run"
     )
     args = parser.parse_args(argv)
-    args.presets = [p.strip() for p in args.presets.split(",") if p.strip()]
-    unknown = [p for p in args.presets if p not in PRESETS]
-    if unknown or not args.presets:
-        parser.error(f"unknown preset(s) {unknown} (known: {', '.join(PRESETS)})")
+    try:
+        args.presets = preset_names(args.presets)
+    except ConfigError as error:
+        parser.error(str(error))
     if args.seeds < 1:
         parser.error("--seeds must be a positive integer")
     return args

@@ -30,11 +30,12 @@ from typing import Any
 
 import numpy as np
 
+from purejaxppo.errors import ConfigError
 from purejaxppo.metrics import final_returns, return_stats
 from purejaxppo.outputs import plots
 from purejaxppo.outputs import summary as report
 from purejaxppo.outputs.populations import best_run
-from purejaxppo.presets import PRESETS
+from purejaxppo.presets import PRESETS, preset_names
 from purejaxppo.runs.pbt_spec import PBTConfig
 from purejaxppo.runs.search import SearchRange
 from purejaxppo.runs.spec import LoopOptions, RunSpec
@@ -53,10 +54,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--total-timesteps", type=int, help="override the presets' env steps")
     parser.add_argument("--out", type=Path, help="default: results/<device>/populations")
     args = parser.parse_args(argv)
-    args.presets = [p.strip() for p in args.presets.split(",") if p.strip()]
-    unknown = [p for p in args.presets if p not in PRESETS]
-    if unknown or not args.presets:
-        parser.error(f"unknown preset(s) {unknown} (known: {', '.join(PRESETS)})")
+    try:
+        args.presets = preset_names(args.presets)
+    except ConfigError as error:
+        parser.error(str(error))
     if args.runs < 4:
         parser.error("--runs must be at least 4 (PBT replaces a quarter of them)")
     return args

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from purejaxppo.config import Hyperparams, PPOConfig
+from purejaxppo.errors import ConfigError
 
 # Both MountainCars learn from many small updates (976 of 256 steps) of normalised observations.
 MOUNTAINCAR = PPOConfig(num_envs=16, num_steps=16, total_timesteps=250_000, normalize_obs=True)
@@ -69,3 +70,12 @@ def minatar_preset(env: str) -> tuple[PPOConfig, Hyperparams]:
 PRESETS["asterix-minatar"] = minatar_preset("Asterix-MinAtar")
 PRESETS["freeway-minatar"] = minatar_preset("Freeway-MinAtar")
 PRESETS["spaceinvaders-minatar"] = minatar_preset("SpaceInvaders-MinAtar")
+
+
+def preset_names(text: str) -> list[str]:
+    """A comma list of preset names, each known (else a ConfigError naming the unknown)."""
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = [name for name in names if name not in PRESETS]
+    if unknown or not names:
+        raise ConfigError(f"unknown preset(s) {unknown} (known: {', '.join(PRESETS)})")
+    return names
