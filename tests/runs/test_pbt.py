@@ -79,10 +79,13 @@ def test_exactly_the_bottom_fraction_copies_the_top(state8, population8):
 
 
 def test_perturbations_are_clipped_to_the_search_range(state8, population8):
-    hps = population8.hyperparams.replace(learning_rate=jnp.full(8, 3e-2, jnp.float32))
-    pbt = PBTConfig(every=2, fraction=0.5, perturb=(1.5, 2.0))  # always upwards
+    hps = population8.hyperparams.replace(learning_rate=jnp.full(8, 2e-2, jnp.float32))
+    pbt = PBTConfig(every=2, fraction=0.5, perturb=(1.5, 2.0))  # 3e-2 or 4e-2: over the top
     out = exploit_and_explore(pbt, BOUNDS, FITNESS, state8, hps, jax.random.key(2))
-    np.testing.assert_array_equal(np.asarray(out.hyperparams.learning_rate), np.float32(3e-2))
+    lr, replaced = np.asarray(out.hyperparams.learning_rate), np.asarray(out.replaced)
+    np.testing.assert_array_equal(lr[replaced], np.float32(3e-2))  # perturbed, then clipped
+    np.testing.assert_array_equal(lr[~replaced], np.float32(2e-2))
+    assert replaced.sum() == 4
 
 
 def test_ties_and_nan_are_ranked_deterministically():
