@@ -21,5 +21,6 @@ trap 'rm -rf "$cache"' EXIT
 export JAX_COMPILATION_CACHE_DIR="$cache"
 export JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS=0 JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES=-1
 # Two workers by default (the CI machine has 2 cores; most tests wait on XLA's compiler,
-# which is single-threaded); PYTEST_WORKERS=0 runs in this process.
-.venv/bin/python -m pytest -q -n "${PYTEST_WORKERS:-2}" "${marker[@]}" "$@"
+# which is single-threaded); PYTEST_WORKERS=0 runs in this process. loadgroup keeps the tests
+# of one xdist_group (those sharing one trained run) on one worker.
+.venv/bin/python -m pytest -q -n "${PYTEST_WORKERS:-2}" --dist loadgroup "${marker[@]}" "$@"

@@ -27,6 +27,10 @@ FLAG_OF_FIELD = {
     "repeats": "--repeats",
     "min_updates": "--min-updates",
     "tensorboard": "--tensorboard",
+    "render_every": "--render-every",
+    "wandb_project": "--wandb",
+    "wandb_group": "--wandb-group",
+    "wandb_name": "--wandb-name",
     "sweep": "--sweep",
     "search": "--search",
     "pbt every": "--pbt-every",
@@ -83,6 +87,10 @@ def run_command(argv: list[str]) -> int:
         from purejaxppo.cli.export import run_export
 
         return run_export(args)
+    if args.command == "render":
+        from purejaxppo.cli.render import run_render
+
+        return run_render(args)
     from purejaxppo.cli.envs import run_envs
 
     return run_envs(args)

@@ -80,12 +80,13 @@ def add_list_flag(parser: Any, flag: str, metavar: str, help: str) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """`purejaxppo` and its commands: train, eval, export, envs, bench."""
+    """`purejaxppo` and its commands: train, eval, export, render, envs, bench."""
     parser = _Parser(prog="purejaxppo", description="PPO in one jitted JAX function.")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     add_train_command(commands)
     add_eval_command(commands)
     add_export_command(commands)
+    add_render_command(commands)
     envs = commands.add_parser("envs", help="list environments by suite, and what is installed")
     envs.add_argument("suite", nargs="?", help="only this suite: gymnax, brax or xminigrid")
     add_bench_command(commands)
@@ -156,6 +157,14 @@ def add_train_command(commands: Any) -> None:
         action="store_true",
         help="also write TensorBoard logs to OUT/tensorboard (needs purejaxppo[tensorboard])",
     )
+    add_int_flag(
+        train,
+        "--render-every",
+        "CHUNKS",
+        "every N chunks, a GIF of one deterministic episode of run 0 in OUT/renders (and in "
+        "TensorBoard / W&B when on; needs purejaxppo[render] for gymnax's drawings)",
+    )
+    add_tracker_arguments(train)
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_int_flag(
         train,
@@ -190,6 +199,21 @@ def add_pbt_arguments(train: argparse.ArgumentParser) -> None:
     )
 
 
+def add_tracker_arguments(train: argparse.ArgumentParser) -> None:
+    tracker = train.add_argument_group(
+        "Weights & Biases (needs purejaxppo[wandb]; WANDB_MODE=offline and WANDB_DIR work)"
+    )
+    tracker.add_argument(
+        "--wandb", metavar="PROJECT", help="log every run to this project, one tracker run each"
+    )
+    tracker.add_argument(
+        "--wandb-group", metavar="GROUP", help="the runs' group (default: OUT's name)"
+    )
+    tracker.add_argument(
+        "--wandb-name", metavar="NAME", help="tracker runs are NAME-run-R (default: OUT's name)"
+    )
+
+
 def add_process_arguments(train: argparse.ArgumentParser) -> None:
     hosts = train.add_argument_group(
         "several processes (jax.distributed; or PUREJAXPPO_COORDINATOR, "
@@ -214,13 +238,45 @@ def add_eval_command(commands: Any) -> None:
 
 def add_export_command(commands: Any) -> None:
     export = commands.add_parser(
-        "export", help="write a saved run's deterministic policy as a jax.export file"
+        "export", help="write a saved run's deterministic policy as a jax.export or ONNX file"
     )
     export.add_argument("run_dir", type=Path, help="the --out directory of a train run")
     export.add_argument("--run", type=int, default=0, help="which run of the population")
-    export.add_argument("--out", type=Path, required=True, help="directory for policy.jax/.json")
     export.add_argument(
-        "--format", choices=("jax",), default="jax", help="jax.export serialization (default)"
+        "--out", type=Path, required=True, help="directory for policy.jax (or .onnx) and .json"
+    )
+    export.add_argument(
+        "--format",
+        choices=("jax", "onnx"),
+        default="jax",
+        help="jax: jax.export serialization (default); onnx: an ONNX model, checked against "
+        "the JAX policy before it is written (needs purejaxppo[onnx])",
+    )
+
+
+def add_render_command(commands: Any) -> None:
+    render = commands.add_parser(
+        "render", help="play fresh episodes with a saved policy and write them as a GIF or MP4"
+    )
+    render.add_argument("run_dir", type=Path, help="the --out directory of a train run")
+    render.add_argument("--run", type=int, default=0, help="which run of the population")
+    render.add_argument("--episodes", type=int, default=1, help="episodes, one after another")
+    render.add_argument("--seed", type=int, default=0, help="seed of the episodes' envs")
+    mode = render.add_mutually_exclusive_group()
+    mode.add_argument(
+        "--deterministic",
+        dest="deterministic",
+        action="store_true",
+        default=True,
+        help="act with the policy's mode (default)",
+    )
+    mode.add_argument(
+        "--sample", dest="deterministic", action="store_false", help="sample the actions"
+    )
+    render.add_argument(
+        "--out",
+        type=Path,
+        help="a .gif or .mp4 file (mp4 needs ffmpeg; default: RUN_DIR/renders/run-K.gif)",
     )
 
 

@@ -77,6 +77,10 @@ def given_loop_options(args: argparse.Namespace) -> dict[str, Any]:
         "eval_every": args.eval_every,
         "eval_episodes": args.eval_episodes,
         "tensorboard": args.tensorboard or None,
+        "render_every": args.render_every,
+        "wandb_project": args.wandb,
+        "wandb_group": args.wandb_group,
+        "wandb_name": args.wandb_name,
         "progress": False if args.no_progress else None,
         "devices": args.devices,
     }
@@ -124,6 +128,9 @@ def run_train(args: argparse.Namespace, argv: Sequence[str]) -> int:
     enable_compilation_cache(args.compilation_cache)
     request = resolve_train_request(args)
     from purejaxppo.outputs.hooks import default_hooks
+    from purejaxppo.outputs.logs import check_sink_extras
+
+    check_sink_extras(request.loop)  # the install line before a run directory is made
     from purejaxppo.runs.chunked import StopOnSignals
     from purejaxppo.session import TrainSession
 

@@ -95,6 +95,8 @@ class FunctionalEnv(Environment):
       with shape `(d,)` or `()` (actions float32, clipped to the bounds).
     - `max_steps_in_episode`: the time limit, ending episodes as truncated; None for
       none (evaluation then needs an explicit `max_steps`).
+    - `draw` (optional): one wrapped env state (on the host, no env axis) as an RGB image
+      `uint8 [H, W, 3]`, for `purejaxppo render`.
 
     Pass it to `make_train(config, env=...)` or `make_env(...)` like any gymnax env.
     """
@@ -107,6 +109,7 @@ class FunctionalEnv(Environment):
         observation_space: spaces.Box | spaces.Discrete,
         action_space: spaces.Box | spaces.Discrete,
         max_steps_in_episode: int | None = None,
+        draw: Callable[[Any], np.ndarray] | None = None,
     ) -> None:
         super().__init__()
         limit = max_steps_in_episode
@@ -122,6 +125,7 @@ class FunctionalEnv(Environment):
         self._observation_space = observation_space
         self._action_space = action_space
         self._max_steps = None if limit is None else int(limit)
+        self.draw = draw
 
     @property
     def name(self) -> str:

@@ -214,8 +214,12 @@ def xminigrid_from_params(name: str, env: Any, params: Any) -> FunctionalEnv:
     shape = tuple(int(d) for d in env.observation_shape(params))
     obs_space = spaces.Box(0, np.iinfo(np.uint8).max, shape, jnp.uint8)
     action_space = spaces.Discrete(int(env.num_actions(params)))
+
+    def draw(timestep: Any) -> np.ndarray:
+        return np.asarray(env.render(params, timestep), np.uint8)
+
     adapted = FunctionalEnv(
-        f"xminigrid:{name}", reset, step, obs_space, action_space, int(params.max_steps)
+        f"xminigrid:{name}", reset, step, obs_space, action_space, int(params.max_steps), draw
     )
     check_traces(adapted, jnp.zeros((), jnp.int32))
     return adapted

@@ -23,8 +23,14 @@ from purejaxppo.outputs import console, plots
 from purejaxppo.outputs import summary as report_files
 from purejaxppo.outputs.checkpoint import open_manager, save_checkpoint
 from purejaxppo.outputs.console import TrainProgress
-from purejaxppo.outputs.logs import MetricsCsv, TensorBoardLog, tensorboard_writer_class
+from purejaxppo.outputs.logs import (
+    MetricsCsv,
+    TensorBoardLog,
+    WandbLog,
+    check_sink_extras,
+)
 from purejaxppo.outputs.populations import PBTCsv
+from purejaxppo.outputs.render import check_drawable, render_episodes, run_label
 from purejaxppo.runs.chunked import ChunkDone, ChunkedRun, unpadded_state
 from purejaxppo.runs.evaluation import evaluate_runs
 
@@ -39,6 +45,8 @@ class ChunkReport:
     """Chunks finished since the run's start (a resumed run keeps counting)."""
     evaluated: dict[int, np.ndarray]
     """`{update: [R] mean deterministic return}` of this chunk (filled by `EvalHook`)."""
+    movies: dict[str, Path] = dataclasses.field(default_factory=dict)
+    """`{tag: file}` of the animations drawn after this chunk (filled by `RenderHook`)."""
 
     @property
     def first_update(self) -> int:
@@ -75,6 +83,35 @@ class EvalHook:
         returns = mean_finished_returns(result.returns, result.finished)
         report.evaluated[report.done.updates_done] = returns
         session.evaluations[report.done.updates_done] = returns
+
+    def close(self, session: Any, run: ChunkedRun | None) -> None:
+        """Nothing after the run."""
+
+
+class RenderHook:
+    """Every `every` chunks, one deterministic episode of run 0 as `out/renders/
+    update-<updates>.gif`, into the report's movies (which the metric sinks log). Every
+    process gathers the policy (a collective over a mesh); `writes` draws."""
+
+    def __init__(self, out: Path, every: int, writes: bool):
+        self.out, self.every, self.writes = out, every, writes
+
+    def on_start(self, session: Any) -> None:
+        check_drawable(session.trainer.spec)  # before anything compiles
+
+    def on_chunk(self, session: Any, report: ChunkReport) -> None:
+        if report.chunks_done % self.every:
+            return
+        policies = session.placement.to_host(session.policies(report.run.state))
+        if not self.writes:
+            return
+        updates = report.done.updates_done
+        policy = jax.tree.map(lambda leaf: leaf[0], policies)
+        path = self.out / "renders" / f"update-{updates:07d}.gif"
+        key = jax.random.fold_in(jax.random.key(session.spec.seed), updates)
+        label = run_label(session, 0, updates)
+        render_episodes(session.trainer, policy, path, key, 1, True, label)
+        report.movies["render/run-0"] = path
 
     def close(self, session: Any, run: ChunkedRun | None) -> None:
         """Nothing after the run."""
@@ -186,26 +223,41 @@ def default_hooks(
     session: Any, out: Path | None, argv: Sequence[str] = (), writes: bool | None = None
 ) -> list[Any]:
     """The hooks of `purejaxppo train`, in the order they must run: evaluation (its returns
-    go to the logs), the metric sinks, progress, checkpoints, the run's files. `writes`
-    (default: this is process 0) decides the files and the console."""
-    loop, population = session.loop, session.population
+    go to the logs), rendering, the metric sinks, progress, checkpoints, the run's files, the
+    tracker. `writes` (default: this is process 0) decides the files and the console. A
+    missing extra (tensorboardX, wandb, the drawings) fails here, before anything compiles."""
+    loop = session.loop
     writes = jax.process_index() == 0 if writes is None else writes
     if out is not None and writes:
         out.mkdir(parents=True, exist_ok=True)
     hooks: list[Any] = [EvalHook(loop.eval_every, loop.eval_episodes)] if loop.eval_every else []
+    if loop.render_every and out is not None:
+        check_drawable(session.trainer.spec)
+        hooks.append(RenderHook(out, loop.render_every, writes))
     if writes and out is not None:
-        if loop.tensorboard:
-            tensorboard_writer_class()  # a missing tensorboardX fails before any file is made
-        steps = session.spec.config.batch_size
-        hooks.append(MetricsCsv(out / "metrics.csv", population, steps))
-        if loop.tensorboard:
-            hooks.append(TensorBoardLog(out / "tensorboard", population, steps))
+        hooks += metric_sinks(session, out)
     if writes and loop.progress:
         hooks.append(ProgressHook())
     if out is not None:
         hooks.append(CheckpointHook(out, loop.checkpoint_every))
-    if writes and out is not None and session.spec.pbt.enabled:
-        hooks.append(PBTCsv(out / "pbt.csv", tuple(session.spec.search)))
     if writes and out is not None:
+        if session.spec.pbt.enabled:
+            hooks.append(PBTCsv(out / "pbt.csv", tuple(session.spec.search)))
         hooks.append(RunFilesHook(out, argv))
+    if writes and out is not None and loop.wandb_project:
+        # Last: it closes after the run's files, so the final plots are there to log.
+        group, name = loop.wandb_group or out.name, loop.wandb_name or out.name
+        hooks.append(WandbLog(out, session, loop.wandb_project, group, name))
     return hooks
+
+
+def metric_sinks(session: Any, out: Path) -> list[Any]:
+    """`metrics.csv` and, when on, TensorBoard; the missing extras are found first, before
+    any file is made (the tracker itself is made last, but checked here)."""
+    loop, population = session.loop, session.population
+    check_sink_extras(loop)
+    steps = session.spec.config.batch_size
+    sinks: list[Any] = [MetricsCsv(out / "metrics.csv", population, steps)]
+    if loop.tensorboard:
+        sinks.append(TensorBoardLog(out / "tensorboard", population, steps))
+    return sinks

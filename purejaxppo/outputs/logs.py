@@ -1,8 +1,11 @@
-"""Metric logs written as chunks finish: `metrics.csv` and TensorBoard event files."""
+"""Metric logs written as chunks finish: `metrics.csv`, TensorBoard event files and
+Weights & Biases runs, all one `MetricsSink` interface."""
 
 from __future__ import annotations
 
 import csv
+import dataclasses
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -10,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from purejaxppo.errors import ConfigError
+from purejaxppo.metrics import final_returns
 from purejaxppo.ppo.types import METRIC_NAMES, Metrics
 from purejaxppo.runs.population import Population
 
@@ -19,8 +23,9 @@ Evaluations = Mapping[int, np.ndarray] | None
 
 class MetricsSink:
     """A training hook that writes each chunk's metrics somewhere: one row (or scalar set) per
-    run x update, with the deterministic evaluations where they ran. A new sink (another
-    tracker) is one subclass with `append` (and `close` if it holds files open)."""
+    run x update, with the deterministic evaluations where they ran, and the chunk's
+    animations. A new sink (another tracker) is one subclass with `append` (and `add_movie`
+    if it shows animations, `close` if it holds files open)."""
 
     def __init__(self, population: Population, env_steps_per_update: int):
         self.population = population
@@ -34,8 +39,13 @@ class MetricsSink:
     def on_start(self, session: Any) -> None:
         """Nothing: a sink only sees what is trained from now on."""
 
+    def add_movie(self, tag: str, path: Path, update: int) -> None:
+        """Nothing: this sink keeps numbers only. `path` is a GIF of run 0 after `update`."""
+
     def on_chunk(self, session: Any, report: Any) -> None:
         self.append(report.done.chunk_metrics, report.first_update, report.evaluated)
+        for tag, path in report.movies.items():
+            self.add_movie(tag, path, report.done.updates_done)
 
     def close(self, session: Any, run: Any) -> None:
         """Nothing to close."""
@@ -110,9 +120,134 @@ class TensorBoardLog(MetricsSink):
                     writer.add_scalar("eval/return", float(returns[run]), steps)
             writer.flush()
 
+    def add_movie(self, tag: str, path: Path, update: int) -> None:
+        """The GIF as an image summary of run 0 (TensorBoard's image tab plays it)."""
+        from PIL import Image
+        from tensorboardX.proto.summary_pb2 import Summary
+
+        with Image.open(path) as gif:
+            width, height = gif.size
+        image = Summary.Image(
+            height=height, width=width, colorspace=3, encoded_image_string=path.read_bytes()
+        )
+        summary = Summary(value=[Summary.Value(tag=tag, image=image)])
+        steps = update * self.env_steps_per_update
+        self.writers[0]._get_file_writer().add_summary(summary, steps)
+        self.writers[0].flush()
+
     def close(self, session: Any = None, run: Any = None) -> None:
         for writer in self.writers:
             writer.close()
+
+
+class WandbLog(MetricsSink):
+    """Weights & Biases: one tracker run per training run, named `<name>-run-<r>`, all in one
+    group, each with the run's config, hyperparameters, seed and swept or searched values as
+    its tracker config, so the tracker's own grouping, tables and parallel coordinates work
+    across seeds and settings. The same metrics as TensorBoard (`train/<metric>`,
+    `eval/return`) against `env_steps`; animations and the final plots go to run 0. Needs
+    `pip install 'purejaxppo[wandb]'`; `WANDB_MODE`, `WANDB_DIR` and the rest are wandb's."""
+
+    def __init__(self, out: Path, session: Any, project: str, group: str, name: str):
+        population = session.population
+        super().__init__(population, session.spec.config.batch_size)
+        wandb = wandb_module()
+        self.out, self.wandb = out, wandb
+        directory = os.environ.get("WANDB_DIR") or str(out)
+        document = session.document()
+        self.runs = [
+            wandb.init(
+                project=project,
+                group=group,
+                name=f"{name}-run-{run}",
+                config=tracker_config(document, population, run),
+                dir=directory,
+                job_type="train",
+                reinit="create_new",
+            )
+            for run in range(population.num_runs)
+        ]
+        for tracker in self.runs:
+            tracker.define_metric("env_steps")
+            tracker.define_metric("*", step_metric="env_steps")
+
+    def on_start(self, session: Any) -> None:
+        if session.restored is not None:
+            self.append(session.restored.metrics, 0, session.evaluations)
+
+    def append(self, metrics: Metrics, first_update: int, evaluations: Evaluations = None) -> None:
+        columns = {name: np.asarray(getattr(metrics, name)) for name in METRIC_NAMES}
+        evaluations = evaluations or {}
+        for run, tracker in enumerate(self.runs):
+            for i in range(columns["total_loss"].shape[-1]):
+                update = first_update + i + 1
+                row = {f"train/{n}": float(v[run, i]) for n, v in columns.items()}
+                row = {k: v for k, v in row.items() if np.isfinite(v)}
+                evaluated = evaluations.get(update)
+                if evaluated is not None and np.isfinite(evaluated[run]):
+                    row["eval/return"] = float(evaluated[run])
+                tracker.log(row | {"update": update, "env_steps": self.steps(update)})
+
+    def steps(self, update: int) -> int:
+        return update * self.env_steps_per_update
+
+    def add_movie(self, tag: str, path: Path, update: int) -> None:
+        movie = self.wandb.Video(str(path), format="gif")
+        self.runs[0].log({tag: movie, "env_steps": self.steps(update)})
+
+    def close(self, session: Any, run: Any) -> None:
+        if run is not None:
+            finals = final_returns(run.metrics)
+            for tracker, final in zip(self.runs, finals, strict=True):
+                if np.isfinite(final):
+                    tracker.summary["final_return"] = float(final)
+            plots = {p.stem: self.wandb.Image(str(p)) for p in sorted(self.out.glob("*.png"))}
+            if plots:
+                self.runs[0].log(
+                    {f"plots/{k}": v for k, v in plots.items()}
+                    | {"env_steps": self.steps(run.updates_done)}
+                )
+        for tracker in self.runs:
+            tracker.finish(exit_code=0 if run is not None else 1)
+
+
+def tracker_config(document: dict[str, Any], population: Population, run: int) -> dict:
+    """One training run's tracker config: the run document's config, this run's
+    hyperparameters (its swept, searched or evolved start values included) and seed."""
+    values, num_runs = population.hyperparams, population.num_runs
+    hyperparams = {
+        # float32 values written with the digits they hold (2.5e-4, not 2.5000001e-4)
+        field.name: float(f"{np.broadcast_to(getattr(values, field.name), (num_runs,))[run]:.7g}")
+        for field in dataclasses.fields(values)
+    }
+    return {
+        "env": document.get("env"),
+        "config": document.get("config"),
+        "hyperparams": hyperparams,
+        "run": run,
+        "seed": population.seeds[run],
+        "setting": dict(population.swept[run]),
+        "searched": dict(population.searched[run]) if population.searched else {},
+        "population": {"name": document.get("name"), "runs": population.num_runs},
+    }
+
+
+def check_sink_extras(loop: Any) -> None:
+    """A `ConfigError` with the install line for each extra the loop options' sinks need
+    and this machine lacks (tensorboardX, wandb)."""
+    if loop.tensorboard:
+        tensorboard_writer_class()
+    if loop.wandb_project:
+        wandb_module()
+
+
+def wandb_module() -> Any:
+    """The wandb package, or a `ConfigError` that says how to install it."""
+    try:
+        import wandb
+    except ImportError:
+        raise ConfigError("--wandb needs wandb: pip install 'purejaxppo[wandb]'") from None
+    return wandb
 
 
 def tensorboard_writer_class() -> Any:

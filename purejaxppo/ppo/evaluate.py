@@ -121,32 +121,48 @@ def play_first_episodes(
     done or after `max_steps` steps.
     """
     policy = as_policy(policy)
-    num_envs = runner.obs.shape[0]
-    chex.assert_shape(runner.obs, (num_envs, *trainer.spec.obs_shape))
 
     def running(loop: _Loop) -> jax.Array:
         return (loop.step < max_steps) & ~jnp.all(loop.done)
 
     def one_step(loop: _Loop) -> _Loop:
-        key, key_act, key_env = jax.random.split(loop.key, 3)
-        first = loop.runner.episode_length == 0
-        rnn_state, action = select_action(
-            trainer, policy, loop.rnn_state, loop.runner.obs, first, key_act, deterministic
-        )
-        env_keys = jax.random.split(key_env, num_envs)
-        runner, step = step_envs(trainer.spec, env_keys, loop.runner, action)
-        ended = (step.terminated | step.truncated) & ~loop.done
-        return _Loop(
-            step=loop.step + 1,
-            key=key,
-            runner=runner,
-            rnn_state=rnn_state,
-            done=loop.done | ended,
-            returns=jnp.where(ended, step.episode_return, loop.returns),
-            lengths=jnp.where(ended, step.episode_length, loop.lengths),
-        )
+        return play_step(trainer, policy, deterministic, loop)[0]
 
-    start = _Loop(
+    end = jax.lax.while_loop(running, one_step, start_loop(trainer, runner, key))
+    return loop_result(end)
+
+
+def play_step(
+    trainer: Trainer, policy: Policy, deterministic: bool, loop: _Loop
+) -> tuple[_Loop, tuple[Any, jax.Array, jax.Array]]:
+    """One step of every env: the next loop and what the step saw, `(env_state before it,
+    action [E] or [E, D], reward [E])`."""
+    num_envs = loop.runner.obs.shape[0]
+    key, key_act, key_env = jax.random.split(loop.key, 3)
+    first = loop.runner.episode_length == 0
+    rnn_state, action = select_action(
+        trainer, policy, loop.rnn_state, loop.runner.obs, first, key_act, deterministic
+    )
+    env_keys = jax.random.split(key_env, num_envs)
+    runner, step = step_envs(trainer.spec, env_keys, loop.runner, action)
+    ended = (step.terminated | step.truncated) & ~loop.done
+    after = _Loop(
+        step=loop.step + 1,
+        key=key,
+        runner=runner,
+        rnn_state=rnn_state,
+        done=loop.done | ended,
+        returns=jnp.where(ended, step.episode_return, loop.returns),
+        lengths=jnp.where(ended, step.episode_length, loop.lengths),
+    )
+    return after, (loop.runner.env_state, action, step.reward)
+
+
+def start_loop(trainer: Trainer, runner: EnvRunner, key: jax.Array) -> _Loop:
+    """The loop's carry before the first step of the E envs of a freshly reset `runner`."""
+    num_envs = runner.obs.shape[0]
+    chex.assert_shape(runner.obs, (num_envs, *trainer.spec.obs_shape))
+    return _Loop(
         step=jnp.zeros((), jnp.int32),
         key=key,
         runner=runner,
@@ -155,15 +171,57 @@ def play_first_episodes(
         returns=jnp.zeros((num_envs,), jnp.float32),
         lengths=jnp.zeros((num_envs,), jnp.int32),
     )
-    end = jax.lax.while_loop(running, one_step, start)
+
+
+def loop_result(end: _Loop) -> EvalResult:
+    """The first episodes' results from the loop's last carry."""
     # An env not done has never reset, so its runner holds its first (partial) episode.
     result = EvalResult(
         returns=jnp.where(end.done, end.returns, end.runner.episode_return),
         lengths=jnp.where(end.done, end.lengths, end.runner.episode_length),
         finished=end.done,
     )
-    chex.assert_shape(list(result), (num_envs,))
+    chex.assert_shape(list(result), (end.done.shape[0],))
     return result
+
+
+class EpisodeRecord(NamedTuple):
+    """E episodes played side by side for T = `max_steps` steps, for drawing them: per step
+    the env state before it (`env_states`, leaves `[T, E, ...]`), the `actions` (`[T, E]` or
+    `[T, E, D]`) and the `rewards` `[T, E]`; `result` holds each env's first episode (`[E]`).
+    Steps `t < result.lengths[e]` are env e's first episode; later ones are to be ignored."""
+
+    env_states: Any
+    actions: jax.Array
+    rewards: jax.Array
+    result: EvalResult
+
+
+def record_first_episodes(
+    trainer: Trainer,
+    policy: Policy | Any,
+    key: jax.Array,
+    num_episodes: int,
+    deterministic: bool,
+    max_steps: int | None = None,
+) -> EpisodeRecord:
+    """`evaluate_policy`'s episodes (the same keys give the same episodes), with every
+    step's env state kept: a `lax.scan` over all `max_steps` steps. Pure and jittable with
+    everything but `policy` and `key` static."""
+    check_num_episodes(num_episodes)
+    max_steps = resolve_max_steps(trainer.spec, max_steps)
+    policy = as_policy(policy)
+    key_reset, key_play = jax.random.split(key)
+    runner = reset_envs(trainer.spec, key_reset, num_episodes)
+
+    def one_step(loop: _Loop, _: None) -> tuple[_Loop, tuple[Any, jax.Array, jax.Array]]:
+        return play_step(trainer, policy, deterministic, loop)
+
+    end, (states, actions, rewards) = jax.lax.scan(
+        one_step, start_loop(trainer, runner, key_play), None, length=max_steps
+    )
+    chex.assert_shape(rewards, (max_steps, num_episodes))
+    return EpisodeRecord(states, actions, rewards, loop_result(end))
 
 
 def evaluate_policy(

@@ -139,6 +139,21 @@ class LoopOptions:
     tensorboard: bool = False
     """Also write TensorBoard logs (needs tensorboardX)."""
 
+    render_every: int = 0
+    """Every this many chunks, write a GIF of one deterministic episode of run 0 under
+    `renders/` (and to TensorBoard and the tracker when on; 0: never)."""
+
+    wandb_project: str | None = None
+    """Also log to this Weights & Biases project, one tracker run per training run (needs
+    wandb; `WANDB_MODE=offline` works without an account)."""
+
+    wandb_group: str | None = None
+    """The tracker group of this population's runs (None: the output directory's name)."""
+
+    wandb_name: str | None = None
+    """The prefix of the tracker runs' names, `<name>-run-<r>` (None: the output directory's
+    name)."""
+
     progress: bool = True
     """Show a progress bar (process 0 only)."""
 
@@ -152,10 +167,14 @@ class LoopOptions:
             ("eval_every", 0),
             ("eval_episodes", 1),
             ("devices", 1),
+            ("render_every", 0),
         ):
             value = getattr(self, name)
             if value is not None and not (is_int(value) and value >= low):
                 raise ConfigError(f"{name} must be an integer >= {low}, got {value!r}")
+        for name in ("wandb_group", "wandb_name"):
+            if getattr(self, name) is not None and self.wandb_project is None:
+                raise ConfigError(f"{name} names tracker runs: it needs wandb_project")
 
     def replace(self, **changes: Any) -> LoopOptions:
         return dataclasses.replace(self, **changes)

@@ -6,7 +6,6 @@ import json
 import os
 import signal
 import socket
-import struct
 import subprocess
 import sys
 import time
@@ -14,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from tracker_files import tensorboard_scalars
 
 from purejaxppo.cli.main import main
 
@@ -194,29 +194,12 @@ def test_eval_command_reads_the_checkpoint(small_run, tmp_path, capsys):
     assert main(["eval", str(small_run), "--episodes", "0"]) == 2
 
 
-def _tensorboard_scalars(directory: Path) -> dict[str, list[float]]:
-    """Scalars in the TFRecord event files of `directory`, read without TensorFlow."""
-    from tensorboardX.proto import event_pb2
-
-    scalars: dict[str, list[float]] = {}
-    for path in directory.glob("events.out.tfevents.*"):
-        data = path.read_bytes()
-        offset = 0
-        while offset < len(data):
-            (length,) = struct.unpack_from("<Q", data, offset)
-            event = event_pb2.Event.FromString(data[offset + 12 : offset + 12 + length])
-            offset += 12 + length + 4
-            for value in event.summary.value:
-                scalars.setdefault(value.tag, []).append(value.simple_value)
-    return scalars
-
-
 def test_tensorboard_has_one_tag_set_per_run(small_run):
     runs = sorted(p.name for p in (small_run / "tensorboard").iterdir())
     assert runs == ["run-0000-seed-0", "run-0001-seed-1"]
     rows = read_rows(small_run / "metrics.csv")
     for index, name in enumerate(runs):
-        scalars = _tensorboard_scalars(small_run / "tensorboard" / name)
+        scalars = tensorboard_scalars(small_run / "tensorboard" / name)
         assert len(scalars["train/total_loss"]) == 12
         expected = [float(r["total_loss"]) for r in rows if r["run"] == str(index)]
         np.testing.assert_allclose(scalars["train/total_loss"], expected, rtol=1e-5)

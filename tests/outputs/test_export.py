@@ -1,11 +1,7 @@
-"""Exported policies: the jax.export file gives the library policy's deterministic actions
-(discrete exactly, continuous with observation normalisation to 1e-5, recurrent with its
-carry), and a process that imports only jax and gymnax plays CartPole with it."""
-
-import json
-import subprocess
-import sys
-import textwrap
+"""Exported policies: the jax.export file and the ONNX model give the library policy's
+deterministic actions (discrete exactly, continuous with observation normalisation to 1e-5,
+recurrent with its carry); a disagreeing ONNX model is an error. A trained policy played
+without purejaxppo: tests/outputs/test_trained_policy.py."""
 
 import jax
 import jax.numpy as jnp
@@ -14,7 +10,8 @@ import pytest
 
 from purejaxppo import Hyperparams, PPOConfig, make_train
 from purejaxppo.cli.main import main
-from purejaxppo.outputs.export import export_policy, load_policy
+from purejaxppo.outputs import export as export_module
+from purejaxppo.outputs.export import ExportMismatch, export_policy, load_policy
 from purejaxppo.ppo.evaluate import select_action
 from purejaxppo.ppo.normalize import RunningStats
 from purejaxppo.ppo.types import Policy
@@ -36,9 +33,10 @@ def library_actions(trainer, policy, obs, first=None, rnn_state=None):
     return select_action(trainer, policy, rnn_state, obs, first, jax.random.key(0), True)
 
 
-def test_discrete_export_gives_the_library_actions_exactly(tmp_path):
+@pytest.mark.parametrize("format", ["jax", "onnx"])
+def test_discrete_export_gives_the_library_actions_exactly(tmp_path, format):
     trainer, policy = initial_policy(PPOConfig())
-    export_policy(trainer, policy, tmp_path, {"name": "cartpole"})
+    export_policy(trainer, policy, tmp_path, {"name": "cartpole"}, format=format)
     exported, meta = load_policy(tmp_path)
     for batch in (1, 33):  # batch-polymorphic
         obs = random_obs(trainer, batch)
@@ -47,12 +45,16 @@ def test_discrete_export_gives_the_library_actions_exactly(tmp_path):
         np.testing.assert_array_equal(actions, library_actions(trainer, policy, obs)[1])
     assert len(set(np.asarray(exported(random_obs(trainer))).tolist())) == 2  # not constant
     assert meta["action"] == {"kind": "discrete", "n": 2, "dtype": "int32"}
+    assert meta["format"] == {"jax": "jax.export", "onnx": "onnx"}[format]
+    if format == "onnx":
+        assert meta["onnx_check"] == {"observations": 64, "max_action_difference": 0.0}
     assert (
         meta["signature"] == "obs f32[B, 4] -> action i32[B]" and meta["run"]["name"] == "cartpole"
     )
 
 
-def test_continuous_export_normalises_and_clips(tmp_path):
+@pytest.mark.parametrize("format", ["jax", "onnx"])
+def test_continuous_export_normalises_and_clips(tmp_path, format):
     config = PPOConfig(env="Pendulum-v1", normalize_obs=True)
     stats = RunningStats(
         mean=jnp.asarray([0.5, -0.2, 1.0]),
@@ -60,7 +62,7 @@ def test_continuous_export_normalises_and_clips(tmp_path):
         count=jnp.asarray(10.0),
     )
     trainer, policy = initial_policy(config, stats)
-    export_policy(trainer, policy, tmp_path)
+    export_policy(trainer, policy, tmp_path, format=format)
     exported, meta = load_policy(tmp_path)
     obs = random_obs(trainer, scale=20.0)
     actions = np.asarray(exported(obs))
@@ -74,11 +76,14 @@ def test_continuous_export_normalises_and_clips(tmp_path):
     assert meta["action"]["low"] == [-2.0] and meta["action"]["high"] == [2.0]
 
 
-def test_recurrent_export_carries_its_state(tmp_path):
+@pytest.mark.parametrize("format", ["jax", "onnx"])
+def test_recurrent_export_carries_its_state(tmp_path, format):
     trainer, policy = initial_policy(PPOConfig(recurrent=True, gru_size=16))
-    export_policy(trainer, policy, tmp_path)
+    export_policy(trainer, policy, tmp_path, format=format)
     exported, meta = load_policy(tmp_path)
     assert meta["recurrent"] and meta["rnn_size"] == 16
+    if format == "onnx":
+        assert meta["onnx_check"]["max_rnn_state_difference"] <= 1e-5
     obs = random_obs(trainer, 8)
     first = jnp.asarray([True, False] * 4)
     carry = jnp.asarray(np.random.default_rng(1).normal(size=(8, 16)), jnp.float32)
@@ -88,47 +93,34 @@ def test_recurrent_export_carries_its_state(tmp_path):
     np.testing.assert_allclose(np.asarray(new_carry), np.asarray(want_carry), atol=1e-6)
 
 
-PLAYER = textwrap.dedent(
-    """
-    import json, sys
-    import jax, jax.numpy as jnp, gymnax
-    path = sys.argv[1]
-    policy = jax.export.deserialize(bytearray(open(path + "/policy.jax", "rb").read()))
-    env, params = gymnax.make("CartPole-v1")
-    step = jax.jit(env.step)
-    act = jax.jit(policy.call)
-    returns = []
-    for episode in range(5):
-        key = jax.random.key(100 + episode)
-        obs, state = env.reset(key, params)
-        total, done = 0.0, False
-        while not done:
-            key, step_key = jax.random.split(key)
-            action = act(obs[None])[0]
-            obs, state, reward, terminated, truncated, info = step(step_key, state, action, params)
-            total += float(reward)
-            done = bool(terminated) or bool(truncated)
-        returns.append(total)
-    loaded = sorted(name for name in sys.modules if name.startswith("purejaxppo"))
-    print(json.dumps({"returns": returns, "purejaxppo_modules": loaded}))
-    """
-)
+def test_an_onnx_model_that_disagrees_is_an_error_and_nothing_is_written(tmp_path, monkeypatch):
+    trainer, policy = initial_policy(PPOConfig(env="Pendulum-v1"))
+    jax2onnx, onnxruntime = export_module.onnx_modules()
+
+    class Shifted:  # a converter whose model is off by 1e-3
+        @staticmethod
+        def to_onnx(fn, *args, **kwargs):
+            return jax2onnx.to_onnx(lambda obs: fn(obs) + 1e-3, *args, **kwargs)
+
+    monkeypatch.setattr(export_module, "onnx_modules", lambda: (Shifted, onnxruntime))
+    with pytest.raises(ExportMismatch, match=r"max difference 0\.001"):
+        export_policy(trainer, policy, tmp_path / "out", format="onnx")
+    assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.slow
-def test_an_exported_cartpole_policy_plays_without_purejaxppo(tmp_path, capsys):
-    run, out = tmp_path / "run", tmp_path / "export"
-    train = ["train", "--preset", "cartpole", "--out", str(run), "--no-progress"]
-    assert main(train) == 0
-    assert main(["export", str(run), "--out", str(out)]) == 0
-    meta = json.loads((out / "policy.json").read_text())
-    assert meta["run"]["updates_done"] == 976 and meta["run"]["exported_run"]["seed"] == 0
-    done = subprocess.run(
-        [sys.executable, "-c", PLAYER, str(out)], capture_output=True, text=True, timeout=300
+def test_onnx_without_its_extra_is_refused_with_the_install_line(tmp_path, monkeypatch, capsys):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def without_jax2onnx(name, *args, **kwargs):
+        if name == "jax2onnx":
+            raise ImportError(name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", without_jax2onnx)
+    # Refused before the run directory is even read (it does not exist).
+    assert (
+        main(["export", str(tmp_path / "nothing"), "--out", str(tmp_path), "--format", "onnx"]) == 2
     )
-    assert done.returncode == 0, done.stderr[-3000:]
-    result = json.loads(done.stdout.strip().splitlines()[-1])
-    assert result["purejaxppo_modules"] == []
-    assert np.mean(result["returns"]) >= 475, result
-    assert main(["export", str(run), "--run", "1", "--out", str(out)]) == 2
-    assert "--run must lie in 0..0" in capsys.readouterr().err
+    assert "pip install 'purejaxppo[onnx]'" in capsys.readouterr().err

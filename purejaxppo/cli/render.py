@@ -1,0 +1,48 @@
+"""`purejaxppo render RUN_DIR`: fresh episodes of one saved run's policy as a GIF or MP4
+(`purejaxppo.outputs.render`)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from purejaxppo.errors import ConfigError
+from purejaxppo.runs.spec import MAX_SEED
+
+
+def run_render(args: argparse.Namespace) -> int:
+    """Render `--episodes` episodes of run `--run` of the newest checkpoint in `run_dir`."""
+    if args.episodes < 1:
+        raise ConfigError(f"--episodes must be at least 1, got {args.episodes}")
+    if not 0 <= args.seed <= MAX_SEED:
+        raise ConfigError(f"--seed must lie in 0..{MAX_SEED}")
+    from purejaxppo.outputs.render import check_drawable, check_movie_path
+    from purejaxppo.session import TrainSession, load_saved_run
+
+    out = args.out or args.run_dir / "renders" / f"run-{args.run}.gif"
+    check_movie_path(out)
+    spec, loop = load_saved_run(args.run_dir)
+    if not 0 <= args.run < spec.num_runs:
+        raise ConfigError(f"--run must lie in 0..{spec.num_runs - 1}, got {args.run}")
+    session = TrainSession.open(spec, loop, args.run_dir, resume=True)
+    check_drawable(session.trainer.spec)
+    rendered = render_run(session, args.run, out, args.episodes, args.seed, args.deterministic)
+    returns = ", ".join(f"{r:.1f}" for r in rendered.returns)
+    mode = "deterministic" if args.deterministic else "sampled"
+    print(f"wrote {out}: {rendered.frames} frames, {mode} episode returns {returns}")
+    return 0
+
+
+def render_run(
+    session: Any, run: int, out: Path, episodes: int, seed: int, deterministic: bool
+) -> Any:
+    """One saved run's episodes drawn into `out`, titled with the env, run, seed and update."""
+    import jax
+
+    from purejaxppo.outputs.render import render_episodes, run_label
+
+    policy = jax.tree.map(lambda leaf: leaf[run], session.policies(session.restored.state))
+    label = run_label(session, run, session.updates_done)
+    key = jax.random.key(seed)
+    return render_episodes(session.trainer, policy, out, key, episodes, deterministic, label)
