@@ -7,7 +7,7 @@ checks it):
     envs/      environments: names and suites, the functional adapter, probe tasks
     ppo/       the algorithm: types, stages (rollout, GAE, loss, update), trainer, evaluate
     runs/      populations: processes, placement, compile, chunked loop, memory, bench
-    outputs/   checkpoints, logs, summary, plots, console, hooks
+    outputs/   checkpoints, logs and trackers, summary, plots, console, export, render, hooks
     session    TrainSession: a run from its description to its outputs
     cli/       the command line
 
@@ -26,6 +26,9 @@ if TYPE_CHECKING:
     from purejaxppo.envs.spec import EnvSpec, make_env
     from purejaxppo.errors import ConfigError
     from purejaxppo.metrics import final_returns
+    from purejaxppo.outputs.export import export_policy, load_policy
+    from purejaxppo.outputs.hooks import default_hooks
+    from purejaxppo.outputs.render import render_episodes
     from purejaxppo.ppo.trainer import Trainer, make_train
     from purejaxppo.ppo.types import Metrics, Policy, TrainOutput, TrainState, policy_of
     from purejaxppo.runs.chunked import train_chunked
@@ -65,6 +68,9 @@ _LAZY = {
     "LoopOptions": "purejaxppo.runs.spec",
     "RunSpec": "purejaxppo.runs.spec",
     "default_hooks": "purejaxppo.outputs.hooks",
+    "export_policy": "purejaxppo.outputs.export",
+    "load_policy": "purejaxppo.outputs.export",
+    "render_episodes": "purejaxppo.outputs.render",
     "TrainSession": "purejaxppo.session",
 }
 
@@ -95,12 +101,15 @@ __all__ = [
     "build_population",
     "default_hooks",
     "evaluate_runs",
+    "export_policy",
     "final_returns",
     "initialize_distributed",
+    "load_policy",
     "make_env",
     "make_placement",
     "make_train",
     "policy_of",
+    "render_episodes",
     "train_chunked",
     "train_population",
     "train_sharded",

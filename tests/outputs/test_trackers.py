@@ -118,3 +118,19 @@ def test_wandb_without_its_extra_is_refused_before_compiling(tmp_path, monkeypat
 def test_wandb_names_without_a_project_are_refused(capsys):
     assert main(["train", *TINY, "--wandb-group", "g"]) == 2
     assert "--wandb-group names tracker runs: it needs wandb_project" in capsys.readouterr().err
+
+
+def test_wandb_dir_moves_the_tracker_files_and_names_follow_the_flags(tmp_path, monkeypatch):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    monkeypatch.setenv("WANDB_DIR", str(elsewhere))
+    out = tmp_path / "run"
+    short = [*TINY, "--total-timesteps", "64"]  # the last one counts: 2 updates
+    assert main(["train", *short, "--wandb", "p", "--wandb-name", "mine", "--out", str(out)]) == 0
+    assert not (out / "wandb").exists()
+    runs = wandb_runs(elsewhere)
+    assert [r["name"] for r in runs] == ["mine-run-0", "mine-run-1"]
+    assert {r["group"] for r in runs} == {"run"}  # the output directory's name
+    assert [len([h for h in r["history"] if "train/entropy" in h]) for r in runs] == [2, 2]
