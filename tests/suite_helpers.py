@@ -1,5 +1,6 @@
 """Helpers for the environment-suite tests: a tiny training run, compiled cheaply."""
 
+import signal
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -58,3 +59,41 @@ def assert_trained(trainer: Trainer, loss: np.ndarray, obs: np.ndarray) -> None:
     assert np.all(np.isfinite(loss)), (spec.name, loss)
     assert obs.shape == (config.num_envs, *spec.obs_shape), (spec.name, obs.shape)
     assert obs.dtype == np.float32, (spec.name, obs.dtype)
+
+
+def forbid_compiling(monkeypatch: Any) -> None:
+    """Make compiling a training chunk fail the test: input checks must come first."""
+    import purejaxppo.runs.chunked
+
+    def no_compile(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("compiled before the input was checked")
+
+    monkeypatch.setattr(purejaxppo.runs.chunked, "compile_chunked", no_compile)
+
+
+class StopAfterChunks:
+    """Stands in for `loop.StopOnSignals`: a SIGTERM that arrives after `chunks` chunks."""
+
+    chunks = 0
+
+    def __init__(self):
+        self.signal_number, self.polls = None, 0
+
+    def requested(self) -> bool:
+        self.polls += 1
+        if self.polls > self.chunks:
+            self.signal_number = signal.SIGTERM
+        return self.signal_number is not None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def stop_after(monkeypatch, chunks: int) -> None:
+    import purejaxppo.runs.chunked
+
+    monkeypatch.setattr(StopAfterChunks, "chunks", chunks)
+    monkeypatch.setattr(purejaxppo.runs.chunked, "StopOnSignals", StopAfterChunks)

@@ -63,8 +63,8 @@ def wandb_record_bytes(path: Path) -> list[bytes]:
 
 
 def wandb_runs(directory: Path) -> list[dict[str, Any]]:
-    """The offline runs under `directory/wandb`, by name: project, group, config, history
-    rows (`{key: value}`, JSON-decoded) and summary."""
+    """The offline runs under `directory/wandb`, by name (then by file): id, project, group,
+    config, history rows (`{key: value}`, JSON-decoded) and summary."""
     from wandb.proto import wandb_internal_pb2
 
     runs = []
@@ -75,6 +75,7 @@ def wandb_runs(directory: Path) -> list[dict[str, Any]]:
             kind = record.WhichOneof("record_type")
             if kind == "run":
                 run |= {"name": record.run.display_name, "group": record.run.run_group}
+                run["id"] = record.run.run_id
                 run["project"] = record.run.project
                 run["config"] |= {u.key: json.loads(u.value_json) for u in record.run.config.update}
             elif kind == "config":
@@ -84,7 +85,7 @@ def wandb_runs(directory: Path) -> list[dict[str, Any]]:
             elif kind == "summary":
                 run["summary"] |= nested(record.summary.update)
         runs.append(run)
-    return sorted(runs, key=lambda run: run["name"])
+    return sorted(runs, key=lambda run: run["name"])  # stable: a name's files stay in order
 
 
 def nested(items: Any) -> dict[str, Any]:

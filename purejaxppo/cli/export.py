@@ -5,7 +5,9 @@ policy as a `jax.export` file or an ONNX model that runs without purejaxppo
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+from typing import Any
 
 from purejaxppo.cli.values import prepare_output_dir
 from purejaxppo.errors import ConfigError
@@ -27,10 +29,8 @@ def run_export(args: argparse.Namespace) -> int:
     session = TrainSession.open(spec, loop, args.run_dir, resume=True)
     policies = session.policies(session.restored.state)
     policy = jax.tree.map(lambda leaf: leaf[args.run], policies)
-    population = session.population
     document = session.document(
-        updates_done=session.updates_done,
-        exported_run={"run": args.run, "seed": population.seeds[args.run]},
+        updates_done=session.updates_done, exported_run=exported_run(session, args.run)
     )
     try:
         export_policy(session.trainer, policy, args.out, document, format=args.format)
@@ -39,4 +39,25 @@ def run_export(args: argparse.Namespace) -> int:
         return 1
     written = "policy.onnx" if args.format == "onnx" else "policy.jax"
     print(f"wrote {args.out}/{written} and policy.json (run {args.run} of {spec.name})")
+    if args.format == "onnx":
+        check = json.loads((args.out / "policy.json").read_text())["onnx_check"]
+        print(
+            f"checked against the JAX policy on {check['observations']} observations: "
+            f"max action difference {check['max_action_difference']:.3g}"
+        )
     return 0
+
+
+def exported_run(session: Any, run: int) -> dict[str, Any]:
+    """What the JSON says of the exported run: its index, seed, swept setting and its own
+    hyperparameters (PBT's evolved ones where the run has them)."""
+    from purejaxppo.runs.pbt import pbt_from_tree
+
+    population, extra = session.population, session.restored.extra
+    evolved = pbt_from_tree(extra)[0] if extra and "hyperparams" in extra else None
+    return {
+        "run": run,
+        "seed": population.seeds[run],
+        "setting": dict(population.swept[run]),
+        "hyperparams": population.run_hyperparams(run, evolved),
+    }

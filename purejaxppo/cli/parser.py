@@ -161,8 +161,9 @@ def add_train_command(commands: Any) -> None:
         train,
         "--render-every",
         "CHUNKS",
-        "every N chunks, a GIF of one deterministic episode of run 0 in OUT/renders (and in "
-        "TensorBoard / W&B when on; needs purejaxppo[render] for gymnax's drawings)",
+        "every N chunks and at the end, a GIF of one deterministic episode of run 0 in "
+        "OUT/renders, and in TensorBoard / W&B when on (0: never; default 0, or the resumed "
+        "run's; gymnax's drawings need purejaxppo[render])",
     )
     add_tracker_arguments(train)
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -200,11 +201,15 @@ def add_pbt_arguments(train: argparse.ArgumentParser) -> None:
 
 
 def add_tracker_arguments(train: argparse.ArgumentParser) -> None:
+    """`--wandb PROJECT`, `--wandb-group`, `--wandb-name`."""
     tracker = train.add_argument_group(
         "Weights & Biases (needs purejaxppo[wandb]; WANDB_MODE=offline and WANDB_DIR work)"
     )
     tracker.add_argument(
-        "--wandb", metavar="PROJECT", help="log every run to this project, one tracker run each"
+        "--wandb",
+        metavar="PROJECT",
+        help="log every run to this project, one tracker run each (a resumed run logs on "
+        "into the same tracker runs)",
     )
     tracker.add_argument(
         "--wandb-group", metavar="GROUP", help="the runs' group (default: OUT's name)"

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from purejaxppo.errors import ConfigError
+from purejaxppo.outputs.render import Rendered
 from purejaxppo.runs.spec import MAX_SEED
 
 
@@ -16,17 +17,18 @@ def run_render(args: argparse.Namespace) -> int:
     if args.episodes < 1:
         raise ConfigError(f"--episodes must be at least 1, got {args.episodes}")
     if not 0 <= args.seed <= MAX_SEED:
-        raise ConfigError(f"--seed must lie in 0..{MAX_SEED}")
+        raise ConfigError(f"--seed must lie in 0..{MAX_SEED}, got {args.seed}")
+    from purejaxppo.envs.spec import make_env
     from purejaxppo.outputs.render import check_drawable, check_movie_path
     from purejaxppo.session import TrainSession, load_saved_run
 
     out = args.out or args.run_dir / "renders" / f"run-{args.run}.gif"
-    check_movie_path(out)
+    check_movie_path(out, "--out")
     spec, loop = load_saved_run(args.run_dir)
     if not 0 <= args.run < spec.num_runs:
         raise ConfigError(f"--run must lie in 0..{spec.num_runs - 1}, got {args.run}")
+    check_drawable(make_env(spec.config.env))  # before the checkpoint is restored
     session = TrainSession.open(spec, loop, args.run_dir, resume=True)
-    check_drawable(session.trainer.spec)
     rendered = render_run(session, args.run, out, args.episodes, args.seed, args.deterministic)
     returns = ", ".join(f"{r:.1f}" for r in rendered.returns)
     mode = "deterministic" if args.deterministic else "sampled"
@@ -36,7 +38,7 @@ def run_render(args: argparse.Namespace) -> int:
 
 def render_run(
     session: Any, run: int, out: Path, episodes: int, seed: int, deterministic: bool
-) -> Any:
+) -> Rendered:
     """One saved run's episodes drawn into `out`, titled with the env, run, seed and update."""
     import jax
 

@@ -131,6 +131,11 @@ def run_train(args: argparse.Namespace, argv: Sequence[str]) -> int:
     from purejaxppo.outputs.logs import check_sink_extras
 
     check_sink_extras(request.loop)  # the install line before a run directory is made
+    if request.loop.render_every:
+        from purejaxppo.envs.spec import make_env
+        from purejaxppo.outputs.render import check_drawable
+
+        check_drawable(make_env(request.spec.config.env))
     from purejaxppo.runs.chunked import StopOnSignals
     from purejaxppo.session import TrainSession
 

@@ -89,9 +89,9 @@ class EvalHook:
 
 
 class RenderHook:
-    """Every `every` chunks, one deterministic episode of run 0 as `out/renders/
-    update-<updates>.gif`, into the report's movies (which the metric sinks log). Every
-    process gathers the policy (a collective over a mesh); `writes` draws."""
+    """Every `every` chunks and after the last one, one deterministic episode of run 0 as
+    `out/renders/update-<updates>.gif`, into the report's movies (which the metric sinks
+    log). Every process gathers run 0's policy (a collective over a mesh); `writes` draws."""
 
     def __init__(self, out: Path, every: int, writes: bool):
         self.out, self.every, self.writes = out, every, writes
@@ -100,13 +100,13 @@ class RenderHook:
         check_drawable(session.trainer.spec)  # before anything compiles
 
     def on_chunk(self, session: Any, report: ChunkReport) -> None:
-        if report.chunks_done % self.every:
+        updates = report.done.updates_done
+        if report.chunks_done % self.every and updates < session.num_updates:
             return
-        policies = session.placement.to_host(session.policies(report.run.state))
+        run_0 = jax.tree.map(lambda leaf: leaf[:1], session.policies(report.run.state))
+        policy = jax.tree.map(lambda leaf: leaf[0], session.placement.to_host(run_0))
         if not self.writes:
             return
-        updates = report.done.updates_done
-        policy = jax.tree.map(lambda leaf: leaf[0], policies)
         path = self.out / "renders" / f"update-{updates:07d}.gif"
         key = jax.random.fold_in(jax.random.key(session.spec.seed), updates)
         label = run_label(session, 0, updates)

@@ -4,8 +4,9 @@ Weights & Biases runs, all one `MetricsSink` interface."""
 from __future__ import annotations
 
 import csv
-import dataclasses
+import json
 import os
+import secrets
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -132,6 +133,7 @@ class TensorBoardLog(MetricsSink):
         )
         summary = Summary(value=[Summary.Value(tag=tag, image=image)])
         steps = update * self.env_steps_per_update
+        # tensorboardX's add_video re-encodes through moviepy; the GIF's own bytes need none.
         self.writers[0]._get_file_writer().add_summary(summary, steps)
         self.writers[0].flush()
 
@@ -145,37 +147,60 @@ class WandbLog(MetricsSink):
     group, each with the run's config, hyperparameters, seed and swept or searched values as
     its tracker config, so the tracker's own grouping, tables and parallel coordinates work
     across seeds and settings. The same metrics as TensorBoard (`train/<metric>`,
-    `eval/return`) against `env_steps`; animations and the final plots go to run 0. Needs
+    `eval/return`) against `env_steps`; animations and the final plots go to run 0. The run
+    ids are kept in `TRACKER_IDS`, so a resumed run logs on into the same tracker runs. Needs
     `pip install 'purejaxppo[wandb]'`; `WANDB_MODE`, `WANDB_DIR` and the rest are wandb's."""
 
     def __init__(self, out: Path, session: Any, project: str, group: str, name: str):
         population = session.population
         super().__init__(population, session.spec.config.batch_size)
-        wandb = wandb_module()
-        self.out, self.wandb = out, wandb
-        directory = os.environ.get("WANDB_DIR") or str(out)
+        self.out, self.wandb = out, wandb_module()
+        ids = saved_tracker_ids(out, population.num_runs)
+        self.resumed = ids is not None  # the tracker runs hold the restored updates already
+        ids = ids or [secrets.token_hex(6) for _ in range(population.num_runs)]
+        (out / TRACKER_IDS).write_text(json.dumps({"wandb": ids}) + "\n")
         document = session.document()
-        self.runs = [
-            wandb.init(
+        self.runs: list[Any] = []
+        for run, run_id in enumerate(ids):
+            config = tracker_config(document, population, run)
+            self.runs.append(self.open_run(run_id, project, group, f"{name}-run-{run}", config))
+
+    def open_run(self, run_id: str, project: str, group: str, name: str, config: dict) -> Any:
+        """One tracker run (resumed if `run_id` exists), its metrics against `env_steps`; a
+        tracker that cannot start is a `ConfigError`, after the runs opened are finished."""
+        directory = os.environ.get("WANDB_DIR") or str(self.out)
+        try:
+            tracker = self.wandb.init(
                 project=project,
                 group=group,
-                name=f"{name}-run-{run}",
-                config=tracker_config(document, population, run),
+                name=name,
+                id=run_id,
+                resume="allow",
+                config=config,
                 dir=directory,
                 job_type="train",
                 reinit="create_new",
             )
-            for run in range(population.num_runs)
-        ]
-        for tracker in self.runs:
-            tracker.define_metric("env_steps")
-            tracker.define_metric("*", step_metric="env_steps")
+        except Exception as error:  # wandb's errors: no login, no network, a bad project
+            for opened in self.runs:
+                opened.finish(exit_code=1)
+            text = str(error).strip()
+            reason = text.splitlines()[0] if text else type(error).__name__
+            raise ConfigError(
+                f"wandb_project = {project!r}: the tracker did not start ({reason}); "
+                "WANDB_MODE=offline logs without an account"
+            ) from None
+        tracker.define_metric("env_steps")
+        tracker.define_metric("*", step_metric="env_steps")
+        return tracker
 
     def on_start(self, session: Any) -> None:
-        if session.restored is not None:
+        if session.restored is not None and not self.resumed:
             self.append(session.restored.metrics, 0, session.evaluations)
 
     def append(self, metrics: Metrics, first_update: int, evaluations: Evaluations = None) -> None:
+        """One tracker row per run x update: every finite metric, the evaluation where one
+        ran, the update and its env steps."""
         columns = {name: np.asarray(getattr(metrics, name)) for name in METRIC_NAMES}
         evaluations = evaluations or {}
         for run, tracker in enumerate(self.runs):
@@ -189,6 +214,7 @@ class WandbLog(MetricsSink):
                 tracker.log(row | {"update": update, "env_steps": self.steps(update)})
 
     def steps(self, update: int) -> int:
+        """The env steps of one run after `update` updates."""
         return update * self.env_steps_per_update
 
     def add_movie(self, tag: str, path: Path, update: int) -> None:
@@ -211,19 +237,27 @@ class WandbLog(MetricsSink):
             tracker.finish(exit_code=0 if run is not None else 1)
 
 
-def tracker_config(document: dict[str, Any], population: Population, run: int) -> dict:
+TRACKER_IDS = "tracker-runs.json"
+"""In the output directory: the tracker run ids, so that a resumed run goes on logging into
+the same tracker runs."""
+
+
+def saved_tracker_ids(out: Path, num_runs: int) -> list[str] | None:
+    """The wandb run ids an earlier session of this run wrote, if it wrote one per run."""
+    path = out / TRACKER_IDS
+    if not path.exists():
+        return None
+    ids = json.loads(path.read_text()).get("wandb")
+    return ids if isinstance(ids, list) and len(ids) == num_runs else None
+
+
+def tracker_config(document: dict[str, Any], population: Population, run: int) -> dict[str, Any]:
     """One training run's tracker config: the run document's config, this run's
     hyperparameters (its swept, searched or evolved start values included) and seed."""
-    values, num_runs = population.hyperparams, population.num_runs
-    hyperparams = {
-        # float32 values written with the digits they hold (2.5e-4, not 2.5000001e-4)
-        field.name: float(f"{np.broadcast_to(getattr(values, field.name), (num_runs,))[run]:.7g}")
-        for field in dataclasses.fields(values)
-    }
     return {
         "env": document.get("env"),
         "config": document.get("config"),
-        "hyperparams": hyperparams,
+        "hyperparams": population.run_hyperparams(run),
         "run": run,
         "seed": population.seeds[run],
         "setting": dict(population.swept[run]),

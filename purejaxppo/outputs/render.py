@@ -6,8 +6,9 @@ per step, each under a title with the env, the run, the update and the return so
 gymnax's own visualiser draws the envs it knows (`GYMNAX_DRAWN`: classic control through
 gymnasium's renderer with gymnax's state mapping, Catch, MinAtar and the misc grid and point
 envs through its matplotlib drawings; `pip install 'purejaxppo[render]'` brings what it
-imports); an env with a `draw` function of its own (XLand-MiniGrid's renderer) is drawn with
-that. Any other env is refused with a one-line `ConfigError` before anything runs.
+imports). An env with a `draw` function of its own (XLand-MiniGrid's renderer) is drawn with
+that, and DeepSea with a small drawing here (`OWN_DRAWINGS`). Any other env, or one without a
+time limit, is refused with a one-line `ConfigError` before anything runs.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ import contextlib
 import dataclasses
 import functools
 import os
-import shutil
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -27,7 +27,12 @@ import numpy as np
 from purejaxppo.envs.spec import EnvSpec
 from purejaxppo.errors import ConfigError
 from purejaxppo.outputs.plots import pyplot
-from purejaxppo.ppo.evaluate import EpisodeRecord, record_first_episodes, resolve_max_steps
+from purejaxppo.ppo.evaluate import (
+    EpisodeRecord,
+    default_max_steps,
+    record_first_episodes,
+    resolve_max_steps,
+)
 from purejaxppo.ppo.trainer import Trainer
 from purejaxppo.ppo.types import Policy
 
@@ -72,15 +77,51 @@ class Rendered:
 
 
 def check_drawable(spec: EnvSpec) -> None:
-    """A one-line `ConfigError` unless some drawing of `spec`'s env exists and can load."""
-    if getattr(spec.env, "draw", None) is not None:
+    """A one-line `ConfigError` unless `spec`'s env has a time limit (episodes are played up
+    to it) and some drawing of it exists and can load."""
+    if default_max_steps(spec) is None:
+        raise ConfigError(f"{spec.name} has no time limit: render plays episodes up to one")
+    if own_drawing(spec) is not None:
         return
     if spec.name not in GYMNAX_DRAWN:
         raise ConfigError(
-            f"{spec.name} has no drawing: render draws {', '.join(sorted(GYMNAX_DRAWN))} "
-            "and XLand-MiniGrid envs"
+            f"{spec.name} has no drawing: render draws {', '.join(sorted(GYMNAX_DRAWN))}, "
+            f"{', '.join(OWN_DRAWINGS)} and XLand-MiniGrid envs"
         )
     gymnax_visualizer()
+
+
+def own_drawing(spec: EnvSpec) -> Callable[[Any], np.ndarray] | None:
+    """A drawing that needs no extra: the env's own `draw` (a `FunctionalEnv`'s, given the
+    wrapped state) or this module's drawing of a gymnax env that gymnax does not draw."""
+    draw = getattr(spec.env, "draw", None)
+    if draw is not None:
+        return lambda state: np.asarray(draw(state.env_state))
+    if spec.name in OWN_DRAWINGS:
+        return functools.partial(OWN_DRAWINGS[spec.name], spec)
+    return None
+
+
+def draw_deep_sea(spec: EnvSpec, state: Any) -> np.ndarray:
+    """DeepSea's `size x size` grid: the agent's cell blue, the treasure (bottom right) gold,
+    40 pixels a cell."""
+    size, cell = int(spec.env.size), 40
+    image = np.full((size * cell, size * cell, 3), 240, np.uint8)
+    image[::cell], image[:, ::cell] = 190, 190  # the grid's lines
+
+    def fill(row: int, column: int, colour: tuple[int, int, int]) -> None:
+        image[
+            row * cell + 5 : (row + 1) * cell - 4, column * cell + 5 : (column + 1) * cell - 4
+        ] = colour
+
+    fill(size - 1, size - 1, (230, 180, 30))
+    row, column = (min(int(v), size - 1) for v in (state.row, state.column))
+    fill(row, column, (40, 90, 200))
+    return image
+
+
+OWN_DRAWINGS: dict[str, Callable[[EnvSpec, Any], np.ndarray]] = {"DeepSea-bsuite": draw_deep_sea}
+"""Small drawings of gymnax envs that gymnax's visualiser does not draw."""
 
 
 def gymnax_visualizer() -> Any:
@@ -100,31 +141,34 @@ def gymnax_visualizer() -> Any:
     return Visualizer
 
 
-def check_movie_path(path: Path) -> None:
-    """A `ConfigError` unless `path` ends in .gif, or in .mp4 with ffmpeg to be found."""
+def check_movie_path(path: Path, name: str = "path") -> None:
+    """A `ConfigError` (naming the field or flag `name`) unless `path` ends in .gif, or in
+    .mp4 with imageio-ffmpeg's ffmpeg to write it."""
     suffix = path.suffix.lower()
     if suffix not in MOVIE_SUFFIXES:
-        raise ConfigError(f"the output must end in .gif or .mp4, got {path.name!r}")
+        raise ConfigError(f"{name} must end in .gif or .mp4, got {path.name!r}")
     if suffix == ".mp4" and ffmpeg_path() is None:
         raise ConfigError(
-            "an .mp4 needs ffmpeg (on the PATH, or pip install imageio-ffmpeg); .gif needs none"
+            f"{name}: an .mp4 needs imageio-ffmpeg (pip install 'purejaxppo[render]'); "
+            ".gif needs nothing more"
         )
 
 
 def ffmpeg_path() -> str | None:
-    """An ffmpeg executable: the PATH's, else imageio-ffmpeg's; None if neither."""
-    found = shutil.which("ffmpeg")
-    if found:
-        return found
+    """imageio-ffmpeg's ffmpeg (its own, or the one `IMAGEIO_FFMPEG_EXE` names); None if
+    there is none."""
     try:
         import imageio_ffmpeg
-    except ImportError:
+
+        return imageio_ffmpeg.get_ffmpeg_exe()
+    except (ImportError, RuntimeError):
         return None
-    return imageio_ffmpeg.get_ffmpeg_exe()
 
 
 @functools.lru_cache(maxsize=8)
-def recording_program(trainer: Trainer, episodes: int, deterministic: bool, max_steps: int) -> Any:
+def recording_program(
+    trainer: Trainer, episodes: int, deterministic: bool, max_steps: int
+) -> Callable[[Policy, jax.Array], EpisodeRecord]:
     """`record_first_episodes` for one run's policy, jitted once per setting."""
 
     def record(policy: Policy, key: jax.Array) -> EpisodeRecord:
@@ -159,7 +203,9 @@ def episode_frames(record: EpisodeRecord, label: str) -> tuple[list[Any], list[s
     return states, titles
 
 
-def write_animation(spec: EnvSpec, states: Sequence[Any], titles: Sequence[str], path: Path):
+def write_animation(
+    spec: EnvSpec, states: Sequence[Any], titles: Sequence[str], path: Path
+) -> None:
     """Draw one frame per state, each under its title, into `path` (.gif or .mp4)."""
     check_movie_path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -205,12 +251,12 @@ def write_mp4(path: Path, frames: list[np.ndarray], fps: float) -> None:
 
 @contextlib.contextmanager
 def frame_source(spec: EnvSpec) -> Iterator[Callable[[Any], np.ndarray]]:
-    """A function from one env state to its RGB image `uint8 [H, W, 3]`: the env's own
-    `draw`; for classic control, gymnasium's renderer fed by gymnax's state mapping (one
+    """A function from one env state to its RGB image `uint8 [H, W, 3]`: an `own_drawing`;
+    for classic control, gymnasium's renderer fed by gymnax's state mapping (one
     renderer for every frame); else gymnax's visualiser drawn on a matplotlib canvas."""
-    draw = getattr(spec.env, "draw", None)
-    if draw is not None:
-        yield lambda state: np.asarray(draw(state.env_state))
+    own = own_drawing(spec)
+    if own is not None:
+        yield own
         return
     visualizer = gymnax_visualizer()
     if spec.name in CLASSIC_CONTROL:
@@ -222,6 +268,9 @@ def frame_source(spec: EnvSpec) -> Iterator[Callable[[Any], np.ndarray]]:
 
 @contextlib.contextmanager
 def classic_control_renderer(spec: EnvSpec) -> Iterator[Callable[[Any], np.ndarray]]:
+    """gymnasium's renderer of `spec`'s env, its physics set from the gymnax params, drawing
+    gymnax states (mapped by gymnax's `vis_gym`): one renderer for every frame, where
+    gymnax's visualiser makes one a frame."""
     import gymnasium
     from gymnax.visualize import vis_gym
 

@@ -208,11 +208,8 @@ def record_first_episodes(
     """`evaluate_policy`'s episodes (the same keys give the same episodes), with every
     step's env state kept: a `lax.scan` over all `max_steps` steps. Pure and jittable with
     everything but `policy` and `key` static."""
-    check_num_episodes(num_episodes)
-    max_steps = resolve_max_steps(trainer.spec, max_steps)
+    runner, key_play, max_steps = fresh_episodes(trainer, key, num_episodes, max_steps)
     policy = as_policy(policy)
-    key_reset, key_play = jax.random.split(key)
-    runner = reset_envs(trainer.spec, key_reset, num_episodes)
 
     def one_step(loop: _Loop, _: None) -> tuple[_Loop, tuple[Any, jax.Array, jax.Array]]:
         return play_step(trainer, policy, deterministic, loop)
@@ -242,11 +239,19 @@ def evaluate_policy(
     `max_steps` defaults to the env's time limit. Returns an `EvalResult` of `[E]` arrays,
     E = `num_episodes`.
     """
+    runner, key_play, max_steps = fresh_episodes(trainer, key, num_episodes, max_steps)
+    return play_first_episodes(trainer, policy, runner, key_play, deterministic, max_steps)
+
+
+def fresh_episodes(
+    trainer: Trainer, key: jax.Array, num_episodes: int, max_steps: int | None
+) -> tuple[EnvRunner, jax.Array, int]:
+    """`num_episodes` freshly reset envs, the key that plays them and the checked step
+    limit (default: the env's time limit); the same `key` gives the same episodes."""
     check_num_episodes(num_episodes)
     max_steps = resolve_max_steps(trainer.spec, max_steps)
     key_reset, key_play = jax.random.split(key)
-    runner = reset_envs(trainer.spec, key_reset, num_episodes)
-    return play_first_episodes(trainer, policy, runner, key_play, deterministic, max_steps)
+    return reset_envs(trainer.spec, key_reset, num_episodes), key_play, max_steps
 
 
 def summarize_eval(result: EvalResult) -> list[dict[str, float | int]]:

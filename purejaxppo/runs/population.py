@@ -47,6 +47,18 @@ class Population:
     def num_runs(self) -> int:
         return len(self.seeds)
 
+    def run_hyperparams(self, run: int, hyperparams: Hyperparams | None = None) -> dict:
+        """Run `run`'s hyperparameters by name, from `hyperparams` (fields `[R]`, e.g. PBT's
+        evolved ones; default the population's start values), as the decimals float32 holds
+        (2.5e-4, not 2.5000001e-4)."""
+        values = self.hyperparams if hyperparams is None else hyperparams
+        return {
+            field.name: float(
+                f"{np.broadcast_to(getattr(values, field.name), (self.num_runs,))[run]:.7g}"
+            )
+            for field in dataclasses.fields(values)
+        }
+
     def groups(self) -> list[tuple[dict[str, float], list[int]]]:
         """Runs grouped by swept setting, in order: `[(setting, run indices)]`."""
         grouped: dict[tuple, list[int]] = {}

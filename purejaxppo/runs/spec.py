@@ -172,6 +172,10 @@ class LoopOptions:
             value = getattr(self, name)
             if value is not None and not (is_int(value) and value >= low):
                 raise ConfigError(f"{name} must be an integer >= {low}, got {value!r}")
+        for name in ("wandb_project", "wandb_group", "wandb_name"):
+            value = getattr(self, name)
+            if value is not None and not (isinstance(value, str) and value.strip()):
+                raise ConfigError(f"{name} must be a non-empty name, got {value!r}")
         for name in ("wandb_group", "wandb_name"):
             if getattr(self, name) is not None and self.wandb_project is None:
                 raise ConfigError(f"{name} names tracker runs: it needs wandb_project")
@@ -187,6 +191,10 @@ SAVED_LOOP_OPTIONS = (
     "eval_every",
     "eval_episodes",
     "tensorboard",
+    "render_every",
+    "wandb_project",
+    "wandb_group",
+    "wandb_name",
 )
 
 

@@ -7,6 +7,7 @@ import sys
 
 import numpy as np
 import pytest
+from suite_helpers import forbid_compiling
 
 from purejaxppo import PPOConfig
 from purejaxppo.cli.main import main
@@ -68,13 +69,8 @@ def test_run_is_named_by_its_preset_or_env(args, name):
 
 
 def test_missing_tensorboard_fails_before_compiling(tmp_path, monkeypatch, capsys):
-    import purejaxppo.runs.chunked
-
-    def no_compile(*args, **kwargs):
-        raise AssertionError("compiled before the input was checked")
-
+    forbid_compiling(monkeypatch)
     monkeypatch.setitem(sys.modules, "tensorboardX", None)  # its import raises ImportError
-    monkeypatch.setattr(purejaxppo.runs.chunked, "compile_chunked", no_compile)
     out = tmp_path / "run"
     assert main(["train", "--total-timesteps", "1024", "--tensorboard", "--out", str(out)]) == 2
     assert "--tensorboard needs tensorboardX" in capsys.readouterr().err

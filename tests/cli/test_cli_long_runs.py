@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from suite_helpers import stop_after
 from tracker_files import tensorboard_scalars
 
 from purejaxppo.cli.main import main
@@ -97,34 +98,6 @@ def test_sigint_saves_then_resume_matches_uninterrupted(tmp_path, capsys):
         and resumed["final_return"]
         == (json.loads((whole / "summary.json").read_text())["final_return"])
     )
-
-
-class StopAfterChunks:
-    """Stands in for `loop.StopOnSignals`: a SIGTERM that arrives after `chunks` chunks."""
-
-    chunks = 0
-
-    def __init__(self):
-        self.signal_number, self.polls = None, 0
-
-    def requested(self) -> bool:
-        self.polls += 1
-        if self.polls > self.chunks:
-            self.signal_number = signal.SIGTERM
-        return self.signal_number is not None
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
-
-def stop_after(monkeypatch, chunks: int) -> None:
-    import purejaxppo.runs.chunked
-
-    monkeypatch.setattr(StopAfterChunks, "chunks", chunks)
-    monkeypatch.setattr(purejaxppo.runs.chunked, "StopOnSignals", StopAfterChunks)
 
 
 def test_stop_before_the_first_chunk_ends_saves_no_checkpoint(tmp_path, monkeypatch, capsys):

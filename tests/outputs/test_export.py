@@ -62,11 +62,19 @@ def test_continuous_export_normalises_and_clips(tmp_path, format):
         count=jnp.asarray(10.0),
     )
     trainer, policy = initial_policy(config, stats)
+    # The actor's last layer scaled up, so that some actions lie beyond the bounds [-2, 2].
+    params = jax.tree_util.tree_map_with_path(
+        lambda path, leaf: leaf * 300 if "Dense_2" in str(path) and "actor" in str(path) else leaf,
+        policy.params,
+    )
+    policy = policy._replace(params=params)
     export_policy(trainer, policy, tmp_path, format=format)
     exported, meta = load_policy(tmp_path)
     obs = random_obs(trainer, scale=20.0)
     actions = np.asarray(exported(obs))
-    want = np.clip(np.asarray(library_actions(trainer, policy, obs)[1]), -2.0, 2.0)
+    unclipped = np.asarray(library_actions(trainer, policy, obs)[1])
+    assert 0 < (np.abs(unclipped) > 2).mean() < 1  # some beyond the bounds, some within
+    want = np.clip(unclipped, -2.0, 2.0)
     assert actions.shape == (33, 1)
     np.testing.assert_allclose(actions, want, atol=1e-5)
     without_stats = np.clip(

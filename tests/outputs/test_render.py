@@ -7,11 +7,14 @@ import builtins
 import sys
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
+from gymnax.environments import spaces
 from PIL import Image
+from suite_helpers import forbid_compiling
 
-from purejaxppo import Hyperparams, PPOConfig, make_train
+from purejaxppo import FunctionalEnv, Hyperparams, PPOConfig, make_env, make_train
 from purejaxppo.cli.main import main
 from purejaxppo.errors import ConfigError
 from purejaxppo.outputs import render
@@ -96,9 +99,19 @@ def test_mp4_is_written_with_ffmpeg(cartpole, tmp_path):
     assert frames == rendered.frames == rendered.lengths[0]
 
 
-@pytest.mark.parametrize("env", ["Breakout-MinAtar", "xminigrid:MiniGrid-Empty-5x5"])
-def test_gymnax_and_xminigrid_drawings(env, tmp_path):
-    trainer, policy = initial_policy(PPOConfig(env=env, num_envs=4, num_steps=8))
+@pytest.mark.parametrize(
+    "config",
+    [
+        PPOConfig(env="Breakout-MinAtar", num_envs=4, num_steps=8),  # gymnax's matplotlib
+        PPOConfig(env="xminigrid:MiniGrid-Empty-5x5", num_envs=4, num_steps=8),  # its own
+        PPOConfig(env="DeepSea-bsuite", num_envs=4, num_steps=8),  # this package's
+        PPOConfig(env="Pendulum-v1", normalize_obs=True),  # continuous, through gymnasium
+        PPOConfig(recurrent=True, gru_size=8),  # a recurrent policy
+    ],
+    ids=["minatar", "xminigrid", "deepsea", "continuous", "recurrent"],
+)
+def test_drawings_of_every_kind(config, tmp_path):
+    trainer, policy = initial_policy(config)
     path = tmp_path / "episode.gif"
     rendered = render.render_episodes(trainer, policy, path, jax.random.key(0))
     frames = gif_frames(path)
@@ -107,18 +120,28 @@ def test_gymnax_and_xminigrid_drawings(env, tmp_path):
     assert body.std() > 10  # a drawing, not a blank frame
 
 
-def test_an_env_without_a_drawing_is_refused():
-    trainer, _ = initial_policy(PPOConfig(env="DeepSea-bsuite", num_envs=4, num_steps=8))
-    with pytest.raises(ConfigError, match=r"^DeepSea-bsuite has no drawing: render draws "):
+def test_an_env_without_a_drawing_or_a_time_limit_is_refused():
+    trainer, _ = initial_policy(PPOConfig(env="MemoryChain-bsuite", num_envs=4, num_steps=8))
+    with pytest.raises(ConfigError, match=r"^MemoryChain-bsuite has no drawing: render draws "):
         render.check_drawable(trainer.spec)
+    endless = FunctionalEnv(
+        "endless",
+        lambda key: (jnp.zeros(2), jnp.zeros(())),
+        lambda key, state, action: (jnp.zeros(2), state, jnp.zeros(()), jnp.zeros((), bool)),
+        spaces.Box(-1.0, 1.0, (2,), jnp.float32),
+        spaces.Discrete(2),
+        draw=lambda state: np.zeros((4, 4, 3), np.uint8),
+    )
+    with pytest.raises(ConfigError, match=r"^endless has no time limit: render plays episodes"):
+        render.check_drawable(make_env(endless))
 
 
 def test_bad_output_names_are_refused(tmp_path, monkeypatch):
-    with pytest.raises(ConfigError, match=r"must end in \.gif or \.mp4"):
+    with pytest.raises(ConfigError, match=r"^path must end in \.gif or \.mp4, got 'episode\.png'"):
         render.check_movie_path(tmp_path / "episode.png")
     monkeypatch.setattr(render, "ffmpeg_path", lambda: None)
-    with pytest.raises(ConfigError, match=r"an \.mp4 needs ffmpeg"):
-        render.check_movie_path(tmp_path / "episode.mp4")
+    with pytest.raises(ConfigError, match=r"^--out: an \.mp4 needs imageio-ffmpeg"):
+        render.check_movie_path(tmp_path / "episode.mp4", "--out")
     render.check_movie_path(tmp_path / "episode.gif")  # a GIF needs nothing more
 
 
@@ -145,19 +168,22 @@ TINY = [
 ]  # fmt: skip
 
 
-def test_render_command_refuses_an_undrawable_run_and_bad_flags(tmp_path, capsys):
+def test_render_command_samples_or_not_and_refuses_bad_flags(tmp_path, capsys):
     run = tmp_path / "run"
     assert main(["train", "--env", "DeepSea-bsuite", *TINY, "--out", str(run)]) == 0
     capsys.readouterr()
-    assert main(["render", str(run)]) == 2
-    err = capsys.readouterr().err
-    assert (
-        err.startswith("purejaxppo: error: DeepSea-bsuite has no drawing") and err.count("\n") == 1
-    )
-    assert not (run / "renders").exists()
+    written = {}
+    for mode, word in (("--deterministic", "deterministic"), ("--sample", "sampled")):
+        out = tmp_path / f"{word}.gif"
+        assert main(["render", str(run), mode, "--episodes", "3", "--out", str(out)]) == 0
+        said = capsys.readouterr().out
+        assert said.startswith(f"wrote {out}: ") and f"{word} episode returns" in said
+        written[mode] = [frame.tobytes() for frame in gif_frames(out)]
+    assert written["--deterministic"] != written["--sample"]
     for flags, message in (
         (["--episodes", "0"], "--episodes must be at least 1"),
-        (["--out", str(tmp_path / "x.png")], "the output must end in .gif or .mp4"),
+        (["--out", str(tmp_path / "x.png")], "--out must end in .gif or .mp4, got 'x.png'"),
+        (["--seed", "-1"], "--seed must lie in 0..4294967295, got -1"),
         (["--run", "3"], "--run must lie in 0..0, got 3"),
         (["--sample", "--deterministic"], "not allowed with argument"),
     ):
@@ -168,15 +194,18 @@ def test_render_command_refuses_an_undrawable_run_and_bad_flags(tmp_path, capsys
 def test_render_every_is_refused_for_an_undrawable_env_before_compiling(
     tmp_path, monkeypatch, capsys
 ):
-    import purejaxppo.runs.chunked
-
-    def no_compile(*args, **kwargs):
-        raise AssertionError("compiled before the input was checked")
-
-    monkeypatch.setattr(purejaxppo.runs.chunked, "compile_chunked", no_compile)
+    forbid_compiling(monkeypatch)
     out = tmp_path / "run"
-    args = ["train", "--env", "DeepSea-bsuite", *TINY, "--render-every", "1", "--out", str(out)]
+    args = ["train", "--env", "MemoryChain-bsuite", *TINY, "--render-every", "1", "--out", str(out)]
     assert main(args) == 2
-    assert "DeepSea-bsuite has no drawing" in capsys.readouterr().err
+    assert "MemoryChain-bsuite has no drawing" in capsys.readouterr().err
+    assert not out.exists()  # refused before the run directory was made
+    run = tmp_path / "undrawable"
+    assert main(["train", "--env", "MemoryChain-bsuite", *TINY, "--out", str(run)]) == 0
+    capsys.readouterr()
+    assert main(["render", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("purejaxppo: error: MemoryChain-bsuite has no drawing")
+    assert err.count("\n") == 1 and not (run / "renders").exists()
     assert main(["train", *TINY, "--render-every", "-1"]) == 2
     assert "--render-every must be an integer >= 0" in capsys.readouterr().err

@@ -3,10 +3,12 @@ Weights & Biases tracker and a GIF every third chunk, read back from the files t
 
 import csv
 import json
+import signal
 import sys
 
 import numpy as np
 import pytest
+from suite_helpers import forbid_compiling, stop_after
 from tracker_files import tensorboard_events, tensorboard_scalars, wandb_runs
 
 from purejaxppo.cli.main import main
@@ -101,13 +103,8 @@ def test_the_gifs_are_in_the_run_directory_and_in_tensorboard(tracked_run):
 
 
 def test_wandb_without_its_extra_is_refused_before_compiling(tmp_path, monkeypatch, capsys):
-    import purejaxppo.runs.chunked
-
-    def no_compile(*args, **kwargs):
-        raise AssertionError("compiled before the input was checked")
-
+    forbid_compiling(monkeypatch)
     monkeypatch.setitem(sys.modules, "wandb", None)  # its import raises ImportError
-    monkeypatch.setattr(purejaxppo.runs.chunked, "compile_chunked", no_compile)
     out = tmp_path / "run"
     assert main(["train", *TINY, "--wandb", "p", "--out", str(out)]) == 2
     err = capsys.readouterr().err
@@ -115,12 +112,55 @@ def test_wandb_without_its_extra_is_refused_before_compiling(tmp_path, monkeypat
     assert not out.exists()
 
 
-def test_wandb_names_without_a_project_are_refused(capsys):
-    assert main(["train", *TINY, "--wandb-group", "g"]) == 2
-    assert "--wandb-group names tracker runs: it needs wandb_project" in capsys.readouterr().err
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--wandb-group", "g"], "--wandb-group names tracker runs: it needs wandb_project"),
+        (["--wandb", " "], "--wandb must be a non-empty name, got ' '"),
+    ],
+)
+def test_bad_tracker_flags_are_refused(flags, message, capsys):
+    assert main(["train", *TINY, *flags]) == 2
+    assert message in capsys.readouterr().err
 
 
-def test_wandb_dir_moves_the_tracker_files_and_names_follow_the_flags(tmp_path, monkeypatch):
+def test_a_resumed_run_logs_on_into_the_same_tracker_runs(tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    monkeypatch.delenv("WANDB_DIR", raising=False)
+    out = tmp_path / "run"
+    stop_after(monkeypatch, 2)  # 2 chunks of 2 updates, then a SIGTERM and a checkpoint
+    six = [*TINY, "--total-timesteps", str(4 * 8 * 6)]
+    assert main(["train", *six, "--wandb", "p", "--out", str(out)]) == 128 + signal.SIGTERM
+    stop_after(monkeypatch, 100)
+    assert main(["train", "--resume", str(out), "--no-progress"]) == 0  # --wandb was saved
+    runs = wandb_runs(out)
+    assert [r["name"] for r in runs] == ["run-run-0"] * 2 + ["run-run-1"] * 2
+    for first, second in (runs[:2], runs[2:]):
+        assert first["id"] == second["id"]
+        updates = [
+            [h["update"] for h in r["history"] if "train/total_loss" in h] for r in (first, second)
+        ]
+        assert sorted(updates) == [[1, 2, 3, 4], [5, 6]]  # each update once, none replayed
+    assert runs[0]["id"] != runs[2]["id"]
+
+
+def test_a_tracker_that_cannot_start_is_one_line(tmp_path, monkeypatch, capsys):
+    import wandb
+
+    def refuse(**kwargs):
+        raise wandb.errors.UsageError("api_key not configured (no-tty). call wandb.login()")
+
+    monkeypatch.setattr(wandb, "init", refuse)
+    out = tmp_path / "run"
+    assert main(["train", *TINY, "--wandb", "p", "--out", str(out)]) == 2
+    assert capsys.readouterr().err == (
+        "purejaxppo: error: --wandb 'p': the tracker did not start (api_key not configured "
+        "(no-tty). call wandb.login()); WANDB_MODE=offline logs without an account\n"
+    )
+
+
+def test_wandb_dir_moves_the_tracker_files_and_the_last_chunk_is_rendered(tmp_path, monkeypatch):
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     monkeypatch.setenv("WANDB_MODE", "offline")
@@ -128,8 +168,11 @@ def test_wandb_dir_moves_the_tracker_files_and_names_follow_the_flags(tmp_path, 
     monkeypatch.setenv("WANDB_DIR", str(elsewhere))
     out = tmp_path / "run"
     short = [*TINY, "--total-timesteps", "64"]  # the last one counts: 2 updates
-    assert main(["train", *short, "--wandb", "p", "--wandb-name", "mine", "--out", str(out)]) == 0
+    tracker = ["--wandb", "p", "--wandb-name", "mine", "--render-every", "4"]
+    assert main(["train", *short, *tracker, "--out", str(out)]) == 0
     assert not (out / "wandb").exists()
+    # One chunk of 2 updates: not a 4th chunk, but the last, so its policy is drawn.
+    assert [p.name for p in (out / "renders").iterdir()] == ["update-0000002.gif"]
     runs = wandb_runs(elsewhere)
     assert [r["name"] for r in runs] == ["mine-run-0", "mine-run-1"]
     assert {r["group"] for r in runs} == {"run"}  # the output directory's name

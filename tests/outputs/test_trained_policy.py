@@ -1,6 +1,7 @@
 """A trained CartPole policy (the cartpole preset, one run) leaves the library: its jax
 export plays at >= 475 in a process that imports only jax and gymnax, its ONNX model does so
-under onnxruntime (no purejaxppo, no jax), and its rendered GIF has one frame per step.
+under onnxruntime (gymnax, and so jax, steps the env; purejaxppo is not imported), and its
+rendered GIF has one frame per step.
 The tests share one training run and one xdist worker."""
 
 import json
