@@ -125,6 +125,21 @@ def add_train_command(commands: Any) -> None:
         "uniform, e.g. learning_rate=log:1e-5:3e-2; crosses with --sweep",
     )
     add_pbt_arguments(train)
+    add_output_arguments(train)
+    add_tracker_arguments(train)
+    train.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_int_flag(
+        train,
+        "--devices",
+        "N",
+        "shard the runs over the first N devices (default: all devices of all processes)",
+    )
+    add_process_arguments(train)
+
+
+def add_output_arguments(train: argparse.ArgumentParser) -> None:
+    """Where a run goes and what it writes on the way: chunks, checkpoints, evaluations,
+    TensorBoard, GIFs."""
     train.add_argument("--out", type=Path, help="output directory (default: runs/<name>-<time>)")
     add_int_flag(
         train,
@@ -165,15 +180,6 @@ def add_train_command(commands: Any) -> None:
         "OUT/renders, and in TensorBoard / W&B when on (0: never; default 0, or the resumed "
         "run's; gymnax's drawings need purejaxppo[render])",
     )
-    add_tracker_arguments(train)
-    train.add_argument("--no-progress", action="store_true", help="no progress bar")
-    add_int_flag(
-        train,
-        "--devices",
-        "N",
-        "shard the runs over the first N devices (default: all devices of all processes)",
-    )
-    add_process_arguments(train)
 
 
 def add_pbt_arguments(train: argparse.ArgumentParser) -> None:
