@@ -232,8 +232,7 @@ def default_hooks(
         out.mkdir(parents=True, exist_ok=True)
     hooks: list[Any] = [EvalHook(loop.eval_every, loop.eval_episodes)] if loop.eval_every else []
     if loop.render_every and out is not None:
-        check_drawable(session.trainer.spec)
-        hooks.append(RenderHook(out, loop.render_every, writes))
+        hooks.append(RenderHook(out, loop.render_every, writes))  # checks its env on_start
     if writes and out is not None:
         hooks += metric_sinks(session, out)
     if writes and loop.progress:

@@ -191,9 +191,9 @@ def episode_frames(record: EpisodeRecord, label: str) -> tuple[list[Any], list[s
     """Each episode's steps in order: the env state before each step and its title (`label`,
     the episode, the step, the return so far including that step's reward)."""
     states, titles = [], []
-    lengths = np.asarray(record.result.lengths)
+    lengths, rewards = np.asarray(record.result.lengths), np.asarray(record.rewards)
     for episode, length in enumerate(lengths.tolist()):
-        returns = np.cumsum(np.asarray(record.rewards)[:length, episode], dtype=np.float64)
+        returns = np.cumsum(rewards[:length, episode], dtype=np.float64)
         for t in range(length):
             states.append(jax.tree.map(lambda leaf, t=t, e=episode: leaf[t, e], record.env_states))
             titles.append(
@@ -206,8 +206,8 @@ def episode_frames(record: EpisodeRecord, label: str) -> tuple[list[Any], list[s
 def write_animation(
     spec: EnvSpec, states: Sequence[Any], titles: Sequence[str], path: Path
 ) -> None:
-    """Draw one frame per state, each under its title, into `path` (.gif or .mp4)."""
-    check_movie_path(path)
+    """Draw one frame per state, each under its title, into `path` (.gif or .mp4; checked
+    by the caller, `render_episodes`, before the episodes are played)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with frame_source(spec) as draw:
         frames = [
