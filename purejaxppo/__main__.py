@@ -1,5 +1,5 @@
 import sys
 
-from purejaxppo.cli import main
+from purejaxppo.cli.main import console_main
 
-sys.exit(main())
+sys.exit(console_main())

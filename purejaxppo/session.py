@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -35,7 +36,7 @@ from purejaxppo.runs.chunked import (
     run_chunked,
     unpadded_state,
 )
-from purejaxppo.runs.memory_budget import check_fits, check_metrics_fit
+from purejaxppo.runs.memory_budget import check_evaluation_fits, check_fits, check_metrics_fit
 from purejaxppo.runs.pbt import PBTPlan, abstract_pbt_tree, pbt_from_tree, pbt_plan, pbt_tree
 from purejaxppo.runs.pbt_spec import scheduled_hyperparams
 from purejaxppo.runs.placement import Placement, make_placement, place_runs, runs_to_host
@@ -79,7 +80,8 @@ class TrainSession:
         loop = LoopOptions() if loop is None else loop
         placement = make_placement(loop.devices)
         trainer = make_train(spec.config, tuning=tuning)  # an unknown env fails here
-        check_population_fits(trainer, spec.num_runs, placement)
+        episodes = loop.eval_episodes if loop.eval_every else 0
+        check_population_fits(trainer, spec.num_runs, placement, episodes)
         loop = resolve_chunk_updates(loop, spec)
         if out is not None and not resume and checkpoint.holds_checkpoint(out):
             raise ConfigError(
@@ -91,18 +93,25 @@ class TrainSession:
         return session
 
     def restore(self) -> None:
-        """Read the newest checkpoint under `out`; it must be of this session's runs."""
+        """Read the newest intact checkpoint under `out`; it must be of this session's runs.
+        A damaged newer one is passed over, and said so in one line."""
         if self.out is None:
             raise ConfigError("resuming needs the directory of the run (out)")
         abstract, num_runs = abstract_train_state(self.trainer, self.population), self.num_runs
+        pbt = self.pbt
         extra = None
-        if self.pbt is not None:
-            done = checkpoint.read_meta(self.out).get("updates_done", 0)
-            extra = abstract_pbt_tree(num_runs, self.pbt.steps_done(done, self.num_updates))
+        if pbt is not None:
+
+            def extra(updates_done: int) -> Any:
+                return abstract_pbt_tree(num_runs, pbt.steps_done(updates_done, self.num_updates))
+
         restored = restore_checkpoint(self.out, abstract, num_runs, extra)
         saved, _ = read_run_document(restored.meta, f"checkpoint metadata in {self.out}")
         if saved != self.spec:
             raise CheckpointError(f"checkpoint in {self.out} is of other runs than this session's")
+        intact = checkpoint.checkpoint_dir(self.out) / str(restored.updates_done)
+        for _, reason in restored.damaged:
+            say(f"{reason.rstrip('.')}; using the newest intact one instead, {intact}")
         self.restored = restored
         self.evaluations = report_files.evaluations_from_json(restored.meta.get("evaluations", {}))
 
@@ -141,14 +150,17 @@ class TrainSession:
         return run_document(self.spec, self.loop, self.trainer.tuning, **extra)
 
     def run(
-        self, hooks: Sequence[Any] = (), stop_requested: Callable[[], bool] = lambda: False
+        self, hooks: Sequence[Any] = (), stop_requested: Callable[[], int] = lambda: 0
     ) -> ChunkedRun:
         """Compile the chunks and run them to the end, or to the first chunk boundary where
-        `stop_requested()` is true (on any process). Hooks are called in order."""
-        for hook in hooks:
-            hook.on_start(self)
+        `stop_requested()` is nonzero (on any process). Every hook's `check` runs first, and
+        nothing is written until all have passed; then `on_start`, `on_chunk` and `close`,
+        each in the hooks' order."""
+        check_hooks(self, hooks)
         run = None
         try:
+            for hook in hooks:
+                hook.on_start(self)
             program = compile_chunked(
                 self.trainer, self.population, self.loop.chunk_updates, self.updates_done,
                 self.placement, self.pbt,
@@ -166,8 +178,7 @@ class TrainSession:
                 hyperparams_at=self.scheduled_hyperparams if self.spec.schedule else None,
             )  # fmt: skip
         finally:
-            for hook in hooks:
-                hook.close(self, run)
+            close_hooks(self, hooks, run)
         return run
 
     def scheduled_hyperparams(self, updates_done: int) -> Any:
@@ -195,12 +206,53 @@ class TrainSession:
         return policy_of(self.spec.config, state)
 
 
-def check_population_fits(trainer: Trainer, num_runs: int, placement: Placement) -> None:
-    """The population's training and metrics fit in memory: arithmetic, so 10^8 runs are
-    refused at once."""
+def check_hooks(session: TrainSession, hooks: Sequence[Any]) -> None:
+    """Every hook's `check`, in order (a hook may have none); if one refuses, the hooks
+    checked before it are closed (a tracker started by its check is finished) and the
+    refusal raised."""
+    for index, hook in enumerate(hooks):
+        check = getattr(hook, "check", None)
+        try:
+            if check is not None:
+                check(session)
+        except BaseException:
+            close_hooks(session, hooks[:index], None)
+            raise
+
+
+def close_hooks(session: TrainSession, hooks: Sequence[Any], run: ChunkedRun | None) -> None:
+    """Every hook's `close`, in order, even when one of them fails (the first failure is
+    raised after the rest have closed)."""
+    failure = None
+    for hook in hooks:
+        try:
+            hook.close(session, run)
+        except Exception as error:
+            failure = failure or error
+    if failure is not None:
+        raise failure
+
+
+def say(text: str) -> None:
+    """A one-line notice on stderr (process 0 only)."""
+    import jax
+
+    if jax.process_index() == 0:
+        print(f"purejaxppo: {text}", file=sys.stderr, flush=True)
+
+
+def check_population_fits(
+    trainer: Trainer, num_runs: int, placement: Placement, eval_episodes: int = 0
+) -> None:
+    """The population's training and metrics, and its periodic evaluation of `eval_episodes`
+    per run (0: none), fit in memory: arithmetic, so 10^8 runs are refused at once."""
     runs_per_device = placement.padded(num_runs) // placement.num_devices
     check_fits(trainer.config, trainer.spec, runs_per_device)
     check_metrics_fit(trainer.config, num_runs)
+    if eval_episodes:
+        check_evaluation_fits(
+            trainer.config, trainer.spec, runs_per_device, eval_episodes, "eval_episodes"
+        )
 
 
 def resolve_chunk_updates(loop: LoopOptions, spec: RunSpec) -> LoopOptions:

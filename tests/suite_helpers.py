@@ -72,18 +72,19 @@ def forbid_compiling(monkeypatch: Any) -> None:
 
 
 class StopAfterChunks:
-    """Stands in for `loop.StopOnSignals`: a SIGTERM that arrives after `chunks` chunks."""
+    """Stands in for `runs.stop.StopOnSignals`: a SIGTERM that arrives after `chunks`
+    chunks."""
 
     chunks = 0
 
-    def __init__(self):
+    def __init__(self, graceful: bool = True):
         self.signal_number, self.polls = None, 0
 
-    def requested(self) -> bool:
+    def requested(self) -> int:
         self.polls += 1
         if self.polls > self.chunks:
             self.signal_number = signal.SIGTERM
-        return self.signal_number is not None
+        return self.signal_number or 0
 
     def __enter__(self):
         return self
@@ -93,7 +94,9 @@ class StopAfterChunks:
 
 
 def stop_after(monkeypatch, chunks: int) -> None:
-    import purejaxppo.runs.chunked
+    import importlib
 
+    # `purejaxppo.cli.main` the attribute is the function; the module is patched here.
+    cli_main = importlib.import_module("purejaxppo.cli.main")
     monkeypatch.setattr(StopAfterChunks, "chunks", chunks)
-    monkeypatch.setattr(purejaxppo.runs.chunked, "StopOnSignals", StopAfterChunks)
+    monkeypatch.setattr(cli_main, "StopOnSignals", StopAfterChunks)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from purejaxppo.cli.values import prepare_output_dir
+from purejaxppo.cli.values import output_file, prepare_output_dir
 from purejaxppo.errors import ConfigError
-from purejaxppo.runs.spec import MAX_SEED
+from purejaxppo.runs.spec import MAX_SEED, LoopOptions, RunSpec
 
 MODES = (("deterministic", True), ("stochastic", False))
 
@@ -21,8 +21,8 @@ def run_eval(args: argparse.Namespace) -> int:
     from purejaxppo.session import TrainSession, load_saved_run
 
     spec, loop = load_saved_run(args.run_dir)
-    out = args.out or args.run_dir / "eval.json"
-    out = out / "eval.json" if out.is_dir() else out
+    check_episodes_fit(spec, loop, args.episodes)
+    out = output_file(args.out, args.run_dir / "eval.json", "eval.json")
     prepare_output_dir(out.parent)
     session = TrainSession.open(spec, loop, args.run_dir, resume=True)
     rows = evaluation_rows(session, args.episodes, args.seed)
@@ -37,6 +37,20 @@ def run_eval(args: argparse.Namespace) -> int:
     console.print_eval(spec.config.env, updates_done, rows)
     print(f"wrote {out}")
     return 0
+
+
+def check_episodes_fit(spec: RunSpec, loop: LoopOptions, episodes: int) -> None:
+    """`--episodes` of every saved run fit in the memory of the devices the runs are spread
+    over: from the saved spec alone, before the checkpoint is restored or anything compiles
+    (the compiled program's own check would come only after both)."""
+    from purejaxppo.envs.spec import make_env
+    from purejaxppo.runs.memory_budget import check_evaluation_fits
+    from purejaxppo.runs.placement import make_placement
+
+    placement = make_placement(loop.devices)
+    runs_per_device = placement.padded(spec.num_runs) // placement.num_devices
+    env = make_env(spec.config.env)
+    check_evaluation_fits(spec.config, env, runs_per_device, episodes, "--episodes")
 
 
 def evaluation_rows(session: Any, episodes: int, seed: int) -> list[dict[str, Any]]:

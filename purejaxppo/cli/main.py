@@ -2,19 +2,24 @@
 
 Every check on the input runs before anything is compiled; a bad input prints one line,
 `purejaxppo: error: ...`, and exits with status 2. Library errors name fields; here they are
-shown with the flags that set them.
+shown with the flags that set them. A file that cannot be written (a full disk) is one line
+too, with status 4. SIGINT/SIGTERM handlers are in place before anything else is imported
+(`purejaxppo.runs.stop`): training stops at the next chunk boundary and saves (status 130 /
+143), a second signal, or a signal to any other command, exits at once.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
 
-from purejaxppo.cli.parser import build_parser
+from purejaxppo.cli.exits import EXIT_USAGE, EXIT_WRITE, write_failure
 from purejaxppo.errors import ConfigError
-
-EXIT_USAGE = 2
+from purejaxppo.runs.stop import StopOnSignals
 
 # The flag of each library field that a command-line user sets by a flag of its own.
 FLAG_OF_FIELD = {
@@ -54,18 +59,50 @@ def flag_names(message: str) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     logging.getLogger("absl").setLevel(logging.ERROR)  # orbax's notices on every restore
+    with StopOnSignals(graceful=argv[:1] == ["train"]) as stop, quiet_unraisable():
+        try:
+            return run_command(argv, stop)
+        except ConfigError as error:
+            print(f"purejaxppo: error: {flag_names(str(error))}", file=sys.stderr)
+            return EXIT_USAGE
+        except OSError as error:
+            print(f"purejaxppo: error: {write_failure(error)}", file=sys.stderr)
+            return EXIT_WRITE
+        except KeyboardInterrupt:
+            print("purejaxppo: interrupted", file=sys.stderr)
+            return 130
+
+
+def console_main() -> int:
+    """The `purejaxppo` command: `main`, with the 'ignored' exceptions kept quiet to the end
+    of the process (TensorStore's futures of a failed read are collected at exit)."""
+    if not os.environ.get("PUREJAXPPO_DEBUG"):
+        sys.unraisablehook = lambda unraisable: None
+        threading.excepthook = lambda args: None
+    return main()
+
+
+@contextlib.contextmanager
+def quiet_unraisable() -> Iterator[None]:
+    """Exceptions Python can only report as 'ignored' (from finalizers and from orbax's and
+    TensorStore's threads after a failed read or write) stay off the console, which has had
+    the one line that matters. PUREJAXPPO_DEBUG=1 shows them."""
+    if os.environ.get("PUREJAXPPO_DEBUG"):
+        yield
+        return
+    previous = sys.unraisablehook, threading.excepthook
+    sys.unraisablehook = lambda unraisable: None
+    threading.excepthook = lambda args: None
     try:
-        return run_command(argv)
-    except ConfigError as error:
-        print(f"purejaxppo: error: {flag_names(str(error))}", file=sys.stderr)
-        return EXIT_USAGE
-    except KeyboardInterrupt:
-        print("purejaxppo: interrupted", file=sys.stderr)
-        return 130
+        yield
+    finally:
+        sys.unraisablehook, threading.excepthook = previous
 
 
-def run_command(argv: list[str]) -> int:
+def run_command(argv: list[str], stop: StopOnSignals) -> int:
     """Parse `argv` and run its command; each command's module is imported when it runs."""
+    from purejaxppo.cli.parser import build_parser
+
     args = build_parser().parse_args(argv)
     if args.command == "train":
         from purejaxppo.runs.processes import initialize_distributed
@@ -74,7 +111,7 @@ def run_command(argv: list[str]) -> int:
         initialize_distributed(args.coordinator, args.num_processes, args.process_id)
         from purejaxppo.cli.train import run_train
 
-        return run_train(args, argv)
+        return run_train(args, argv, stop)
     if args.command == "bench":
         from purejaxppo.cli.bench import run_bench
 
@@ -97,4 +134,4 @@ def run_command(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(console_main())

@@ -28,6 +28,27 @@ def settings_help(width: int = 88) -> str:
     return "\n".join(lines)
 
 
+def nonempty_argument(text: str) -> str:
+    """`text`, unless it is empty or blank: argparse's error then names the flag."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("must be a path, got an empty string")
+    return text
+
+
+def path_argument(text: str) -> Path:
+    """`type=` of the flags that name a file or a directory. `Path("")` is the current
+    directory, so an empty value (an unset shell variable, say) would read or write there:
+    refused."""
+    return Path(nonempty_argument(text))
+
+
+def output_argument(text: str) -> str:
+    """`type=` of an `--out` that names a file, or a directory to hold one: the text as
+    given, for `Path` drops the trailing slash that marks a directory
+    (`cli.values.output_file`)."""
+    return nonempty_argument(text)
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse that reports a usage error as one line (no usage dump) via ConfigError."""
 
@@ -43,10 +64,12 @@ def _add_source_arguments(parser: argparse.ArgumentParser) -> None:
         help="an environment: a gymnax name (CartPole-v1), brax:NAME or xminigrid:NAME "
         "(`purejaxppo envs` lists them)",
     )
-    source.add_argument("--config", type=Path, help="a config.json written by an earlier run")
+    source.add_argument(
+        "--config", type=path_argument, help="a config.json written by an earlier run"
+    )
     source.add_argument(
         "--replay-best",
-        type=Path,
+        type=path_argument,
         metavar="RUN_DIR",
         help="train one fresh run with the hyperparameter schedule of the best run of the "
         "PBT run in RUN_DIR (its seed; --num-seeds for more)",
@@ -71,7 +94,7 @@ def add_int_flag(parser: Any, flag: str, metavar: str, help: str) -> None:
 
 
 def add_path_flag(parser: Any, flag: str, metavar: str, help: str) -> None:
-    parser.add_argument(flag, type=Path, metavar=metavar, help=help)
+    parser.add_argument(flag, type=path_argument, metavar=metavar, help=help)
 
 
 def add_list_flag(parser: Any, flag: str, metavar: str, help: str) -> None:
@@ -140,7 +163,9 @@ def add_train_command(commands: Any) -> None:
 def add_output_arguments(train: argparse.ArgumentParser) -> None:
     """Where a run goes and what it writes on the way: chunks, checkpoints, evaluations,
     TensorBoard, GIFs."""
-    train.add_argument("--out", type=Path, help="output directory (default: runs/<name>-<time>)")
+    train.add_argument(
+        "--out", type=path_argument, help="output directory (default: runs/<name>-<time>)"
+    )
     add_int_flag(
         train,
         "--chunk-updates",
@@ -237,13 +262,14 @@ def add_process_arguments(train: argparse.ArgumentParser) -> None:
 
 def add_eval_command(commands: Any) -> None:
     evaluate = commands.add_parser("eval", help="play the saved policies of a trained run")
-    evaluate.add_argument("run_dir", type=Path, help="the --out directory of a train run")
+    evaluate.add_argument("run_dir", type=path_argument, help="the --out directory of a train run")
     evaluate.add_argument("--episodes", type=int, default=32, help="episodes per run and mode")
     evaluate.add_argument("--seed", type=int, default=0, help="seed of the evaluation envs")
     evaluate.add_argument(
         "--out",
-        type=Path,
-        help="results file, or a directory for eval.json (default: RUN_DIR/eval.json)",
+        type=output_argument,
+        help="results file, or a directory for eval.json: DIR/ or an existing directory "
+        "(default: RUN_DIR/eval.json)",
     )
 
 
@@ -251,10 +277,13 @@ def add_export_command(commands: Any) -> None:
     export = commands.add_parser(
         "export", help="write a saved run's deterministic policy as a jax.export or ONNX file"
     )
-    export.add_argument("run_dir", type=Path, help="the --out directory of a train run")
+    export.add_argument("run_dir", type=path_argument, help="the --out directory of a train run")
     export.add_argument("--run", type=int, default=0, help="which run of the population")
     export.add_argument(
-        "--out", type=Path, required=True, help="directory for policy.jax (or .onnx) and .json"
+        "--out",
+        type=path_argument,
+        required=True,
+        help="directory for policy.jax (or .onnx) and .json",
     )
     export.add_argument(
         "--format",
@@ -269,7 +298,7 @@ def add_render_command(commands: Any) -> None:
     render = commands.add_parser(
         "render", help="play fresh episodes with a saved policy and write them as a GIF or MP4"
     )
-    render.add_argument("run_dir", type=Path, help="the --out directory of a train run")
+    render.add_argument("run_dir", type=path_argument, help="the --out directory of a train run")
     render.add_argument("--run", type=int, default=0, help="which run of the population")
     render.add_argument("--episodes", type=int, default=1, help="episodes, one after another")
     render.add_argument("--seed", type=int, default=0, help="seed of the episodes' envs")
@@ -286,8 +315,9 @@ def add_render_command(commands: Any) -> None:
     )
     render.add_argument(
         "--out",
-        type=Path,
-        help="a .gif or .mp4 file (mp4 needs ffmpeg; default: RUN_DIR/renders/run-K.gif)",
+        type=output_argument,
+        help="a .gif or .mp4 file (mp4 needs ffmpeg), or a directory for run-K.gif: DIR/ or "
+        "an existing directory (default: RUN_DIR/renders/run-K.gif)",
     )
 
 
@@ -301,7 +331,9 @@ def add_bench_command(commands: Any) -> None:
     bench.add_argument(
         "--min-updates", type=int, default=4, help="raise total_timesteps to this many updates"
     )
-    bench.add_argument("--out", type=Path, help="output directory (default: runs/bench-<time>)")
+    bench.add_argument(
+        "--out", type=path_argument, help="output directory (default: runs/bench-<time>)"
+    )
     add_path_flag(
         bench,
         "--profile",

@@ -7,6 +7,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from purejaxppo.cli.values import output_file
 from purejaxppo.errors import ConfigError
 from purejaxppo.outputs.render import Rendered
 from purejaxppo.runs.spec import MAX_SEED
@@ -22,8 +23,9 @@ def run_render(args: argparse.Namespace) -> int:
     from purejaxppo.outputs.render import check_drawable, check_movie_path
     from purejaxppo.session import TrainSession, load_saved_run
 
-    out = args.out or args.run_dir / "renders" / f"run-{args.run}.gif"
-    check_movie_path(out, "--out")
+    name = f"run-{args.run}.gif"
+    out = output_file(args.out, args.run_dir / "renders" / name, name)
+    check_movie_path(out, "--out")  # writable too: before the run's files are read
     spec, loop = load_saved_run(args.run_dir)
     if not 0 <= args.run < spec.num_runs:
         raise ConfigError(f"--run must lie in 0..{spec.num_runs - 1}, got {args.run}")

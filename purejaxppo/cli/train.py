@@ -11,20 +11,18 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from purejaxppo.cli.exits import EXIT_NAN
 from purejaxppo.cli.values import (
     enable_compilation_cache,
     given_pbt,
     parse_search,
     parse_sweep,
-    prepare_output_dir,
     source_spec,
     split_assignment,
     with_settings,
 )
 from purejaxppo.errors import ConfigError
 from purejaxppo.runs.spec import LoopOptions, RunSpec
-
-EXIT_NAN = 3
 
 # Flags that describe the runs: `--resume` takes them from the checkpoint instead.
 RESUME_CONFLICTS = (
@@ -120,10 +118,10 @@ def resume_request(args: argparse.Namespace, given: dict[str, Any]) -> TrainRequ
     return TrainRequest(spec, saved_loop.replace(**given), args.resume, resume=True)
 
 
-def run_train(args: argparse.Namespace, argv: Sequence[str]) -> int:
+def run_train(args: argparse.Namespace, argv: Sequence[str], stop: Any) -> int:
     """Train in chunks with the default hooks (progress, metrics.csv, TensorBoard, periodic
-    evaluation and checkpoints, config/summary/plot); SIGINT/SIGTERM stop at a chunk
-    boundary with a checkpoint."""
+    evaluation and checkpoints, config/summary/plot), the run directory locked for this run
+    alone; `stop.requested()` (SIGINT/SIGTERM) stops at a chunk boundary with a checkpoint."""
     # Before anything compiles: gymnax's import does, and the cache is set up at the first.
     enable_compilation_cache(args.compilation_cache)
     request = resolve_train_request(args)
@@ -136,53 +134,96 @@ def run_train(args: argparse.Namespace, argv: Sequence[str]) -> int:
         from purejaxppo.outputs.render import check_drawable
 
         check_drawable(make_env(request.spec.config.env))
-    from purejaxppo.runs.chunked import StopOnSignals
+    from purejaxppo.outputs.checkpoint import SaveError
+    from purejaxppo.outputs.run_lock import hold_run_dir
+    from purejaxppo.runs.processes import every_process_agrees, several_processes
     from purejaxppo.session import TrainSession
 
-    prepare_output_dir(request.out)
-    session = TrainSession.open(request.spec, request.loop, request.out, resume=request.resume)
-    if session.finished:
-        print(
-            f"{request.out}: all {session.num_updates} updates are done, nothing to train "
-            f"(evaluate it with: purejaxppo eval {request.out})"
-        )
-        return 0
-    hooks = default_hooks(session, request.out, argv)
-    writes = announce(session)
-    with StopOnSignals() as stop:
-        run = session.run(hooks, stop.requested)
-    return exit_status(session, run, stop.signal_number, writes)
+    process_0 = process_index() == 0
+    agree = every_process_agrees if several_processes() else None
+    with hold_run_dir(request.out, "train", takes_lock=process_0, agree=agree):
+        session = TrainSession.open(request.spec, request.loop, request.out, resume=request.resume)
+        if session.finished:
+            print(
+                f"{request.out}: all {session.num_updates} updates are done, nothing to "
+                f"train (evaluate it with: purejaxppo eval {request.out})"
+            )
+            return 0
+        hooks = [Announce(), *default_hooks(session, request.out, argv)]
+        writes = process_0
+        try:
+            run = session.run(hooks, stop.requested)
+        except (SaveError, OSError) as error:
+            return write_failed(session, error, writes)
+    return exit_status(session, run, writes)
 
 
-def announce(session: Any) -> bool:
-    """Say what is about to train (process 0); whether this process writes."""
+def process_index() -> int:
     import jax
 
-    if jax.process_index() != 0:
-        return False
-    config, placement = session.spec.config, session.placement
-    several = placement.num_devices > 1 or jax.process_count() > 1
-    where = (
-        f" over {placement.num_devices} devices ({jax.process_count()} process(es))"
-        if several
-        else ""
-    )
-    resuming = f", resuming after update {session.updates_done}" if session.restored else ""
-    print(
-        f"training {session.population.num_runs} run(s) of {config.env}{where}: "
-        f"{config.num_updates} updates x {config.num_envs} envs x {config.num_steps} steps, "
-        f"in chunks of {session.loop.chunk_updates} updates{resuming}",
-        flush=True,
-    )
-    return True
+    return jax.process_index()
 
 
-def exit_status(session: Any, run: Any, signal_number: int | None, writes: bool) -> int:
-    """0, 128 + the signal that stopped the run, or EXIT_NAN; process 0 says why."""
+def write_failed(session: Any, error: Exception, writes: bool) -> int:
+    """A save or a file write failed: one line with the cause, the newest complete checkpoint
+    and how to go on from it; exit status 4."""
+    from purejaxppo.cli.exits import EXIT_WRITE, write_failure
+    from purejaxppo.outputs.checkpoint import SaveError, checkpoint_dir, latest_updates
+
+    saved = isinstance(error, SaveError)  # its text names the newest checkpoint already
+    text = str(error) if saved else write_failure(error)
+    newest = latest_updates(session.out)
+    if not saved and newest is None:
+        text += "; no checkpoint is on disk"
+    elif not saved:
+        text += f"; the newest complete checkpoint is {checkpoint_dir(session.out) / str(newest)}"
+    if newest is not None:
+        text += f". Once there is room, continue with: purejaxppo train --resume {session.out}"
+    if writes:
+        print(f"purejaxppo: error: {text}", file=sys.stderr)
+    return EXIT_WRITE
+
+
+class Announce:
+    """A hook that says what is about to train (process 0), once every check has passed."""
+
+    def check(self, session: Any) -> None:
+        """Nothing to check."""
+
+    def on_start(self, session: Any) -> None:
+        import jax
+
+        if jax.process_index() != 0:
+            return
+        config, placement = session.spec.config, session.placement
+        several = placement.num_devices > 1 or jax.process_count() > 1
+        where = (
+            f" over {placement.num_devices} devices ({jax.process_count()} process(es))"
+            if several
+            else ""
+        )
+        resuming = f", resuming after update {session.updates_done}" if session.restored else ""
+        print(
+            f"training {session.population.num_runs} run(s) of {config.env}{where}: "
+            f"{config.num_updates} updates x {config.num_envs} envs x {config.num_steps} "
+            f"steps, in chunks of {session.loop.chunk_updates} updates{resuming}",
+            flush=True,
+        )
+
+    def on_chunk(self, session: Any, report: Any) -> None:
+        """Nothing between chunks."""
+
+    def close(self, session: Any, run: Any) -> None:
+        """Nothing after the run."""
+
+
+def exit_status(session: Any, run: Any, writes: bool) -> int:
+    """0, 128 + the signal that stopped the run (on any process), or EXIT_NAN; process 0
+    says why."""
     from purejaxppo.metrics import first_nonfinite_update
 
     say = (lambda text: print(text, file=sys.stderr)) if writes else (lambda text: None)
-    if signal_number is not None:
+    if run.stopped:
         if run.updates_done == 0:
             saved = "no checkpoint was saved (no update had finished)"
         else:
@@ -191,7 +232,7 @@ def exit_status(session: Any, run: Any, signal_number: int | None, writes: bool)
             f"purejaxppo: stopped after {run.updates_done} of {session.num_updates} updates; "
             + saved
         )
-        return 128 + signal_number
+        return 128 + run.stop_code
     nonfinite = first_nonfinite_update(run.metrics)
     if nonfinite is None:
         return 0

@@ -108,6 +108,8 @@ def with_settings(
     hp_changes: dict[str, float] = {}
     for item in items:
         key, text = split_assignment(item, "--set")
+        if key in config_changes or key in hp_changes:
+            raise ConfigError(f"--set {key} is given twice: give each setting once")
         target = hp_changes if key in HYPERPARAM_NAMES else config_changes
         target[key] = parse_value(key, text)
     for flag, value in (("--total-timesteps", total_timesteps), ("--num-envs", num_envs)):
@@ -178,6 +180,18 @@ def prepare_output_dir(path: Path) -> None:
         probe.unlink(missing_ok=True)
     except OSError as error:
         raise ConfigError(f"cannot write to output directory {path}: {error.strerror}") from None
+
+
+def output_file(out: str | Path | None, default: Path, name: str) -> Path:
+    """The file an `--out` that takes a file or a directory means: `default` when it is not
+    given; `OUT/name` when OUT ends in a slash (how a directory that does not exist yet is
+    asked for) or is an existing directory; else OUT itself."""
+    if out is None:
+        return default
+    text = str(out)
+    if text.endswith(("/", os.sep)) or Path(text).is_dir():
+        return Path(text) / name
+    return Path(text)
 
 
 def enable_compilation_cache(path: Path | None) -> None:

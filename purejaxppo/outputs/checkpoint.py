@@ -11,15 +11,25 @@ A checkpoint (one per saved update count, under `<out>/checkpoints/<updates>/`) 
   format version, the updates done and the evaluations so far.
 
 `restore_checkpoint` checks the stored shapes against the trainer before reading any array,
-so a checkpoint of another env or other shapes is refused with a one-line `CheckpointError`;
-so is a missing or unreadable one.
+so a checkpoint of another env or other shapes is refused with a one-line `CheckpointError`.
+A damaged newest checkpoint is passed over for the newest intact one (`Restored.damaged` says
+which were), and one deleted while it was read (a training run keeps only the newest two) is
+retried on the newest again. A save that fails (a full disk) removes its temporary directory
+and raises a one-line `SaveError` that names the newest complete checkpoint. orbax's own
+logs and background-thread tracebacks of such failures are kept off the console.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-from collections.abc import Iterator
+import logging
+import os
+import re
+import shutil
+import sys
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -41,12 +51,30 @@ class CheckpointError(ConfigError):
     """A checkpoint that is missing, unreadable, or does not match the run."""
 
 
+class DamagedCheckpoint(CheckpointError):
+    """One checkpoint whose files cannot be read (an older one may still be intact)."""
+
+
+class SaveError(RuntimeError):
+    """A checkpoint could not be written (a full disk, a lost device); its message is one
+    line with the cause and the newest complete checkpoint."""
+
+
+# A checkpoint's size on disk against its arrays' bytes: orbax's metadata and the JSON.
+SAVE_OVERHEAD = 1.05
+SAVE_FIXED_BYTES = 256 * 1024
+# How often a reader retries when the checkpoint it read was deleted by the training run.
+READ_ATTEMPTS = 8
+
+
 @dataclasses.dataclass(frozen=True)
 class Restored:
     state: TrainState  # placed with the shardings of the abstract state given
     metrics: Metrics  # numpy [R, updates_done]
     meta: dict[str, Any]
     extra: dict[str, Any] | None = None  # the `extra` tree saved beside them (PBT's values)
+    damaged: tuple[tuple[int, str], ...] = ()
+    """`(updates, reason)` of each newer checkpoint passed over because it is damaged."""
 
     @property
     def updates_done(self) -> int:
@@ -96,46 +124,138 @@ def save_checkpoint(
     wait: bool = True,
 ) -> None:
     """Save under step `meta["updates_done"]`, with an `extra` tree of arrays if given (what
-    population-based training carries); `wait` blocks until it is on disk."""
+    population-based training carries); `wait` blocks until it is on disk. A failed save
+    leaves no temporary directory and raises `SaveError`."""
     meta = {**meta, "format": FORMAT_VERSION}
     tree = {"state": storable_state(state), "metrics": metrics._asdict()}
     if extra is not None:
         tree["extra"] = extra
-    manager.save(
-        int(meta["updates_done"]),
-        args=ocp.args.Composite(state=ocp.args.StandardSave(tree), meta=ocp.args.JsonSave(meta)),
-        force=True,
-    )
-    if wait:
-        manager.wait_until_finished()
+    step = int(meta["updates_done"])
+    directory = Path(manager.directory)
+    try:
+        with quiet_orbax():
+            manager.save(
+                step,
+                args=ocp.args.Composite(
+                    state=ocp.args.StandardSave(tree), meta=ocp.args.JsonSave(meta)
+                ),
+                force=True,
+            )
+            if wait:
+                manager.wait_until_finished()
+    except Exception as error:  # orbax and TensorStore raise many types for one OS error
+        remove_partial_saves(directory)
+        steps = saved_steps(directory.parent)
+        newest = (
+            f"the newest complete checkpoint is {directory / str(steps[0])}"
+            if steps
+            else "no complete checkpoint is on disk"
+        )
+        raise SaveError(
+            f"saving checkpoint {directory / str(step)} failed ({failure_cause(error)}); {newest}"
+        ) from None
+
+
+def failure_cause(error: BaseException) -> str:
+    """The OS's words for the error under `error` (TensorStore writes the code into its
+    message), else its first line."""
+    text = str(error)
+    found = re.search(r"os_error_code='(\d+)'", text)
+    if found:
+        return os.strerror(int(found.group(1)))
+    errno_of = getattr(error, "errno", None)
+    if isinstance(error, OSError) and errno_of:
+        return os.strerror(errno_of)
+    return _first_line(error)
+
+
+def remove_partial_saves(directory: Path) -> None:
+    """Remove the temporary directories of unfinished saves under `directory`."""
+    if not directory.is_dir():
+        return
+    for path in directory.iterdir():
+        if ".orbax-checkpoint-tmp" in path.name:
+            shutil.rmtree(path, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def quiet_orbax() -> Iterator[None]:
+    """orbax logs a failed write from each of its threads, with tracebacks, and re-raises it
+    in ours: keep only ours, which the caller turns into one line."""
+    logger = logging.getLogger("absl")
+    level, hook = logger.level, threading.excepthook
+    logger.setLevel(logging.CRITICAL)
+    threading.excepthook = lambda args: None
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+        threading.excepthook = hook
+
+
+def check_disk_room(out: Path, checkpoint_bytes: int, other_bytes: int = 0) -> None:
+    """A `ConfigError` unless the disk under `out` has room for one checkpoint of
+    `checkpoint_bytes` and `other_bytes` of other files (so the final save can succeed); a
+    notice if it has no room for the three checkpoints a periodic save has on disk at once
+    (two kept, one being written)."""
+    free = shutil.disk_usage(out).free
+    need = int(checkpoint_bytes * SAVE_OVERHEAD) + SAVE_FIXED_BYTES
+    if free < need + other_bytes:
+        raise ConfigError(
+            f"{out} has {mib(free)} free, but the run's final checkpoint needs about "
+            f"{mib(need)} and its metrics files {mib(other_bytes)}: free some space, or "
+            "write the run elsewhere (--out)"
+        )
+    if free < 3 * need + other_bytes and jax.process_index() == 0:
+        print(
+            f"purejaxppo: {out} has {mib(free)} free, room for fewer than the 3 checkpoints "
+            f"of {mib(need)} a periodic save can need; if one fails, the run stops and keeps "
+            "the newest complete checkpoint",
+            file=sys.stderr,
+            flush=True,
+        )
+
+
+def mib(size: float) -> str:
+    return f"{size / 2**20:.1f} MiB"
+
+
+def saved_steps(out: Path) -> list[int]:
+    """The update counts of the complete checkpoints under `out`, newest first: a directory
+    listing (orbax renames a checkpoint to its number when the save is complete), no orbax
+    manager (whose opening is a collective over processes)."""
+    directory = checkpoint_dir(out)
+    try:
+        names = [p.name for p in directory.iterdir() if p.is_dir()]
+    except OSError:
+        return []
+    return sorted((int(name) for name in names if name.isdigit()), reverse=True)
 
 
 def holds_checkpoint(out: Path) -> bool:
-    """Whether `out` holds a saved checkpoint: a directory listing, no orbax manager (whose
-    opening is a collective over processes)."""
-    directory = checkpoint_dir(out)
-    return directory.is_dir() and any(p.name.isdigit() for p in directory.iterdir())
+    """Whether `out` holds a saved checkpoint."""
+    return bool(saved_steps(out))
 
 
 def latest_updates(out: Path) -> int | None:
     """The update count of the newest complete checkpoint under `out`, or None."""
-    if not checkpoint_dir(out).is_dir():
-        return None
-    with reading_manager(out) as manager:
-        return manager.latest_step()
+    steps = saved_steps(out)
+    return steps[0] if steps else None
 
 
 def read_meta(out: Path) -> dict[str, Any]:
-    """The JSON metadata of the newest checkpoint under `out`."""
-    step = latest_updates(out)
-    if step is None:
-        raise CheckpointError(f"no checkpoint under {checkpoint_dir(out)}")
+    """The JSON metadata of the newest checkpoint under `out` whose metadata reads."""
+    return read_newest_intact(out, lambda step: read_step_meta(out, step))[1]
+
+
+def read_step_meta(out: Path, step: int) -> dict[str, Any]:
+    """The JSON metadata of checkpoint `step`; `DamagedCheckpoint` if it cannot be read."""
     try:
-        with reading_manager(out) as manager:
+        with quiet_orbax(), reading_manager(out) as manager:
             meta = manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
         meta = meta["meta"]
     except Exception as error:  # orbax raises many types for a damaged directory
-        raise CheckpointError(
+        raise DamagedCheckpoint(
             f"checkpoint {checkpoint_dir(out) / str(step)} is unreadable: {_first_line(error)}"
         ) from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT_VERSION:
@@ -147,14 +267,62 @@ def read_meta(out: Path) -> dict[str, Any]:
     return meta
 
 
+def read_newest_intact(out: Path, read: Callable[[int], Any]) -> tuple[int, Any, list]:
+    """`(step, read(step), damaged)` for the newest checkpoint `read` succeeds on. A damaged
+    one (`read` raised `DamagedCheckpoint`) is passed over for the next older and listed in
+    `damaged` as `(step, reason)`; one deleted while it was read (the training run saved a
+    newer one) sends the search back to the newest."""
+    damaged: list[tuple[int, str]] = []
+    vanished = 0
+    while vanished < READ_ATTEMPTS:
+        steps = [step for step in saved_steps(out) if step not in dict(damaged)]
+        if not steps:
+            break
+        try:
+            return steps[0], read(steps[0]), damaged
+        except DamagedCheckpoint as error:
+            if (checkpoint_dir(out) / str(steps[0])).is_dir():
+                damaged.append((steps[0], str(error)))
+            else:
+                vanished += 1
+    raise no_intact_checkpoint(out, damaged)
+
+
+def no_intact_checkpoint(out: Path, damaged: list[tuple[int, str]]) -> CheckpointError:
+    if not damaged:
+        return CheckpointError(f"no checkpoint under {checkpoint_dir(out)}")
+    return CheckpointError(
+        f"no intact checkpoint under {checkpoint_dir(out)}: {damaged[0][1]}"
+        + (f" (and {len(damaged) - 1} older one(s) damaged too)" if len(damaged) > 1 else "")
+    )
+
+
 def restore_checkpoint(
-    out: Path, abstract_state: TrainState, num_runs: int, abstract_extra: Any = None
+    out: Path,
+    abstract_state: TrainState,
+    num_runs: int,
+    abstract_extra: Callable[[int], Any] | None = None,
 ) -> Restored:
-    """Read the newest checkpoint under `out` into arrays shaped like `abstract_state`
+    """Read the newest intact checkpoint under `out` into arrays shaped like `abstract_state`
     (a `jax.eval_shape` of the run's init, run axis as the caller places it), and its
-    `extra` tree shaped like `abstract_extra` when given."""
-    meta = read_meta(out)
-    step = int(meta["updates_done"])
+    `extra` tree shaped like `abstract_extra(updates_done)` when given."""
+
+    def read(step: int) -> Restored:
+        return restore_step(out, step, abstract_state, num_runs, abstract_extra)
+
+    _, restored, damaged = read_newest_intact(out, read)
+    return dataclasses.replace(restored, damaged=tuple(damaged))
+
+
+def restore_step(
+    out: Path,
+    step: int,
+    abstract_state: TrainState,
+    num_runs: int,
+    abstract_extra: Callable[[int], Any] | None,
+) -> Restored:
+    """Checkpoint `step` (see `restore_checkpoint`); `DamagedCheckpoint` if unreadable."""
+    meta = read_step_meta(out, step)
     metric_device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
     metric_dtypes = {"episodes": np.int32}
     abstract = {
@@ -166,21 +334,38 @@ def restore_checkpoint(
             for name in Metrics._fields
         },
     }
-    if abstract_extra is not None:
-        abstract["extra"] = jax.tree.map(_abstract_leaf, abstract_extra)
-    with reading_manager(out) as manager:
+    extra = None if abstract_extra is None else abstract_extra(step)
+    if extra is not None:
+        abstract["extra"] = jax.tree.map(_abstract_leaf, extra)
+    with quiet_orbax(), reading_manager(out) as manager:
         check_shapes(manager, step, abstract, out)
         try:
             tree = manager.restore(
                 step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract))
             )["state"]
         except Exception as error:
-            raise CheckpointError(
+            raise DamagedCheckpoint(
                 f"checkpoint {checkpoint_dir(out) / str(step)} is unreadable: {_first_line(error)}"
             ) from None
     metrics = Metrics(**{k: np.asarray(v) for k, v in tree["metrics"].items()})
-    extra = jax.tree.map(np.asarray, tree["extra"]) if "extra" in tree else None
-    return Restored(typed_state(tree["state"]), metrics, meta, extra)
+    extra_tree = jax.tree.map(np.asarray, tree["extra"]) if "extra" in tree else None
+    return Restored(typed_state(tree["state"]), metrics, meta, extra_tree)
+
+
+def set_aside_damaged(out: Path, damaged: tuple[tuple[int, str], ...]) -> list[Path]:
+    """Rename each damaged checkpoint to `damaged-<updates>` (kept for a look, and no longer
+    a step that the next save would collide with); the new names."""
+    moved = []
+    for step, _ in damaged:
+        source = checkpoint_dir(out) / str(step)
+        target = checkpoint_dir(out) / f"damaged-{step}"
+        suffix = 1
+        while target.exists():
+            target, suffix = checkpoint_dir(out) / f"damaged-{step}-{suffix}", suffix + 1
+        if source.is_dir():
+            source.rename(target)
+            moved.append(target)
+    return moved
 
 
 def storable_abstract(abstract_state: TrainState) -> TrainState:
@@ -203,7 +388,7 @@ def check_shapes(manager: Any, step: int, abstract: dict[str, Any], out: Path) -
     try:
         stored = manager.item_metadata(step)["state"]
     except Exception as error:
-        raise CheckpointError(
+        raise DamagedCheckpoint(
             f"checkpoint {checkpoint_dir(out) / str(step)} is unreadable: {_first_line(error)}"
         ) from None
     expected = {

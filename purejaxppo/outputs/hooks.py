@@ -1,7 +1,10 @@
 """What a training session does between chunks: small hook objects, called in order.
 
-A hook has `on_start(session)` (before compiling), `on_chunk(session, report)` after each
-chunk and `close(session, run)` at the end (`run` is None when the run failed). The session
+A hook has `check(session)`, `on_start(session)` (both before compiling), `on_chunk(session,
+report)` after each chunk and `close(session, run)` at the end (`run` is None when the run
+failed or a check refused it). Every hook's `check` (optional) runs before any hook's
+`on_start`, and writes nothing: so a refused run (no tracker login, no room for a
+checkpoint) leaves every file of the run directory as it was. The session
 (`purejaxppo.session.TrainSession`) gives them its spec, options, trainer, population,
 placement, restored checkpoint, evaluations and run document. `default_hooks` decides once
 which process writes what: every process evaluates and saves checkpoints (both are
@@ -10,7 +13,9 @@ collective over a mesh); process 0 alone writes files and draws progress.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -21,9 +26,17 @@ import numpy as np
 from purejaxppo.metrics import final_returns, mean_finished_returns
 from purejaxppo.outputs import console, plots
 from purejaxppo.outputs import summary as report_files
-from purejaxppo.outputs.checkpoint import open_manager, save_checkpoint
+from purejaxppo.outputs.checkpoint import (
+    check_disk_room,
+    checkpoint_dir,
+    open_manager,
+    remove_partial_saves,
+    save_checkpoint,
+    set_aside_damaged,
+)
 from purejaxppo.outputs.console import TrainProgress
 from purejaxppo.outputs.logs import (
+    CSV_ROW_BYTES,
     MetricsCsv,
     TensorBoardLog,
     WandbLog,
@@ -31,8 +44,9 @@ from purejaxppo.outputs.logs import (
 )
 from purejaxppo.outputs.populations import PBTCsv
 from purejaxppo.outputs.render import check_drawable, render_episodes, run_label
-from purejaxppo.runs.chunked import ChunkDone, ChunkedRun, unpadded_state
+from purejaxppo.runs.chunked import ChunkDone, ChunkedRun, abstract_train_state, unpadded_state
 from purejaxppo.runs.evaluation import evaluate_runs
+from purejaxppo.runs.memory_budget import metrics_bytes
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,6 +71,7 @@ class ChunkReport:
 
 
 class Hook(Protocol):
+    def check(self, session: Any) -> None: ...
     def on_start(self, session: Any) -> None: ...
     def on_chunk(self, session: Any, report: ChunkReport) -> None: ...
     def close(self, session: Any, run: ChunkedRun | None) -> None: ...
@@ -68,6 +83,9 @@ class EvalHook:
 
     def __init__(self, every: int, episodes: int):
         self.every, self.episodes = every, episodes
+
+    def check(self, session: Any) -> None:
+        """Nothing to check."""
 
     def on_start(self, session: Any) -> None:
         """Nothing before the run."""
@@ -96,8 +114,11 @@ class RenderHook:
     def __init__(self, out: Path, every: int, writes: bool):
         self.out, self.every, self.writes = out, every, writes
 
-    def on_start(self, session: Any) -> None:
+    def check(self, session: Any) -> None:
         check_drawable(session.trainer.spec)  # before anything compiles
+
+    def on_start(self, session: Any) -> None:
+        """Nothing before the run."""
 
     def on_chunk(self, session: Any, report: ChunkReport) -> None:
         updates = report.done.updates_done
@@ -120,6 +141,11 @@ class RenderHook:
 class ProgressHook:
     """A progress bar of updates, env steps, SPS and the recent return."""
 
+    bar: TrainProgress | None = None
+
+    def check(self, session: Any) -> None:
+        """Nothing to check."""
+
     def on_start(self, session: Any) -> None:
         steps_per_update = session.spec.config.batch_size * session.population.num_runs
         self.bar = TrainProgress(session.num_updates, session.updates_done, steps_per_update, True)
@@ -129,17 +155,35 @@ class ProgressHook:
         self.bar.update(report.done)
 
     def close(self, session: Any, run: ChunkedRun | None) -> None:
-        self.bar.__exit__(None, None, None)
+        if self.bar is not None:
+            self.bar.__exit__(None, None, None)
 
 
 class CheckpointHook:
     """A checkpoint every `every` chunks (0: none on the way) and always at the end, under
-    `out/checkpoints/<updates>`: the state, the metrics and the run's document."""
+    `out/checkpoints/<updates>`: the state, the metrics and the run's document. Before the
+    run it checks the disk has room for the final checkpoint, so a run that saves only at
+    the end can count on that save; a save that fails anyway stops the run (`SaveError`)."""
 
     def __init__(self, out: Path, every: int):
         self.out, self.every = out, every
+        self.manager: Any = None
+
+    def check(self, session: Any) -> None:
+        state = abstract_train_state(session.trainer, session.population)
+        state_bytes = sum(leaf.size * leaf.dtype.itemsize for leaf in jax.tree.leaves(state))
+        config, num_runs = session.spec.config, session.population.num_runs
+        final = state_bytes + metrics_bytes(config, num_runs)
+        metrics_file = num_runs * config.num_updates * CSV_ROW_BYTES
+        check_disk_room(self.out, final, 2 * metrics_file)  # the CSV is rewritten whole
 
     def on_start(self, session: Any) -> None:
+        if jax.process_index() == 0:  # one process renames, before the collective open
+            restored = session.restored
+            if restored is not None and restored.damaged:
+                for kept in set_aside_damaged(self.out, restored.damaged):
+                    print(f"purejaxppo: the damaged checkpoint is kept as {kept}", file=sys.stderr)
+            remove_partial_saves(checkpoint_dir(self.out))
         self.manager = open_manager(self.out)
 
     def on_chunk(self, session: Any, report: ChunkReport) -> None:
@@ -148,9 +192,15 @@ class CheckpointHook:
             self.save(session, report.run)
 
     def close(self, session: Any, run: ChunkedRun | None) -> None:
-        if run is not None:
-            self.save(session, run)
-        self.manager.close()
+        if self.manager is None:
+            return
+        try:
+            if run is not None:
+                self.save(session, run)
+        finally:
+            with contextlib.suppress(Exception):  # a manager whose save failed may fail again
+                self.manager.close()
+            self.manager = None
 
     def save(self, session: Any, run: ChunkedRun) -> None:
         if run.updates_done == 0 or self.manager.latest_step() == run.updates_done:
@@ -167,6 +217,9 @@ class RunFilesHook:
 
     def __init__(self, out: Path, argv: Sequence[str] = ()):
         self.out, self.argv = out, list(argv)
+
+    def check(self, session: Any) -> None:
+        """Nothing to check."""
 
     def on_start(self, session: Any) -> None:
         document = session.document(argv=self.argv)

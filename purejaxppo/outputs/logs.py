@@ -7,7 +7,7 @@ import csv
 import json
 import os
 import secrets
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +15,7 @@ import numpy as np
 
 from purejaxppo.errors import ConfigError
 from purejaxppo.metrics import final_returns
+from purejaxppo.outputs.files import replace_file, replace_text
 from purejaxppo.ppo.types import METRIC_NAMES, Metrics
 from purejaxppo.runs.population import Population
 
@@ -37,6 +38,9 @@ class MetricsSink:
         to the `[R]` mean returns of the evaluation after it."""
         raise NotImplementedError
 
+    def check(self, session: Any) -> None:
+        """Nothing to check (a tracker that must log in checks here, writing no file)."""
+
     def on_start(self, session: Any) -> None:
         """Nothing: a sink only sees what is trained from now on."""
 
@@ -55,14 +59,16 @@ class MetricsSink:
 class MetricsCsv(MetricsSink):
     """`metrics.csv`: one row per run x update with run, seed, swept values, update,
     env_steps, every metric and `eval_return` (the mean deterministic return where an
-    evaluation ran at that update, else empty). Rows come chunk by chunk, each chunk's rows
-    run by run; a resumed run's file starts with the restored updates."""
+    evaluation ran at that update, else empty). Rows are appended chunk by chunk while the
+    run trains; at its end (or stop) the file is rewritten whole in (run, update) order, so a
+    resumed run's file equals an uninterrupted one byte for byte. A resumed run's file starts
+    again from the checkpoint's updates."""
 
     def __init__(self, path: Path, population: Population, env_steps_per_update: int):
         super().__init__(population, env_steps_per_update)
         self.path = path
         swept_names = list(population.swept[0]) if population.swept else []
-        header = [
+        self.header = [
             "run",
             "seed",
             *(f"setting.{n}" for n in swept_names),
@@ -71,27 +77,50 @@ class MetricsCsv(MetricsSink):
             *METRIC_NAMES,
             "eval_return",
         ]
-        with path.open("w", newline="") as f:
-            csv.writer(f).writerow(header)
 
     def on_start(self, session: Any) -> None:
-        if session.restored is not None:
-            self.append(session.restored.metrics, 0, session.evaluations)
+        restored = session.restored
+        metrics = None if restored is None else restored.metrics
+        self.write_all(metrics, session.evaluations)
+
+    def close(self, session: Any, run: Any) -> None:
+        if run is not None:
+            self.write_all(run.metrics, session.evaluations)
+
+    def write_all(self, metrics: Metrics | None, evaluations: Evaluations) -> None:
+        """The header and every row of `metrics` (None: no rows), replacing the file."""
+
+        def write(file: Any) -> None:
+            writer = csv.writer(file)
+            writer.writerow(self.header)
+            if metrics is not None:
+                writer.writerows(self.rows(metrics, 0, evaluations))
+
+        replace_file(self.path, write)
 
     def append(self, metrics: Metrics, first_update: int, evaluations: Evaluations = None) -> None:
+        with self.path.open("a", newline="") as f:
+            csv.writer(f).writerows(self.rows(metrics, first_update, evaluations))
+
+    def rows(
+        self, metrics: Metrics, first_update: int, evaluations: Evaluations
+    ) -> Iterator[list[Any]]:
+        """The rows of updates `first_update + 1 ...` of `metrics` `[R, k]`, run by run."""
         columns = [np.asarray(getattr(metrics, name)) for name in METRIC_NAMES]
         evaluations = evaluations or {}
-        with self.path.open("a", newline="") as f:
-            writer = csv.writer(f)
-            for run in range(self.population.num_runs):
-                prefix = [run, self.population.seeds[run], *self.population.swept[run].values()]
-                values = zip(*(c[run].tolist() for c in columns), strict=True)
-                for i, row in enumerate(values):
-                    update = first_update + i + 1
-                    evaluated = evaluations.get(update)
-                    evaluation = "" if evaluated is None else _fmt(float(evaluated[run]))
-                    steps = update * self.env_steps_per_update
-                    writer.writerow([*prefix, update, steps, *map(_fmt, row), evaluation])
+        for run in range(self.population.num_runs):
+            prefix = [run, self.population.seeds[run], *self.population.swept[run].values()]
+            values = zip(*(c[run].tolist() for c in columns), strict=True)
+            for i, row in enumerate(values):
+                update = first_update + i + 1
+                evaluated = evaluations.get(update)
+                evaluation = "" if evaluated is None else _fmt(float(evaluated[run]))
+                steps = update * self.env_steps_per_update
+                yield [*prefix, update, steps, *map(_fmt, row), evaluation]
+
+
+CSV_ROW_BYTES = 16 * (len(METRIC_NAMES) + 6)
+"""A generous size of one `metrics.csv` row, for the disk-room check before a run."""
 
 
 class TensorBoardLog(MetricsSink):
@@ -100,10 +129,14 @@ class TensorBoardLog(MetricsSink):
 
     def __init__(self, directory: Path, population: Population, env_steps_per_update: int):
         super().__init__(population, env_steps_per_update)
-        summary_writer = tensorboard_writer_class()
+        self.directory, self.writer_class = directory, tensorboard_writer_class()
+        self.writers: list[Any] = []
+
+    def on_start(self, session: Any) -> None:
+        """Open one writer per run (its event file is made here, not before the checks)."""
         self.writers = [
-            summary_writer(str(directory / run_label(population, run)))
-            for run in range(population.num_runs)
+            self.writer_class(str(self.directory / run_label(self.population, run)))
+            for run in range(self.population.num_runs)
         ]
 
     def append(self, metrics: Metrics, first_update: int, evaluations: Evaluations = None) -> None:
@@ -140,6 +173,7 @@ class TensorBoardLog(MetricsSink):
     def close(self, session: Any = None, run: Any = None) -> None:
         for writer in self.writers:
             writer.close()
+        self.writers = []
 
 
 class WandbLog(MetricsSink):
@@ -155,15 +189,21 @@ class WandbLog(MetricsSink):
         population = session.population
         super().__init__(population, session.spec.config.batch_size)
         self.out, self.wandb = out, wandb_module()
-        ids = saved_tracker_ids(out, population.num_runs)
-        self.resumed = ids is not None  # the tracker runs hold the restored updates already
-        ids = ids or [secrets.token_hex(6) for _ in range(population.num_runs)]
-        (out / TRACKER_IDS).write_text(json.dumps({"wandb": ids}) + "\n")
-        document = session.document()
+        self.project, self.group, self.name = project, group, name
+        self.ids = saved_tracker_ids(out, population.num_runs)
+        self.resumed = self.ids is not None  # the tracker runs hold the restored updates
         self.runs: list[Any] = []
+
+    def check(self, session: Any) -> None:
+        """Start the tracker runs (a tracker that cannot start refuses the run here, before
+        any file is written)."""
+        population, document = self.population, session.document()
+        ids = self.ids or [secrets.token_hex(6) for _ in range(population.num_runs)]
         for run, run_id in enumerate(ids):
             config = tracker_config(document, population, run)
-            self.runs.append(self.open_run(run_id, project, group, f"{name}-run-{run}", config))
+            name = f"{self.name}-run-{run}"
+            self.runs.append(self.open_run(run_id, self.project, self.group, name, config))
+        self.ids = ids
 
     def open_run(self, run_id: str, project: str, group: str, name: str, config: dict) -> Any:
         """One tracker run (resumed if `run_id` exists), its metrics against `env_steps`; a
@@ -195,6 +235,7 @@ class WandbLog(MetricsSink):
         return tracker
 
     def on_start(self, session: Any) -> None:
+        replace_text(self.out / TRACKER_IDS, json.dumps({"wandb": self.ids}) + "\n")
         if session.restored is not None and not self.resumed:
             self.append(session.restored.metrics, 0, session.evaluations)
 
@@ -222,7 +263,7 @@ class WandbLog(MetricsSink):
         self.runs[0].log({tag: movie, "env_steps": self.steps(update)})
 
     def close(self, session: Any, run: Any) -> None:
-        if run is not None:
+        if run is not None and self.runs:
             finals = final_returns(run.metrics)
             for tracker, final in zip(self.runs, finals, strict=True):
                 if np.isfinite(final):
@@ -235,6 +276,7 @@ class WandbLog(MetricsSink):
                 )
         for tracker in self.runs:
             tracker.finish(exit_code=0 if run is not None else 1)
+        self.runs = []
 
 
 TRACKER_IDS = "tracker-runs.json"

@@ -23,6 +23,7 @@ import numpy as np
 
 from purejaxppo.config import PPOConfig
 from purejaxppo.metrics import final_returns
+from purejaxppo.outputs.files import replace_file
 from purejaxppo.runs.pbt import PBTLog, pbt_from_tree
 from purejaxppo.runs.population import Population
 
@@ -128,11 +129,13 @@ class PBTCsv:
 
     def __init__(self, path: Path, searched: tuple[str, ...]):
         self.path, self.searched = path, searched
-        header = ["update", "run", "parent", "replaced", "fitness", *searched]
-        with path.open("w", newline="") as f:
-            csv.writer(f).writerow(header)
+
+    def check(self, session: Any) -> None:
+        """Nothing to check."""
 
     def on_start(self, session: Any) -> None:
+        header = ["update", "run", "parent", "replaced", "fitness", *self.searched]
+        replace_file(self.path, lambda file: csv.writer(file).writerow(header))
         if session.restored is not None and session.restored.extra is not None:
             log = pbt_from_tree(session.restored.extra)[2]
             if log is not None:

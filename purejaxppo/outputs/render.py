@@ -143,7 +143,8 @@ def gymnax_visualizer() -> Any:
 
 def check_movie_path(path: Path, name: str = "path") -> None:
     """A `ConfigError` (naming the field or flag `name`) unless `path` ends in .gif, or in
-    .mp4 with imageio-ffmpeg's ffmpeg to write it."""
+    .mp4 with imageio-ffmpeg's ffmpeg to write it, and can be written (`check_writable`):
+    found before any episode is played."""
     suffix = path.suffix.lower()
     if suffix not in MOVIE_SUFFIXES:
         raise ConfigError(f"{name} must end in .gif or .mp4, got {path.name!r}")
@@ -152,6 +153,32 @@ def check_movie_path(path: Path, name: str = "path") -> None:
             f"{name}: an .mp4 needs imageio-ffmpeg (pip install 'purejaxppo[render]'); "
             ".gif needs nothing more"
         )
+    check_writable(path, name)
+
+
+def check_writable(path: Path, name: str) -> None:
+    """A `ConfigError` unless a file can be written at `path`: it is no directory, and the
+    nearest of its parents that exists is a directory in which a probe file can be made
+    (and is removed again). Nothing else is created: the directories are made when the file
+    is written, so a check that fails later leaves no trace."""
+    if path.is_dir():
+        raise ConfigError(f"{name}: {path} is a directory")
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise ConfigError(f"{name}: cannot write {path}: {parent} is a file, not a directory")
+    probe = parent / f".write-test-{os.getpid()}"
+    try:
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as error:
+        raise ConfigError(f"{name}: cannot write {path}: {os_reason(error)}") from None
+
+
+def os_reason(error: OSError) -> str:
+    """The one-line reason of an `OSError` (ffmpeg's carry its whole log)."""
+    return error.strerror or (str(error).splitlines() or [type(error).__name__])[0]
 
 
 def ffmpeg_path() -> str | None:
@@ -207,18 +234,23 @@ def write_animation(
     spec: EnvSpec, states: Sequence[Any], titles: Sequence[str], path: Path
 ) -> None:
     """Draw one frame per state, each under its title, into `path` (.gif or .mp4; checked
-    by the caller, `render_episodes`, before the episodes are played)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    by the caller, `render_episodes`, before the episodes are played). A write that fails
+    all the same (the disk filled, the file system turned read-only) is a one-line
+    `ConfigError`."""
     with frame_source(spec) as draw:
         frames = [
             titled_frame(draw(state), title) for state, title in zip(states, titles, strict=True)
         ]
     interval_ms = 50 if spec.name in CLASSIC_CONTROL else 100  # gymnax's own frame rates
-    if path.suffix.lower() == ".gif":
-        first, *rest = frames
-        first.save(path, save_all=True, append_images=rest, duration=interval_ms, loop=0)
-    else:
-        write_mp4(path, [np.asarray(frame) for frame in frames], 1000 / interval_ms)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.suffix.lower() == ".gif":
+            first, *rest = frames
+            first.save(path, save_all=True, append_images=rest, duration=interval_ms, loop=0)
+        else:
+            write_mp4(path, [np.asarray(frame) for frame in frames], 1000 / interval_ms)
+    except OSError as error:
+        raise ConfigError(f"cannot write {path}: {os_reason(error)}") from None
 
 
 def titled_frame(image: np.ndarray, title: str) -> Any:

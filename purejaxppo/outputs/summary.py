@@ -16,6 +16,7 @@ import numpy as np
 
 from purejaxppo.config import PPOConfig
 from purejaxppo.metrics import final_returns, return_stats
+from purejaxppo.outputs.files import replace_text
 from purejaxppo.outputs.populations import best_run, population_health
 from purejaxppo.runs.population import Population
 
@@ -103,7 +104,8 @@ def build_summary(
 
 
 def write_json(path: Path, data: Any) -> None:
-    path.write_text(json.dumps(data, indent=2, default=_json_default) + "\n")
+    """`data` as indented JSON in `path`, replaced whole (`outputs.files.replace_text`)."""
+    replace_text(path, json.dumps(data, indent=2, default=_json_default) + "\n")
 
 
 def _json_default(value: Any) -> Any:

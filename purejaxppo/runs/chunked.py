@@ -7,7 +7,8 @@
 update each give the same state and metrics, bit for bit, as one call of `train` (tested).
 The state stays on the device between chunks and is donated to the next chunk; only the
 chunk's metrics `[R, K]` come back to the host. Between two chunks the loop asks
-`stop_requested()`, so a SIGINT/SIGTERM handler can stop it at a chunk boundary.
+`stop_requested()`, so a SIGINT/SIGTERM handler (`purejaxppo.runs.stop`) can stop it at a
+chunk boundary.
 
 The run axis is placed and mapped by a `Placement` (`purejaxppo.runs.placement`): all runs
 on the default device, or split over a device mesh; every program is compiled by
@@ -18,16 +19,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import signal
-import sys
-import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 import jax
 import numpy as np
-from jax.experimental import multihost_utils
 
 from purejaxppo.config import ConfigError, Hyperparams
 from purejaxppo.ppo.trainer import Trainer
@@ -53,6 +50,7 @@ from purejaxppo.runs.placement import (
     unpad_runs,
 )
 from purejaxppo.runs.population import Population, Timing
+from purejaxppo.runs.processes import agreed_stop_code
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,6 +91,7 @@ class ChunkedRun:
     fitness: Any = None  # PBT's last fitness [R], placed (None: no PBT)
     pbt_parts: list[PBTLog] = dataclasses.field(default_factory=list)
     stopped: bool = False  # True if `stop_requested` ended it before num_updates
+    stop_code: int = 0  # the agreed `stop_requested()` that stopped it (a signal number)
 
     @property
     def metrics(self) -> Metrics:
@@ -228,14 +227,11 @@ def unpadded_state(placement: Placement, state: TrainState, num_runs: int) -> Tr
     return jax.jit(lambda s: unpad_runs(s, num_runs))(state)
 
 
-def stop_agreed(stop_requested: Callable[[], bool]) -> bool:
-    """True on every process if any process's `stop_requested()` is (a collective when there
-    are several processes, so all stop at the same chunk)."""
-    local = bool(stop_requested())
-    if jax.process_count() == 1:
-        return local
-    flags = multihost_utils.process_allgather(np.asarray([local], np.int32))
-    return bool(np.asarray(flags).any())
+def stop_agreed(stop_requested: Callable[[], int]) -> int:
+    """The stop code every process agrees on: the largest of their `stop_requested()`
+    (0 or False: go on; a signal number, or True, to stop), a collective when there are
+    several processes, so that all stop at the same chunk and for the same reason."""
+    return agreed_stop_code(int(stop_requested()))
 
 
 def start_run(program: ChunkedProgram, population: Population, resume: Any) -> ChunkedRun:
@@ -267,11 +263,13 @@ def run_chunked(
     *,
     resume: Any = None,
     on_chunk: Callable[[ChunkedRun, ChunkDone], None] | None = None,
-    stop_requested: Callable[[], bool] = lambda: False,
+    stop_requested: Callable[[], int] = lambda: 0,
     hyperparams_at: Callable[[int], Hyperparams | None] | None = None,
 ) -> ChunkedRun:
     """Run the chunks of `program`. `resume` (a `ResumePoint`, or `(state, metrics,
     updates_done)`) continues a run. `on_chunk(run, done)` is called after each chunk.
+    `stop_requested()` is asked (and agreed over processes) before each chunk: nonzero
+    stops the run, and `run.stop_code` keeps the agreed value.
     `hyperparams_at(updates_done)`, if given, is asked before each chunk for the host `[R]`
     hyperparameters to train it with (None: keep the current ones)."""
     placement, num_runs = program.placement, population.num_runs
@@ -283,7 +281,8 @@ def run_chunked(
         raise ValueError(f"chunks of {sorted(missing)} updates were not compiled for this run")
     session_updates = 0
     for size in sizes:
-        if stop_agreed(stop_requested):
+        run.stop_code = stop_agreed(stop_requested)
+        if run.stop_code:
             run.stopped = True
             break
         scheduled = None if hyperparams_at is None else hyperparams_at(run.updates_done)
@@ -319,7 +318,7 @@ def train_chunked(
     resume: Any = None,
     placement: Placement = LOCAL_RUNS,
     on_chunk: Callable[[ChunkedRun, ChunkDone], None] | None = None,
-    stop_requested: Callable[[], bool] = lambda: False,
+    stop_requested: Callable[[], int] = lambda: 0,
 ) -> ChunkedRun:
     """Compile and run: `population` in chunks of `chunk_updates` updates (the last may be
     shorter). `resume` (a `ResumePoint` or `(state, metrics, updates_done)`) continues a
@@ -329,40 +328,3 @@ def train_chunked(
     return run_chunked(
         program, population, resume=resume, on_chunk=on_chunk, stop_requested=stop_requested
     )
-
-
-class StopOnSignals:
-    """Context manager: SIGINT/SIGTERM ask the loop to stop at the next chunk boundary.
-
-    `requested()` is what `run_chunked(stop_requested=...)` polls; `signal_number` says which
-    signal came. A second SIGINT while stopping raises KeyboardInterrupt at once."""
-
-    def __init__(self, signals: Sequence[int] = (signal.SIGINT, signal.SIGTERM)):
-        self.signals = tuple(signals)
-        self.signal_number: int | None = None
-        self._previous: dict[int, Any] = {}
-
-    def requested(self) -> bool:
-        return self.signal_number is not None
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        if self.signal_number is not None and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        self.signal_number = signum
-        print(
-            f"\npurejaxppo: {signal.Signals(signum).name}: stopping at the end of this chunk "
-            "and saving a checkpoint (Ctrl-C again to abort without saving)",
-            file=sys.stderr,
-            flush=True,
-        )
-
-    def __enter__(self) -> StopOnSignals:
-        if threading.current_thread() is threading.main_thread():
-            for sig in self.signals:
-                self._previous[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
-        self._previous.clear()

@@ -18,20 +18,38 @@ Per run, the learner's working set scales with the env steps of one update
   bootstrap values, and the gates of the replayed sequences with their gradients), against
   XLA's 6.5-7.4 for GRU widths 128 and 256.
 
-So `bytes ~= 4 * runs * num_envs * num_steps * (4 * obs + 3 * act + A + 16 + 1.5 *
-sum(hidden_sizes) + 7 * gru)`.
+Each run also holds its network's P parameters several times over. An update needs 5 floats
+per parameter (`UPDATE_COPIES`); the initialisation before it needs more, 16
+(`INIT_COPIES`), for the orthogonal kernels' random bits, normal draws and QR
+factorisations: XLA's analysis of wide networks (2x4096, 3x2048 on the CPU) gives 5 for a
+chunk of updates, 13-18 for the initialisation. Small for the usual widths (CartPole's 2x64
+towers: 9k parameters, under 1 MiB a run), it is what a wide network runs out of:
+`hidden_sizes=30000,30000` is 1.8e9 parameters, over 100 GiB to initialise. P is counted
+from the shapes of the network's initialisation, without allocating it.
+
+So `bytes ~= runs * max(4 * num_envs * num_steps * (4 * obs + 3 * act + A + 16 + 1.5 *
+sum(hidden_sizes) + 7 * gru) + 20 * P, 64 * P)`.
 CartPole (obs 4, 2 actions, 2x64 hidden): ~920 bytes per env step per run; XLA reports 570-830
-depending on sizes. The model errs high: tests/test_memory.py keeps it between 0.67x and 2x
-of XLA's figure over several envs and sizes. Parameters and optimizer state are small beside it;
-the metrics of every update, which the host keeps, are checked apart (`check_metrics_fit`).
+depending on sizes. The model errs high: tests/runs/test_memory_budget.py keeps it between
+0.67x and 2x of XLA's figure over several envs and sizes. The metrics of every update, which
+the host keeps, are checked apart (`check_metrics_fit`).
+
+Evaluation (`check_evaluation_fits`) plays E episodes per run in a `lax.while_loop`, so
+nothing grows with the steps: per episode it holds the env runner (env state, observation,
+return and length), the policy's input and the actor's activations, about `runner + obs +
+sum(hidden_sizes) + 2 * conv map + 7 * gru + 11` floats, which matches XLA's analysis of
+the evaluation program within a few percent (CartPole 2x64: 145 floats an episode, 151
+modelled).
 """
 
 from __future__ import annotations
 
 import math
 import os
+from typing import Any
 
 import jax
+import jax.numpy as jnp
 
 from purejaxppo.config import ConfigError, PPOConfig
 from purejaxppo.envs.spec import EnvSpec
@@ -39,6 +57,13 @@ from purejaxppo.ppo.types import Metrics
 
 FLOAT_BYTES = 4
 HEADROOM = 0.8  # use at most this share of what the device has free
+UPDATE_COPIES = 5
+"""Floats per network parameter during an update: the parameters and Adam's two moments
+(updated in place), the gradient and its flattened copy."""
+INIT_COPIES = 16
+"""Floats per network parameter at the peak of a run's initialisation: the parameters and
+Adam's two moments it makes, and the orthogonal kernels' random bits, normal draws and QR
+factorisations."""
 
 
 def bytes_per_env_step(config: PPOConfig, spec: EnvSpec) -> float:
@@ -52,9 +77,43 @@ def bytes_per_env_step(config: PPOConfig, spec: EnvSpec) -> float:
     return FLOAT_BYTES * (4 * obs + 3 * act + noise + 16 + 0.75 * units + memory)
 
 
+def conv_map_units(config: PPOConfig, spec: EnvSpec) -> int:
+    """Units of one tower's 16-channel convolution feature map (0 without the CNN torso)."""
+    return 16 * math.prod(spec.obs_shape[:-1]) if config.network == "cnn" else 0
+
+
+def parameter_count(config: PPOConfig, spec: EnvSpec) -> int:
+    """P, the floats of one run's network parameters: the leaves of its initialisation as
+    shapes (`jax.eval_shape`), so a network too wide to allocate is counted at once."""
+    from purejaxppo.ppo.networks import initial_rnn_state, make_network
+    from purejaxppo.ppo.tuning import Tuning
+
+    network = make_network(config, spec, Tuning.plain())  # kernel choices change no shape
+
+    def init(key: jax.Array) -> Any:
+        obs = jnp.zeros((1, *spec.obs_shape), jnp.float32)
+        first = jnp.ones((1,), bool)
+        return network.init(key, initial_rnn_state(network, 1), obs, first, method="step")
+
+    shapes = jax.eval_shape(init, jax.random.key(0))
+    return sum(math.prod(leaf.shape) for leaf in jax.tree.leaves(shapes))
+
+
+def init_bytes(config: PPOConfig, spec: EnvSpec) -> int:
+    """The peak of one run's initialisation, its network's (`INIT_COPIES`)."""
+    return INIT_COPIES * FLOAT_BYTES * parameter_count(config, spec)
+
+
+def update_bytes(config: PPOConfig, spec: EnvSpec) -> int:
+    """The peak of one run's update: its env steps' and its network's (`UPDATE_COPIES`)."""
+    steps = config.batch_size * bytes_per_env_step(config, spec)
+    return int(steps + UPDATE_COPIES * FLOAT_BYTES * parameter_count(config, spec))
+
+
 def estimate_bytes(config: PPOConfig, spec: EnvSpec, num_runs: int) -> int:
-    """Modelled peak working set of `num_runs` runs trained in one call."""
-    return int(num_runs * config.batch_size * bytes_per_env_step(config, spec))
+    """Modelled peak working set of `num_runs` runs trained in one call: the larger of the
+    initialisation's and an update's."""
+    return num_runs * max(init_bytes(config, spec), update_bytes(config, spec))
 
 
 def available_bytes() -> int:
@@ -80,17 +139,81 @@ def host_available_bytes() -> int:
 
 
 def check_fits(config: PPOConfig, spec: EnvSpec, num_runs: int, free: int | None = None) -> None:
-    """Raise `ConfigError` before compiling if the population cannot fit in memory."""
+    """Raise `ConfigError` before compiling if the population cannot fit in memory, saying
+    what to reduce: `hidden_sizes` where the network's parameters and optimizer state are
+    most of a run's memory (one run's alone may not fit), else the runs or the envs."""
     need = estimate_bytes(config, spec, num_runs)
     free = available_bytes() if free is None else free
-    if need > HEADROOM * free:
-        per_run = estimate_bytes(config, spec, 1)
-        fit = int(HEADROOM * free // max(per_run, 1))
+    if need <= HEADROOM * free:
+        return
+    where = f"{free / 2**30:.1f} GiB is free on {jax.devices()[0].platform}"
+    init = init_bytes(config, spec)
+    if init > HEADROOM * free:
         raise ConfigError(
-            f"{num_runs} run(s) x {config.num_envs} envs x {config.num_steps} steps need about "
-            f"{need / 2**30:.1f} GiB, but {free / 2**30:.1f} GiB is free on "
-            f"{jax.devices()[0].platform}; at most {fit} run(s) fit: use fewer runs or envs"
+            f"hidden_sizes = {config.hidden_sizes}: one run's network of "
+            f"{parameter_count(config, spec):,} parameters needs about {init / 2**30:.1f} GiB "
+            f"to initialise and train, but {where}: use smaller hidden_sizes"
         )
+    per_run = estimate_bytes(config, spec, 1)
+    fit = int(HEADROOM * free // max(per_run, 1))
+    network = init >= update_bytes(config, spec)  # the network, not the env steps, is the peak
+    advice = "smaller hidden_sizes or fewer runs" if network else "fewer runs or envs"
+    raise ConfigError(
+        f"{num_runs} run(s) x {config.num_envs} envs x {config.num_steps} steps need about "
+        f"{need / 2**30:.1f} GiB, but {where}; at most {fit} run(s) fit: use {advice}"
+    )
+
+
+def runner_floats(spec: EnvSpec) -> int:
+    """Floats (and ints) of one env's runner: env state, observation, return and length,
+    from the shapes of a reset (`jax.eval_shape`: nothing runs)."""
+    from purejaxppo.envs.spec import reset_envs
+
+    shapes = jax.eval_shape(lambda key: reset_envs(spec, key, 1), jax.random.key(0))
+    return sum(math.prod(leaf.shape) for leaf in jax.tree.leaves(shapes))
+
+
+def bytes_per_episode(config: PPOConfig, spec: EnvSpec) -> float:
+    """Evaluation memory of one episode (one env played to its end), as modelled above."""
+    obs = math.prod(spec.obs_shape)
+    memory = 7 * config.gru_size if config.recurrent else 0
+    units = sum(config.hidden_sizes) + 2 * conv_map_units(config, spec)
+    return FLOAT_BYTES * (runner_floats(spec) + obs + units + memory + 11)
+
+
+def evaluation_bytes(config: PPOConfig, spec: EnvSpec, num_runs: int, episodes: int) -> int:
+    """Modelled working set of evaluating `num_runs` policies on `episodes` episodes each."""
+    per_run = FLOAT_BYTES * parameter_count(config, spec)
+    return int(num_runs * (per_run + episodes * bytes_per_episode(config, spec)))
+
+
+def check_evaluation_fits(
+    config: PPOConfig,
+    spec: EnvSpec,
+    num_runs: int,
+    episodes: int,
+    name: str = "episodes",
+    free: int | None = None,
+) -> None:
+    """Raise `ConfigError` before compiling if `episodes` per run (the field or flag `name`)
+    of `num_runs` runs cannot be evaluated in memory, with the most episodes that fit."""
+    need = evaluation_bytes(config, spec, num_runs, episodes)
+    free = available_bytes() if free is None else free
+    if need <= HEADROOM * free:
+        return
+    room = HEADROOM * free / num_runs - FLOAT_BYTES * parameter_count(config, spec)
+    fit = max(0, int(room // bytes_per_episode(config, spec)))
+    advice = (
+        f"at most {fit} episodes per run fit: lower it to {fit}"
+        if fit
+        else "not even one episode per run fits"
+    )
+    given = f"{name} {episodes}" if name.startswith("-") else f"{name} = {episodes}"
+    raise ConfigError(
+        f"{given}: evaluating {num_runs} run(s) x {episodes:,} episodes needs "
+        f"about {need / 2**30:.1f} GiB, but {free / 2**30:.1f} GiB is free on "
+        f"{jax.devices()[0].platform}; {advice}"
+    )
 
 
 def metrics_bytes(config: PPOConfig, num_runs: int) -> int:

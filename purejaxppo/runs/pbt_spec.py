@@ -74,11 +74,14 @@ class PBTConfig:
         }
 
 
+PBT_FIELDS = tuple(f.name for f in dataclasses.fields(PBTConfig))
+"""The keys of a run document's `pbt` object."""
+
+
 def pbt_from_json(values: Any) -> PBTConfig:
     if not isinstance(values, dict):
         raise ConfigError("pbt must be an object of PBT settings")
-    names = {f.name for f in dataclasses.fields(PBTConfig)}
-    unknown = sorted(set(values) - names)
+    unknown = sorted(set(values) - set(PBT_FIELDS))
     if unknown:
         raise ConfigError(f"unknown pbt field(s) {', '.join(unknown)}")
     return PBTConfig(**values)

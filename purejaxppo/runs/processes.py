@@ -55,6 +55,7 @@ def initialize_distributed(
             return 0, 1
         check_backend_not_started()
         use_gloo_on_cpu()
+        keep_signal_handlers()
         jax.distributed.initialize()
         return jax.process_index(), jax.process_count()
     missing = [k for k, v in given.items() if v is None]
@@ -67,6 +68,7 @@ def initialize_distributed(
     validate_distributed(address, count, index)
     check_backend_not_started()
     use_gloo_on_cpu()
+    keep_signal_handlers()
     jax.distributed.initialize(address, num_processes=count, process_id=index)
     return jax.process_index(), jax.process_count()
 
@@ -135,6 +137,38 @@ def use_gloo_on_cpu() -> None:
         jax.config.update("jax_cpu_collectives_implementation", "gloo")
 
 
+def keep_signal_handlers() -> None:
+    """jax's preemption service replaces the process's SIGTERM handler with its own (which
+    only logs) when the run is joined; the chunk loop already agrees on stops over every
+    process (`runs.chunked.stop_agreed`), so the service is left off and SIGTERM stays with
+    `runs.stop` (must be set before initialize)."""
+    jax.config.update("jax_enable_preemption_service", False)
+
+
 def several_processes() -> bool:
     """Whether this process is one of several (`jax.distributed` joined, more than one)."""
     return jax.distributed.is_initialized() and jax.process_count() > 1
+
+
+def every_process_agrees(ok: bool) -> bool:
+    """Whether `ok` is true on every process of the run (a collective when there are several;
+    every process must call it)."""
+    if not several_processes():
+        return ok
+    import jax.numpy as jnp
+    from jax.experimental import multihost_utils
+
+    flags = multihost_utils.process_allgather(jnp.asarray([int(ok)], jnp.int32))
+    return bool(jnp.all(jnp.asarray(flags) == 1))
+
+
+def agreed_stop_code(local: int) -> int:
+    """The largest of every process's stop code (0: go on; else why to stop, e.g. a signal
+    number), so that a stop asked of any process stops them all, for the same reason."""
+    if not several_processes():
+        return local
+    import jax.numpy as jnp
+    from jax.experimental import multihost_utils
+
+    codes = multihost_utils.process_allgather(jnp.asarray([local], jnp.int32))
+    return int(jnp.max(jnp.asarray(codes)))

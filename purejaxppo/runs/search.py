@@ -21,6 +21,8 @@ from purejaxppo.config import HYPERPARAM_NAMES, HYPERPARAM_RANGES, Hyperparams, 
 from purejaxppo.errors import ConfigError
 
 SEARCH_KINDS = ("log", "uniform")
+SEARCH_RANGE_FIELDS = ("kind", "low", "high")
+"""The keys of one range in a run document's `search` object (`SearchRange.to_dict`)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,8 +91,7 @@ def search_from_json(values: Any) -> dict[str, SearchRange]:
         raise ConfigError("search must map names to {kind, low, high}")
     ranges = {}
     for name, value in values.items():
-        fields = {"kind", "low", "high"}
-        if not isinstance(value, dict) or set(value) != fields:
+        if not isinstance(value, dict) or set(value) != set(SEARCH_RANGE_FIELDS):
             raise ConfigError(f"search {name} must be an object of kind, low and high")
         if not all(isinstance(value[k], int | float) for k in ("low", "high")):
             raise ConfigError(f"search {name}: low and high must be numbers")

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from purejaxppo.config import (
+    CONFIG_NAMES,
     HYPERPARAM_NAMES,
     Hyperparams,
     PPOConfig,
@@ -23,12 +24,18 @@ from purejaxppo.config import (
 )
 from purejaxppo.errors import ConfigError
 from purejaxppo.runs.pbt_spec import (
+    PBT_FIELDS,
     PBTConfig,
     check_pbt,
     check_schedule,
     pbt_from_json,
 )
-from purejaxppo.runs.search import SearchRange, check_search, search_from_json
+from purejaxppo.runs.search import (
+    SEARCH_RANGE_FIELDS,
+    SearchRange,
+    check_search,
+    search_from_json,
+)
 
 MAX_SEED = 2**32 - 1
 """Seeds are 32-bit: `jax.random.key` takes a uint32."""
@@ -221,12 +228,29 @@ def run_document(
     }
 
 
+DOCUMENT_FIELDS = (
+    "name", "env", "config", "hyperparams", "seed", "num_seeds", "sweep", "search", "pbt",
+    "schedule", "loop", "tuning",
+)  # fmt: skip
+"""The top-level keys `run_document` writes for a run (`tuning` is recorded, not read back)."""
+
+DOCUMENT_EXTRA_KEYS = ("format", "updates_done", "evaluations", "argv", "exported_run")
+"""The keys the writers of a run's document add beside its fields (`run_document`'s `extra`:
+a checkpoint's format, updates done and evaluations; config.json's argv; an export's run).
+They are not settings, so `read_run_document` accepts them and reads nothing from them; any
+other key is refused, so that a misspelt setting is not trained with its default."""
+
+
 def read_run_document(data: Any, where: str) -> tuple[RunSpec, LoopOptions]:
     """The inverse of `run_document`. Fields a document leaves out take their defaults; an
-    unknown field, or a value of the wrong kind, is a ConfigError prefixed with `where`."""
+    unknown key (anywhere: every one is named at once), or a value of the wrong kind, is a
+    ConfigError prefixed with `where`."""
     try:
         if not isinstance(data, dict):
             raise ConfigError("a run document is a JSON object")
+        complaints = unknown_keys(data)
+        if complaints:
+            raise ConfigError("; ".join(complaints))
         config = config_from_json(data.get("config", {}))
         hp = hyperparams_from_json(data.get("hyperparams", {}))
         for name in ("seed", "num_seeds"):
@@ -244,11 +268,80 @@ def read_run_document(data: Any, where: str) -> tuple[RunSpec, LoopOptions]:
             schedule=tuple(list_field(data, "schedule")),
         )
         loop = data.get("loop", {})
-        if not isinstance(loop, dict) or set(loop) - set(SAVED_LOOP_OPTIONS):
+        if not isinstance(loop, dict):
             raise ConfigError(f"loop must be an object of {', '.join(SAVED_LOOP_OPTIONS)}")
         return spec, LoopOptions(**loop)
     except ConfigError as error:
         raise ConfigError(f"{where}: {error}") from None
+
+
+def quoted(names: Any) -> str:
+    """`'a', 'b'`: names quoted, so that a stray space or an empty name shows."""
+    return ", ".join(repr(str(name)) for name in names)
+
+
+def unknown_keys(data: dict) -> list[str]:
+    """One complaint per part of the document that holds keys no reader knows: the top
+    level, `config`, `hyperparams`, `loop`, `pbt`, the names of `sweep`, `search` and
+    `schedule` entries, and the fields of each `search` range. Parts of the wrong kind are
+    left to their readers, whose messages say what they must be."""
+    known = (*DOCUMENT_FIELDS, *DOCUMENT_EXTRA_KEYS)
+    top = _unknown_in(data, known)
+    complaints = [f"unknown key(s) {quoted(top)} (known: {', '.join(known)})"] if top else []
+    for part, names in SECTION_KEYS.items():
+        unknown = _unknown_in(data.get(part), names)
+        if unknown:
+            complaints.append(section_complaint(part, unknown))
+    return complaints + unknown_setting_names(data)
+
+
+SECTION_KEYS = {
+    "config": CONFIG_NAMES,
+    "hyperparams": HYPERPARAM_NAMES,
+    "loop": SAVED_LOOP_OPTIONS,
+    "pbt": PBT_FIELDS,
+}
+"""The keys of each object of settings in a run document."""
+
+
+def section_complaint(part: str, unknown: list[str]) -> str:
+    """What is wrong with the `unknown` keys of section `part` of a run document."""
+    if part == "hyperparams":
+        word = "hyperparameter" if len(unknown) == 1 else "hyperparameters"
+        return f"hyperparams: unknown {word} {quoted(unknown)}"
+    if part == "loop":
+        return (
+            f"loop must be an object of {', '.join(SAVED_LOOP_OPTIONS)}: unknown {quoted(unknown)}"
+        )
+    return f"unknown {part} field(s) {', '.join(unknown)}"
+
+
+def unknown_setting_names(data: dict) -> list[str]:
+    """Complaints about names in `sweep`, `search` and `schedule` that are no setting at
+    all (a static one has its own message), and about fields of a `search` range."""
+    settings = (*CONFIG_NAMES, *HYPERPARAM_NAMES)
+    parts = [(part, data.get(part)) for part in ("sweep", "search")]
+    schedule = data.get("schedule")
+    for entry in schedule if isinstance(schedule, list) else ():
+        if isinstance(entry, list) and len(entry) == 2:
+            parts.append((f"schedule at update {entry[0]!r}", entry[1]))
+    complaints = [
+        f"{part}: unknown hyperparameter(s) {quoted(names)}"
+        for part, values in parts
+        if (names := _unknown_in(values, settings))
+    ]
+    search = data.get("search")
+    for name, search_range in search.items() if isinstance(search, dict) else ():
+        fields = _unknown_in(search_range, SEARCH_RANGE_FIELDS)
+        if fields:
+            known = ", ".join(SEARCH_RANGE_FIELDS)
+            complaints.append(f"search {name}: unknown key(s) {quoted(fields)} (known: {known})")
+    return complaints
+
+
+def _unknown_in(values: Any, known: tuple[str, ...]) -> list[str]:
+    """The keys of `values` not in `known`, sorted (none if `values` is not an object)."""
+    return sorted(set(values) - set(known)) if isinstance(values, dict) else []
 
 
 def list_field(data: dict, name: str) -> list:

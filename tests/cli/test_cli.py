@@ -243,7 +243,7 @@ def test_resume_refuses_saved_hyperparams_that_are_not_numbers(tmp_path, monkeyp
     import purejaxppo.outputs.checkpoint
 
     meta = {"config": PPOConfig().to_dict(), "hyperparams": {"gamma": True}, "sweep": {}}
-    meta |= {"name": "cartpole", "seed": 0, "num_seeds": 1, "chunk_updates": 1}
+    meta |= {"name": "cartpole", "seed": 0, "num_seeds": 1, "loop": {"chunk_updates": 1}}
     monkeypatch.setattr(purejaxppo.outputs.checkpoint, "read_meta", lambda out: meta)
     assert main(["train", "--resume", str(tmp_path)]) == 2
     err = capsys.readouterr().err

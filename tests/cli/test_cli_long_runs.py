@@ -90,6 +90,7 @@ def test_sigint_saves_then_resume_matches_uninterrupted(tmp_path, capsys):
     resumed_rows = sorted_rows(stopped / "metrics.csv")
     assert len(resumed_rows) == 2 * 600
     assert resumed_rows == sorted_rows(whole / "metrics.csv")  # bit for bit, as text
+    assert (stopped / "metrics.csv").read_bytes() == (whole / "metrics.csv").read_bytes()
     evaluated = sorted({int(r["update"]) for r in resumed_rows if r["eval_return"]})
     assert evaluated == list(range(20, 601, 20))  # before the stop and after it
     resumed = json.loads((stopped / "summary.json").read_text())

@@ -2,12 +2,13 @@
 refused with a one-line `CheckpointError`."""
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
 from small_runs import CONFIG
 
-from purejaxppo import make_train
+from purejaxppo import ConfigError, make_train
 from purejaxppo.outputs import checkpoint
 from purejaxppo.outputs.checkpoint import (
     CheckpointError,
@@ -73,3 +74,86 @@ def test_checkpoint_errors_are_cut_to_one_short_line():
         "ValueError: Encountered error while reading array index (0, 0): DATA_LOSS: bad chunk."
     )
     assert len(_first_line(OSError("x" * 1000))) == len("OSError: ") + 200
+
+
+def _save_at(run, path: Path, updates: int) -> None:
+    """The run's state with its first `updates` metrics, saved as the checkpoint after
+    `updates` updates (keeping every checkpoint)."""
+    import jax
+
+    metrics = jax.tree.map(lambda m: m[:, :updates], run.metrics)
+    meta = {"updates_done": updates, "env": CONFIG.env}
+    save_checkpoint(open_manager(path, max_to_keep=10), run.state, metrics, meta)
+
+
+def test_a_checkpoint_deleted_while_read_is_retried_on_the_newest(
+    trainer, population, uninterrupted, tmp_path, monkeypatch
+):
+    """What `eval` meets while the run it reads trains on: the training run saves a newer
+    checkpoint and deletes the one being read."""
+    for updates in (3, 5):
+        _save_at(uninterrupted, tmp_path, updates)
+    real_restore_step = checkpoint.restore_step
+    read = []
+
+    def deleted_under_the_reader(out, step, *args):
+        read.append(step)
+        if len(read) == 1:  # training finished update 7 and dropped the oldest two
+            _save_at(uninterrupted, tmp_path, 7)
+            for old in (3, 5):
+                shutil.rmtree(checkpoint_dir(tmp_path) / str(old))
+        return real_restore_step(out, step, *args)
+
+    monkeypatch.setattr(checkpoint, "restore_step", deleted_under_the_reader)
+    restored = restore_checkpoint(tmp_path, abstract_train_state(trainer, population), 4)
+    assert read == [5, 7] and restored.updates_done == 7 and restored.damaged == ()
+
+
+def test_a_damaged_newest_checkpoint_gives_way_to_an_intact_one(
+    trainer, population, uninterrupted, tmp_path
+):
+    for updates in (3, 5, 7):
+        _save_at(uninterrupted, tmp_path, updates)
+    for updates in (7, 5):
+        step_dir = checkpoint_dir(tmp_path) / str(updates)
+        largest = max(
+            (p for p in step_dir.rglob("*") if p.is_file()), key=lambda p: p.stat().st_size
+        )
+        os.truncate(largest, 1000)
+    restored = restore_checkpoint(tmp_path, abstract_train_state(trainer, population), 4)
+    assert restored.updates_done == 3
+    assert [step for step, _ in restored.damaged] == [7, 5]
+    assert all("is unreadable" in reason for _, reason in restored.damaged)
+    moved = checkpoint.set_aside_damaged(tmp_path, restored.damaged)
+    assert [p.name for p in moved] == ["damaged-7", "damaged-5"]
+    assert checkpoint.saved_steps(tmp_path) == [3]
+
+
+def test_a_failed_save_removes_its_temporary_directory(uninterrupted, tmp_path, monkeypatch):
+    import orbax.checkpoint as ocp
+
+    _save_at(uninterrupted, tmp_path, 3)
+
+    def fails(self, step, *args, **kwargs):
+        (Path(self.directory) / f"{step}.orbax-checkpoint-tmp").mkdir()
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(ocp.CheckpointManager, "save", fails)
+    with pytest.raises(checkpoint.SaveError) as failed:
+        _save_at(uninterrupted, tmp_path, 5)
+    assert str(failed.value) == (
+        f"saving checkpoint {checkpoint_dir(tmp_path) / '5'} failed (No space left on device); "
+        f"the newest complete checkpoint is {checkpoint_dir(tmp_path) / '3'}"
+    )
+    assert sorted(p.name for p in checkpoint_dir(tmp_path).iterdir()) == ["3"]
+
+
+def test_the_disk_is_checked_for_the_final_checkpoint(tmp_path, monkeypatch, capsys):
+    usage = shutil.disk_usage(tmp_path)
+    monkeypatch.setattr(checkpoint.shutil, "disk_usage", lambda p: usage._replace(free=2**20))
+    with pytest.raises(ConfigError, match=r"has 1.0 MiB free, but .* needs"):
+        checkpoint.check_disk_room(tmp_path, 2**20, 0)
+    checkpoint.check_disk_room(tmp_path, 2**19, 0)  # fits once, not three times: a notice
+    assert "room for fewer than the 3 checkpoints" in capsys.readouterr().err
+    checkpoint.check_disk_room(tmp_path, 2**16, 0)
+    assert capsys.readouterr().err == ""

@@ -4,7 +4,11 @@ drawing and XLand-MiniGrid's own; envs without a drawing and missing extras are 
 one line, before anything runs."""
 
 import builtins
+import errno
+import os
+import pathlib
 import sys
+import types
 
 import jax
 import jax.numpy as jnp
@@ -143,6 +147,37 @@ def test_bad_output_names_are_refused(tmp_path, monkeypatch):
     with pytest.raises(ConfigError, match=r"^--out: an \.mp4 needs imageio-ffmpeg"):
         render.check_movie_path(tmp_path / "episode.mp4", "--out")
     render.check_movie_path(tmp_path / "episode.gif")  # a GIF needs nothing more
+
+
+def test_an_unwritable_movie_path_is_refused_in_one_line(tmp_path, monkeypatch):
+    """Before the episodes: a path under a file, or in a directory where no file can be made
+    (read-only: as root a chmod does not stop writes, so the probe's write fails instead).
+    After them: a write that fails all the same, as a one-line `ConfigError`."""
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    with pytest.raises(ConfigError, match=r"^--out: cannot write .*afile is a file, not a dir"):
+        render.check_movie_path(afile / "x.gif", "--out")
+    (tmp_path / "dir.gif").mkdir()
+    with pytest.raises(ConfigError, match=r"^path: .*dir\.gif is a directory$"):
+        render.check_movie_path(tmp_path / "dir.gif")
+    read_only = OSError(errno.EROFS, os.strerror(errno.EROFS))
+
+    def refuse(*args, **kwargs):
+        raise read_only
+
+    monkeypatch.setattr(pathlib.Path, "write_bytes", refuse)
+    with pytest.raises(ConfigError, match=r"^path: cannot write .*x\.gif: Read-only file system$"):
+        render.check_movie_path(tmp_path / "new" / "x.gif")
+    monkeypatch.undo()
+    render.check_movie_path(tmp_path / "new" / "x.gif")  # writable: and nothing was made
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile", "dir.gif"]
+
+    spec = make_env("DeepSea-bsuite")
+    states = [types.SimpleNamespace(row=0, column=0)] * 2
+    monkeypatch.setattr(Image.Image, "save", refuse)
+    path = tmp_path / "movie" / "x.gif"
+    with pytest.raises(ConfigError, match=r"^cannot write .*x\.gif: Read-only file system$"):
+        render.write_animation(spec, states, ["a", "b"], path)
 
 
 def test_the_drawings_without_their_extra_are_refused_with_the_install_line(monkeypatch):

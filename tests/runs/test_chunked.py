@@ -17,7 +17,6 @@ from purejaxppo.outputs.checkpoint import (
     save_checkpoint,
 )
 from purejaxppo.runs.chunked import (
-    StopOnSignals,
     abstract_train_state,
     chunk_sizes,
     default_chunk_updates,
@@ -25,6 +24,7 @@ from purejaxppo.runs.chunked import (
     train_chunked,
 )
 from purejaxppo.runs.population import build_population
+from purejaxppo.runs.stop import StopOnSignals
 
 
 def test_chunk_sizes_and_default():

@@ -10,12 +10,16 @@ from purejaxppo import ConfigError, Hyperparams, PPOConfig, make_train
 from purejaxppo.cli.main import main
 from purejaxppo.config import stack_hyperparams
 from purejaxppo.envs.spec import make_env
-from purejaxppo.ppo.types import Metrics
+from purejaxppo.ppo.evaluate import evaluate_policy
+from purejaxppo.ppo.types import Metrics, policy_of
 from purejaxppo.runs.memory_budget import (
+    check_evaluation_fits,
     check_fits,
     check_metrics_fit,
     estimate_bytes,
+    evaluation_bytes,
     metrics_bytes,
+    parameter_count,
 )
 
 
@@ -96,3 +100,70 @@ def test_readme_error_example_is_the_models_message():
     with pytest.raises(ConfigError) as error:
         check_fits(config, make_env("CartPole-v1"), runs, free=int(free * 2**30))
     assert f"purejaxppo: error: {error.value}" == quoted.group(0).strip("`")
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        PPOConfig(),
+        PPOConfig(env="Pendulum-v1", hidden_sizes=(32, 16, 8)),
+        PPOConfig(env="Breakout-MinAtar", network="cnn", hidden_sizes=(64,)),
+        PPOConfig(recurrent=True, gru_size=16, hidden_sizes=(8, 4)),
+    ],
+)
+def test_parameter_count_is_the_networks(config):
+    """Counted from shapes alone, it is the size of the parameters a run initialises."""
+    trainer = make_train(config)
+    state = jax.eval_shape(trainer.init, jax.random.key(0), Hyperparams())
+    leaves = jax.tree.leaves(state.params)
+    assert parameter_count(config, trainer.spec) == sum(leaf.size for leaf in leaves)
+
+
+def test_a_network_too_wide_is_refused_naming_hidden_sizes():
+    """The rollout of 4 envs x 128 steps is small; the parameters of two 30000-wide layers
+    per tower, with the initialisation's and the optimizer's copies, are not."""
+    config = PPOConfig(hidden_sizes=(30000, 30000))
+    spec = make_env("CartPole-v1")
+    assert parameter_count(config, spec) == 1_800_450_003
+    with pytest.raises(ConfigError) as error:
+        check_fits(config, spec, num_runs=1, free=64 * 2**30)
+    assert str(error.value) == (
+        "hidden_sizes = (30000, 30000): one run's network of 1,800,450,003 parameters needs "
+        "about 107.3 GiB to initialise and train, but 64.0 GiB is free on cpu: use smaller "
+        "hidden_sizes"
+    )
+    wide = PPOConfig(hidden_sizes=(4096, 4096))  # 134 MiB a run, 2 GiB to initialise
+    with pytest.raises(ConfigError, match=r"at most 3 run\(s\) fit: use smaller hidden_sizes or"):
+        check_fits(wide, spec, num_runs=4, free=10 * 2**30)
+    check_fits(wide, spec, num_runs=3, free=10 * 2**30)
+
+
+@pytest.mark.parametrize(
+    ("env", "hidden", "gru", "episodes"),
+    [("CartPole-v1", (64, 64), 0, 4096), ("DeepSea-bsuite", (64, 64), 0, 4096)],
+)
+def test_evaluation_model_tracks_xla_memory_analysis(env, hidden, gru, episodes):
+    config = PPOConfig(env=env, hidden_sizes=hidden, recurrent=gru > 0, gru_size=gru or 128)
+    trainer = make_train(config)
+    state = jax.eval_shape(trainer.init, jax.random.key(0), Hyperparams())
+    policy = policy_of(config, state)
+
+    def play(policy, key):
+        return evaluate_policy(trainer, policy, key, episodes, True)
+
+    analysis = jax.jit(play).lower(policy, jax.random.key(0)).compile().memory_analysis()
+    xla = analysis.temp_size_in_bytes + analysis.output_size_in_bytes
+    model = evaluation_bytes(config, trainer.spec, 1, episodes)
+    assert xla / 1.5 < model < xla * 2, (model, xla)
+
+
+def test_evaluation_that_cannot_fit_is_refused_with_the_episodes_that_fit():
+    config, spec = PPOConfig(), make_env("CartPole-v1")
+    with pytest.raises(ConfigError) as error:
+        check_evaluation_fits(config, spec, 2, 10**8, "--episodes", free=2**30)
+    message = str(error.value)
+    assert message.startswith("--episodes 100000000: evaluating 2 run(s) x 100,000,000 episodes")
+    fit = int(message.split("lower it to ")[1])
+    check_evaluation_fits(config, spec, 2, fit, free=2**30)
+    with pytest.raises(ConfigError, match=r"^eval_episodes = \d+: .* lower it to"):
+        check_evaluation_fits(config, spec, 2, fit + 1, "eval_episodes", free=2**30)

@@ -8,6 +8,8 @@ import pytest
 from purejaxppo import ConfigError, Hyperparams, PPOConfig
 from purejaxppo.ppo.tuning import Tuning
 from purejaxppo.runs.spec import (
+    DOCUMENT_EXTRA_KEYS,
+    DOCUMENT_FIELDS,
     MAX_SEED,
     LoopOptions,
     RunSpec,
@@ -95,3 +97,53 @@ def test_bad_documents_name_the_field(document, message):
 def test_bad_loop_options_name_the_field(changes, message):
     with pytest.raises(ConfigError, match=message):
         LoopOptions(**changes)
+
+
+def test_unknown_keys_anywhere_in_the_document_are_named_at_once():
+    document = {
+        "hyperparameters": {"learning_rate": 0.1},
+        "num_seed": 8,
+        "config": {"hiden_sizes": [4], "num_env": 8},
+        "hyperparams": {"gama": 0.9, "lr": 0.1},
+        "loop": {"chunk": 2},
+        "pbt": {"often": 1},
+        "sweep": {"lr": [1e-3]},
+        "search": {"gamma": {"kind": "log", "low": 0.9, "high": 0.99, "step": 1}},
+        "schedule": [[2, {"entropy": 0.1}]],
+    }
+    with pytest.raises(ConfigError) as error:
+        read_run_document(document, "c.json")
+    message = str(error.value)
+    for expected in (
+        "c.json: unknown key(s) 'hyperparameters', 'num_seed' (known: name, env, config,",
+        "unknown config field(s) hiden_sizes, num_env",
+        "hyperparams: unknown hyperparameters 'gama', 'lr'",
+        "loop must be an object of chunk_updates, ",
+        ": unknown 'chunk'",
+        "unknown pbt field(s) often",
+        "sweep: unknown hyperparameter(s) 'lr'",
+        "search gamma: unknown key(s) 'step' (known: kind, low, high)",
+        "schedule at update 2: unknown hyperparameter(s) 'entropy'",
+    ):
+        assert expected in message
+    assert "\n" not in message
+
+
+def test_the_keys_run_writers_add_are_accepted_and_no_others():
+    """config.json and checkpoint metadata carry `run_document`'s `extra` keys beside the
+    run's fields: each writer's keys read back; a key no writer writes is refused."""
+    spec = RunSpec("x", CONFIG, num_seeds=2, schedule=((1, {"gamma": 0.9}),))
+    written = run_document(
+        spec,
+        LoopOptions(),
+        Tuning.plain(),
+        argv=["train"],
+        updates_done=2,
+        evaluations={"2": [1.0, 2.0]},
+        format=4,
+        exported_run={"run": 0},
+    )
+    assert set(written) == set(DOCUMENT_FIELDS) | set(DOCUMENT_EXTRA_KEYS)
+    assert read_run_document(json.loads(json.dumps(written)), "here")[0] == spec
+    with pytest.raises(ConfigError, match=r"^here: unknown key\(s\) 'argvs' \(known: "):
+        read_run_document(written | {"argvs": []}, "here")
