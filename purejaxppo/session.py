@@ -22,7 +22,7 @@ import numpy as np
 from purejaxppo.errors import ConfigError
 from purejaxppo.outputs import checkpoint
 from purejaxppo.outputs import summary as report_files
-from purejaxppo.outputs.checkpoint import CheckpointError, Restored, restore_checkpoint
+from purejaxppo.outputs.checkpoint import CheckpointError, Restored, SaveError, restore_checkpoint
 from purejaxppo.outputs.hooks import ChunkReport
 from purejaxppo.ppo.trainer import Trainer, make_train
 from purejaxppo.ppo.tuning import Tuning
@@ -41,12 +41,17 @@ from purejaxppo.runs.pbt import PBTPlan, abstract_pbt_tree, pbt_from_tree, pbt_p
 from purejaxppo.runs.pbt_spec import scheduled_hyperparams
 from purejaxppo.runs.placement import Placement, make_placement, place_runs, runs_to_host
 from purejaxppo.runs.population import Population
+from purejaxppo.runs.processes import every_process_agrees
 from purejaxppo.runs.spec import (
     LoopOptions,
     RunSpec,
     read_run_document,
     run_document,
 )
+
+WRITE_FAILED = 1000
+"""The stop code of a run stopped because a hook could not write (beyond every signal's
+number): every process stops, and none saves a final checkpoint."""
 
 
 @dataclasses.dataclass
@@ -74,14 +79,18 @@ class TrainSession:
         *,
         resume: bool = False,
         tuning: Tuning | None = None,
+        training: bool = True,
     ) -> TrainSession:
         """Build the trainer and the population and check they fit, before anything grows
-        with the population; with `resume`, restore the newest checkpoint under `out`."""
+        with the population; with `resume`, restore the newest checkpoint under `out`.
+        `training=False` opens a finished run to read it (`eval`, `export`, `render`): the
+        training's own memory checks are skipped, as the reader checks what it does."""
         loop = LoopOptions() if loop is None else loop
         placement = make_placement(loop.devices)
         trainer = make_train(spec.config, tuning=tuning)  # an unknown env fails here
-        episodes = loop.eval_episodes if loop.eval_every else 0
-        check_population_fits(trainer, spec.num_runs, placement, episodes)
+        if training:
+            episodes = loop.eval_episodes if loop.eval_every else 0
+            check_population_fits(trainer, spec.num_runs, placement, episodes)
         loop = resolve_chunk_updates(loop, spec)
         if out is not None and not resume and checkpoint.holds_checkpoint(out):
             raise ConfigError(
@@ -153,11 +162,14 @@ class TrainSession:
         self, hooks: Sequence[Any] = (), stop_requested: Callable[[], int] = lambda: 0
     ) -> ChunkedRun:
         """Compile the chunks and run them to the end, or to the first chunk boundary where
-        `stop_requested()` is nonzero (on any process). Every hook's `check` runs first, and
-        nothing is written until all have passed; then `on_start`, `on_chunk` and `close`,
-        each in the hooks' order."""
+        `stop_requested()` is nonzero (on any process). Every hook's `check` runs first, on
+        every process, and nothing is written until all have passed everywhere; then
+        `on_start`, `on_chunk` and `close`, each in the hooks' order. A hook that cannot
+        write (`OSError`, `SaveError`) stops every process at the next chunk boundary
+        (`WRITE_FAILED`), the hooks close without a final save, and the error is raised on
+        the process that met it."""
         check_hooks(self, hooks)
-        run = None
+        run, failures = None, []
         try:
             for hook in hooks:
                 hook.on_start(self)
@@ -169,16 +181,25 @@ class TrainSession:
             def on_chunk(chunked: ChunkedRun, done: Any) -> None:
                 chunks_done = -(-done.updates_done // self.loop.chunk_updates)
                 report = ChunkReport(chunked, done, chunks_done, {})
-                for hook in hooks:
-                    hook.on_chunk(self, report)
+                try:
+                    for hook in hooks:
+                        hook.on_chunk(self, report)
+                except (OSError, SaveError) as error:
+                    failures.append(error)  # raised once every process has stopped
+
+            def stop_or_failed() -> int:
+                return WRITE_FAILED if failures else int(stop_requested())
 
             run = run_chunked(
                 program, self.population, resume=self.resume_state(), on_chunk=on_chunk,
-                stop_requested=stop_requested,
+                stop_requested=stop_or_failed,
                 hyperparams_at=self.scheduled_hyperparams if self.spec.schedule else None,
             )  # fmt: skip
         finally:
-            close_hooks(self, hooks, run)
+            failed = failures or (run is not None and run.stop_code == WRITE_FAILED)
+            close_hooks(self, hooks, None if failed else run)
+        if failures:
+            raise failures[0]
         return run
 
     def scheduled_hyperparams(self, updates_done: int) -> Any:
@@ -207,26 +228,35 @@ class TrainSession:
 
 
 def check_hooks(session: TrainSession, hooks: Sequence[Any]) -> None:
-    """Every hook's `check`, in order (a hook may have none); if one refuses, the hooks
-    checked before it are closed (a tracker started by its check is finished) and the
-    refusal raised."""
+    """Every hook's `check`, in order (a hook may have none), then every process agrees:
+    if one refuses, the hooks checked before it are closed (a tracker started by its check
+    is finished) and every process raises (the one that refused, its own error)."""
+    refusal = None
     for index, hook in enumerate(hooks):
         check = getattr(hook, "check", None)
         try:
             if check is not None:
                 check(session)
-        except BaseException:
+        except Exception as error:
             close_hooks(session, hooks[:index], None)
-            raise
+            refusal = error
+            break
+    if not every_process_agrees(refusal is None):
+        if refusal is None:  # another process refused: close what this one's checks opened
+            close_hooks(session, hooks, None)
+        raise refusal or ConfigError(
+            "another process of this run refused it (its console says why)"
+        )
 
 
 def close_hooks(session: TrainSession, hooks: Sequence[Any], run: ChunkedRun | None) -> None:
-    """Every hook's `close`, in order, even when one of them fails (the first failure is
-    raised after the rest have closed)."""
+    """Every hook's `close`, in order, even when one of them fails. After a failure the
+    rest close as after a failed run (`run` None: no summary of a run whose checkpoint was
+    not saved); the first failure is raised after all have closed."""
     failure = None
     for hook in hooks:
         try:
-            hook.close(session, run)
+            hook.close(session, None if failure is not None else run)
         except Exception as error:
             failure = failure or error
     if failure is not None:

@@ -24,7 +24,7 @@ def run_eval(args: argparse.Namespace) -> int:
     check_episodes_fit(spec, loop, args.episodes)
     out = output_file(args.out, args.run_dir / "eval.json", "eval.json")
     prepare_output_dir(out.parent)
-    session = TrainSession.open(spec, loop, args.run_dir, resume=True)
+    session = TrainSession.open(spec, loop, args.run_dir, resume=True, training=False)
     rows = evaluation_rows(session, args.episodes, args.seed)
 
     from purejaxppo.outputs import console

@@ -26,7 +26,7 @@ def run_export(args: argparse.Namespace) -> int:
     if not 0 <= args.run < spec.num_runs:
         raise ConfigError(f"--run must lie in 0..{spec.num_runs - 1}, got {args.run}")
     prepare_output_dir(args.out)
-    session = TrainSession.open(spec, loop, args.run_dir, resume=True)
+    session = TrainSession.open(spec, loop, args.run_dir, resume=True, training=False)
     policies = session.policies(session.restored.state)
     policy = jax.tree.map(lambda leaf: leaf[args.run], policies)
     document = session.document(

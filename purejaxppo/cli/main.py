@@ -14,8 +14,8 @@ import contextlib
 import logging
 import os
 import sys
-import threading
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 from purejaxppo.cli.exits import EXIT_USAGE, EXIT_WRITE, write_failure
 from purejaxppo.errors import ConfigError
@@ -77,26 +77,28 @@ def console_main() -> int:
     """The `purejaxppo` command: `main`, with the 'ignored' exceptions kept quiet to the end
     of the process (TensorStore's futures of a failed read are collected at exit)."""
     if not os.environ.get("PUREJAXPPO_DEBUG"):
-        sys.unraisablehook = lambda unraisable: None
-        threading.excepthook = lambda args: None
+        sys.unraisablehook = ignore_unraisable
     return main()
 
 
 @contextlib.contextmanager
 def quiet_unraisable() -> Iterator[None]:
-    """Exceptions Python can only report as 'ignored' (from finalizers and from orbax's and
-    TensorStore's threads after a failed read or write) stay off the console, which has had
-    the one line that matters. PUREJAXPPO_DEBUG=1 shows them."""
+    """Exceptions Python can only report as 'ignored' (from finalizers of TensorStore's
+    futures after a failed read or write) stay off the console, which has had the one line
+    that matters. PUREJAXPPO_DEBUG=1 shows them."""
     if os.environ.get("PUREJAXPPO_DEBUG"):
         yield
         return
-    previous = sys.unraisablehook, threading.excepthook
-    sys.unraisablehook = lambda unraisable: None
-    threading.excepthook = lambda args: None
+    previous = sys.unraisablehook
+    sys.unraisablehook = ignore_unraisable
     try:
         yield
     finally:
-        sys.unraisablehook, threading.excepthook = previous
+        sys.unraisablehook = previous
+
+
+def ignore_unraisable(unraisable: Any) -> None:
+    """An 'Exception ignored in ...' report, dropped (see `quiet_unraisable`)."""
 
 
 def run_command(argv: list[str], stop: StopOnSignals) -> int:

@@ -30,7 +30,7 @@ def run_render(args: argparse.Namespace) -> int:
     if not 0 <= args.run < spec.num_runs:
         raise ConfigError(f"--run must lie in 0..{spec.num_runs - 1}, got {args.run}")
     check_drawable(make_env(spec.config.env))  # before the checkpoint is restored
-    session = TrainSession.open(spec, loop, args.run_dir, resume=True)
+    session = TrainSession.open(spec, loop, args.run_dir, resume=True, training=False)
     rendered = render_run(session, args.run, out, args.episodes, args.seed, args.deterministic)
     returns = ", ".join(f"{r:.1f}" for r in rendered.returns)
     mode = "deterministic" if args.deterministic else "sampled"

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from purejaxppo.cli.exits import EXIT_NAN
+from purejaxppo.cli.exits import EXIT_NAN, EXIT_WRITE
 from purejaxppo.cli.values import (
     enable_compilation_cache,
     given_pbt,
@@ -23,6 +23,7 @@ from purejaxppo.cli.values import (
 )
 from purejaxppo.errors import ConfigError
 from purejaxppo.runs.spec import LoopOptions, RunSpec
+from purejaxppo.runs.stop import StopOnSignals
 
 # Flags that describe the runs: `--resume` takes them from the checkpoint instead.
 RESUME_CONFLICTS = (
@@ -90,11 +91,13 @@ def given_loop_options(args: argparse.Namespace) -> dict[str, Any]:
 def output_dir(out: Path | None, name: str) -> Path:
     """`--out`, or `runs/<name>-<time>`; never a directory that holds a checkpointed run."""
     from purejaxppo.outputs.checkpoint import holds_checkpoint
+    from purejaxppo.outputs.run_lock import refuse_if_in_use
     from purejaxppo.runs.processes import several_processes
 
     if out is None and several_processes():
         raise ConfigError("a run of several processes needs --out (the same directory for all)")
     out = out or Path("runs") / f"{name.replace(':', '-')}-{time.strftime('%Y%m%d-%H%M%S')}"
+    refuse_if_in_use(out)  # a run training into it is named first
     if holds_checkpoint(out):
         raise ConfigError(
             f"{out} already holds a checkpointed run: --resume {out}, or another --out"
@@ -104,6 +107,7 @@ def output_dir(out: Path | None, name: str) -> Path:
 
 def resume_request(args: argparse.Namespace, given: dict[str, Any]) -> TrainRequest:
     """The runs saved with the newest checkpoint in `args.resume`."""
+    from purejaxppo.outputs.run_lock import refuse_if_in_use
     from purejaxppo.session import load_saved_run
 
     conflicts = [
@@ -114,11 +118,12 @@ def resume_request(args: argparse.Namespace, given: dict[str, Any]) -> TrainRequ
         raise ConfigError(
             f"--resume continues a run with its saved settings; drop {', '.join(conflicts)}"
         )
+    refuse_if_in_use(args.resume)  # before its checkpoint, which a training run may not have yet
     spec, saved_loop = load_saved_run(args.resume)
     return TrainRequest(spec, saved_loop.replace(**given), args.resume, resume=True)
 
 
-def run_train(args: argparse.Namespace, argv: Sequence[str], stop: Any) -> int:
+def run_train(args: argparse.Namespace, argv: Sequence[str], stop: StopOnSignals) -> int:
     """Train in chunks with the default hooks (progress, metrics.csv, TensorBoard, periodic
     evaluation and checkpoints, config/summary/plot), the run directory locked for this run
     alone; `stop.requested()` (SIGINT/SIGTERM) stops at a chunk boundary with a checkpoint."""
@@ -137,7 +142,7 @@ def run_train(args: argparse.Namespace, argv: Sequence[str], stop: Any) -> int:
     from purejaxppo.outputs.checkpoint import SaveError
     from purejaxppo.outputs.run_lock import hold_run_dir
     from purejaxppo.runs.processes import every_process_agrees, several_processes
-    from purejaxppo.session import TrainSession
+    from purejaxppo.session import WRITE_FAILED, TrainSession
 
     process_0 = process_index() == 0
     agree = every_process_agrees if several_processes() else None
@@ -150,12 +155,13 @@ def run_train(args: argparse.Namespace, argv: Sequence[str], stop: Any) -> int:
             )
             return 0
         hooks = [Announce(), *default_hooks(session, request.out, argv)]
-        writes = process_0
         try:
             run = session.run(hooks, stop.requested)
         except (SaveError, OSError) as error:
-            return write_failed(session, error, writes)
-    return exit_status(session, run, writes)
+            return write_failed(session, error)
+        if run.stop_code == WRITE_FAILED:  # another process could not write
+            return write_failed(session, None) if process_0 else EXIT_WRITE
+    return exit_status(session, run, process_0)
 
 
 def process_index() -> int:
@@ -164,14 +170,18 @@ def process_index() -> int:
     return jax.process_index()
 
 
-def write_failed(session: Any, error: Exception, writes: bool) -> int:
-    """A save or a file write failed: one line with the cause, the newest complete checkpoint
-    and how to go on from it; exit status 4."""
-    from purejaxppo.cli.exits import EXIT_WRITE, write_failure
+def write_failed(session: Any, error: Exception | None) -> int:
+    """A save or a file write failed (`error`, on this process; None: on another): one line
+    with the cause, the newest complete checkpoint and how to go on from it; exit status 4.
+    The process that met the error says it, whichever it is."""
+    from purejaxppo.cli.exits import write_failure
     from purejaxppo.outputs.checkpoint import SaveError, checkpoint_dir, latest_updates
 
     saved = isinstance(error, SaveError)  # its text names the newest checkpoint already
-    text = str(error) if saved else write_failure(error)
+    if error is None:
+        text = "a write failed on another process of this run (its console says which)"
+    else:
+        text = str(error) if saved else write_failure(error)
     newest = latest_updates(session.out)
     if not saved and newest is None:
         text += "; no checkpoint is on disk"
@@ -179,8 +189,7 @@ def write_failed(session: Any, error: Exception, writes: bool) -> int:
         text += f"; the newest complete checkpoint is {checkpoint_dir(session.out) / str(newest)}"
     if newest is not None:
         text += f". Once there is room, continue with: purejaxppo train --resume {session.out}"
-    if writes:
-        print(f"purejaxppo: error: {text}", file=sys.stderr)
+    print(f"purejaxppo: error: {text}", file=sys.stderr)
     return EXIT_WRITE
 
 

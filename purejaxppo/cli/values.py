@@ -68,11 +68,21 @@ def parse_int_list(flag: str, text: str) -> list[int]:
     return values
 
 
+def object_without_repeats(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object whose keys are each given once (json keeps the last of a repeated key
+    silently, as `--set` would without its own check)."""
+    keys = [key for key, _ in pairs]
+    repeated = sorted({key for key in keys if keys.count(key) > 1})
+    if repeated:
+        raise ValueError(f"key(s) {', '.join(map(repr, repeated))} given twice in one object")
+    return dict(pairs)
+
+
 def source_spec(args: argparse.Namespace) -> RunSpec:
     """The run `--config` describes, or a preset's or env's defaults (one seed, no sweep)."""
     if args.config is not None:
         try:
-            data = json.loads(args.config.read_text())
+            data = json.loads(args.config.read_text(), object_pairs_hook=object_without_repeats)
         except (OSError, ValueError) as error:
             raise ConfigError(f"cannot read config file {args.config}: {error}") from None
         return read_run_document(data, f"cannot read config file {args.config}")[0]

@@ -29,6 +29,8 @@ import re
 import shutil
 import sys
 import threading
+import time
+import traceback
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -144,6 +146,9 @@ def save_checkpoint(
             if wait:
                 manager.wait_until_finished()
     except Exception as error:  # orbax and TensorStore raise many types for one OS error
+        silence_failed_save()
+        with contextlib.suppress(Exception):
+            manager.wait_until_finished()  # its threads may still write into the directory
         remove_partial_saves(directory)
         steps = saved_steps(directory.parent)
         newest = (
@@ -169,13 +174,17 @@ def failure_cause(error: BaseException) -> str:
     return _first_line(error)
 
 
-def remove_partial_saves(directory: Path) -> None:
-    """Remove the temporary directories of unfinished saves under `directory`."""
-    if not directory.is_dir():
-        return
-    for path in directory.iterdir():
-        if ".orbax-checkpoint-tmp" in path.name:
+def remove_partial_saves(directory: Path, settle_s: float = 0.1, attempts: int = 20) -> None:
+    """Remove the temporary directories of unfinished saves under `directory`. TensorStore's
+    own threads can still be writing into a failed save's directory after the error is
+    raised, so it is removed until it stays removed for `settle_s`."""
+    for _ in range(attempts):
+        partial = [p for p in directory.glob("*.orbax-checkpoint-tmp*") if p.is_dir()]
+        if not partial:
+            return
+        for path in partial:
             shutil.rmtree(path, ignore_errors=True)
+        time.sleep(settle_s)
 
 
 @contextlib.contextmanager
@@ -218,6 +227,25 @@ def check_disk_room(out: Path, checkpoint_bytes: int, other_bytes: int = 0) -> N
 
 def mib(size: float) -> str:
     return f"{size / 2**20:.1f} MiB"
+
+
+def silence_failed_save() -> None:
+    """After a failed save, orbax's threads go on reporting the same failure (logs, and
+    tracebacks of its threads and asyncio futures) after the error has reached the caller,
+    which says it in one line: from now on, in this process, orbax's and asyncio's logs below
+    critical and exceptions of threads running orbax code are dropped; other threads'
+    exceptions are reported as before."""
+    for logger in ("absl", "asyncio"):  # asyncio: its futures' "never retrieved" reports
+        logging.getLogger(logger).setLevel(logging.CRITICAL)
+    report = threading.excepthook
+
+    def drop_orbax_threads(args: Any) -> None:
+        frames = traceback.extract_tb(args.exc_traceback) if args.exc_traceback else []
+        if not any("/orbax/" in frame.filename for frame in frames):
+            report(args)
+
+    if getattr(report, "__name__", "") != "drop_orbax_threads":
+        threading.excepthook = drop_orbax_threads
 
 
 def saved_steps(out: Path) -> list[int]:
@@ -268,11 +296,12 @@ def read_step_meta(out: Path, step: int) -> dict[str, Any]:
 
 
 def read_newest_intact(out: Path, read: Callable[[int], Any]) -> tuple[int, Any, list]:
-    """`(step, read(step), damaged)` for the newest checkpoint `read` succeeds on. A damaged
-    one (`read` raised `DamagedCheckpoint`) is passed over for the next older and listed in
-    `damaged` as `(step, reason)`; one deleted while it was read (the training run saved a
-    newer one) sends the search back to the newest."""
+    """`(step, read(step), damaged)` for the newest checkpoint `read` succeeds on. One
+    deleted while it was read (the training run saved a newer one) sends the search back to
+    the newest; one that fails twice (`read` raised `DamagedCheckpoint`) and is still there
+    is damaged: passed over for the next older and listed in `damaged` as `(step, reason)`."""
     damaged: list[tuple[int, str]] = []
+    failed: set[int] = set()  # read once and failed: a second failure is damage
     vanished = 0
     while vanished < READ_ATTEMPTS:
         steps = [step for step in saved_steps(out) if step not in dict(damaged)]
@@ -281,10 +310,12 @@ def read_newest_intact(out: Path, read: Callable[[int], Any]) -> tuple[int, Any,
         try:
             return steps[0], read(steps[0]), damaged
         except DamagedCheckpoint as error:
-            if (checkpoint_dir(out) / str(steps[0])).is_dir():
+            if not (checkpoint_dir(out) / str(steps[0])).is_dir():
+                vanished += 1
+            elif steps[0] in failed:  # twice, and still there: not a deletion in progress
                 damaged.append((steps[0], str(error)))
             else:
-                vanished += 1
+                failed.add(steps[0])
     raise no_intact_checkpoint(out, damaged)
 
 

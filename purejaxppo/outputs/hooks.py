@@ -35,6 +35,7 @@ from purejaxppo.outputs.checkpoint import (
     set_aside_damaged,
 )
 from purejaxppo.outputs.console import TrainProgress
+from purejaxppo.outputs.files import remove_temporaries
 from purejaxppo.outputs.logs import (
     CSV_ROW_BYTES,
     MetricsCsv,
@@ -201,6 +202,8 @@ class CheckpointHook:
             with contextlib.suppress(Exception):  # a manager whose save failed may fail again
                 self.manager.close()
             self.manager = None
+            if jax.process_index() == 0:  # what a failed save's threads wrote after it failed
+                remove_partial_saves(checkpoint_dir(self.out))
 
     def save(self, session: Any, run: ChunkedRun) -> None:
         if run.updates_done == 0 or self.manager.latest_step() == run.updates_done:
@@ -222,6 +225,7 @@ class RunFilesHook:
         """Nothing to check."""
 
     def on_start(self, session: Any) -> None:
+        remove_temporaries(self.out)  # of a run killed while it replaced a file
         document = session.document(argv=self.argv)
         report_files.write_json(self.out / "config.json", document)
 
@@ -285,7 +289,7 @@ def default_hooks(
         out.mkdir(parents=True, exist_ok=True)
     hooks: list[Any] = [EvalHook(loop.eval_every, loop.eval_episodes)] if loop.eval_every else []
     if loop.render_every and out is not None:
-        hooks.append(RenderHook(out, loop.render_every, writes))  # checks its env on_start
+        hooks.append(RenderHook(out, loop.render_every, writes))  # checks its env before the run
     if writes and out is not None:
         hooks += metric_sinks(session, out)
     if writes and loop.progress:

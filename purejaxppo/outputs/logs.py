@@ -15,7 +15,7 @@ import numpy as np
 
 from purejaxppo.errors import ConfigError
 from purejaxppo.metrics import final_returns
-from purejaxppo.outputs.files import replace_file, replace_text
+from purejaxppo.outputs.files import replace_file, replace_text, writing
 from purejaxppo.ppo.types import METRIC_NAMES, Metrics
 from purejaxppo.runs.population import Population
 
@@ -99,7 +99,7 @@ class MetricsCsv(MetricsSink):
         replace_file(self.path, write)
 
     def append(self, metrics: Metrics, first_update: int, evaluations: Evaluations = None) -> None:
-        with self.path.open("a", newline="") as f:
+        with writing(self.path), self.path.open("a", newline="") as f:
             csv.writer(f).writerows(self.rows(metrics, first_update, evaluations))
 
     def rows(

@@ -23,7 +23,7 @@ import numpy as np
 
 from purejaxppo.config import PPOConfig
 from purejaxppo.metrics import final_returns
-from purejaxppo.outputs.files import replace_file
+from purejaxppo.outputs.files import replace_file, writing
 from purejaxppo.runs.pbt import PBTLog, pbt_from_tree
 from purejaxppo.runs.population import Population
 
@@ -150,7 +150,7 @@ class PBTCsv:
 
     def append(self, log: PBTLog) -> None:
         values = [np.asarray(getattr(log.hyperparams, name)) for name in self.searched]
-        with self.path.open("a", newline="") as f:
+        with writing(self.path), self.path.open("a", newline="") as f:
             writer = csv.writer(f)
             for step, update in enumerate(np.asarray(log.update)):
                 for run in range(log.parents.shape[1]):

@@ -26,6 +26,7 @@ import numpy as np
 
 from purejaxppo.envs.spec import EnvSpec
 from purejaxppo.errors import ConfigError
+from purejaxppo.outputs.files import writing
 from purejaxppo.outputs.plots import pyplot
 from purejaxppo.ppo.evaluate import (
     EpisodeRecord,
@@ -235,22 +236,20 @@ def write_animation(
 ) -> None:
     """Draw one frame per state, each under its title, into `path` (.gif or .mp4; checked
     by the caller, `render_episodes`, before the episodes are played). A write that fails
-    all the same (the disk filled, the file system turned read-only) is a one-line
-    `ConfigError`."""
+    all the same (the disk filled, the file system turned read-only) is an `OSError` naming
+    `path`: a failed write, not bad input."""
     with frame_source(spec) as draw:
         frames = [
             titled_frame(draw(state), title) for state, title in zip(states, titles, strict=True)
         ]
     interval_ms = 50 if spec.name in CLASSIC_CONTROL else 100  # gymnax's own frame rates
-    try:
+    with writing(path):
         path.parent.mkdir(parents=True, exist_ok=True)
         if path.suffix.lower() == ".gif":
             first, *rest = frames
             first.save(path, save_all=True, append_images=rest, duration=interval_ms, loop=0)
         else:
             write_mp4(path, [np.asarray(frame) for frame in frames], 1000 / interval_ms)
-    except OSError as error:
-        raise ConfigError(f"cannot write {path}: {os_reason(error)}") from None
 
 
 def titled_frame(image: np.ndarray, title: str) -> Any:

@@ -67,16 +67,9 @@ def acquire(out: Path, command: str) -> RunDirLock:
             fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as error:
             raise ConfigError(f"cannot write to output directory {out}: {error.strerror}") from None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as error:
+        if not try_lock(fd, path):
             os.close(fd)
-            if error.errno not in (errno.EWOULDBLOCK, errno.EACCES):
-                raise ConfigError(f"cannot lock {path}: {error.strerror}") from None
-            raise ConfigError(
-                f"{out} is in use by {holder_text(path)}: one command at a time trains "
-                "into a run directory; wait for it to end, or choose another --out"
-            ) from None
+            raise in_use(out)
         if same_file(fd, path):
             break
         os.close(fd)  # its holder removed the file as we opened it: lock the new one
@@ -86,9 +79,47 @@ def acquire(out: Path, command: str) -> RunDirLock:
         "host": socket.gethostname(),
         "since": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
-    os.ftruncate(fd, 0)
-    os.write(fd, (json.dumps(holder) + "\n").encode())
-    return RunDirLock(path, fd)
+    lock = RunDirLock(path, fd)
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, (json.dumps(holder) + "\n").encode())
+    except OSError as error:  # a full disk: nothing is left behind, and nothing is held
+        lock.release()
+        raise ConfigError(f"cannot write {path}: {error.strerror}") from None
+    return lock
+
+
+def try_lock(fd: int, path: Path) -> bool:
+    """Take the exclusive lock on `fd` if no other open file holds it."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as error:
+        if error.errno not in (errno.EWOULDBLOCK, errno.EACCES):
+            raise ConfigError(f"cannot lock {path}: {error.strerror}") from None
+        return False
+    return True
+
+
+def in_use(out: Path) -> ConfigError:
+    return ConfigError(
+        f"{out} is in use by {holder_text(out / LOCK_NAME)}: one command at a time trains "
+        "into a run directory; wait for it to end, or choose another output directory"
+    )
+
+
+def refuse_if_in_use(out: Path) -> None:
+    """A `ConfigError` naming the holder if a live process holds `out`'s lock (a probe that
+    takes and drops the lock; it creates nothing)."""
+    path = out / LOCK_NAME
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return  # no lock file: nobody trains here
+    try:
+        if not try_lock(fd, path):
+            raise in_use(out)
+    finally:
+        os.close(fd)
 
 
 def same_file(fd: int, path: Path) -> bool:
@@ -113,30 +144,49 @@ def hold_run_dir(
 ) -> Iterator[RunDirLock | None]:
     """Create `out` if needed and hold its lock for the block (`takes_lock`: this process
     takes it; `agree(ok)`, given with several processes, is true when every process's `ok`
-    is). A directory this call created is removed again if the block leaves nothing in it
-    but the lock, so a refused command leaves no trace."""
-    created = not out.exists()
+    is). The directories this call created are removed again if the block leaves nothing in
+    them but the lock, so a refused command leaves no trace."""
+    created = first_missing(out)
     lock, refusal = None, None
     try:
         out.mkdir(parents=True, exist_ok=True)
+        if takes_lock:
+            lock = acquire(out, command)
     except OSError as error:
         refusal = ConfigError(f"cannot write to output directory {out}: {error.strerror}")
-    if refusal is None and takes_lock:
-        try:
-            lock = acquire(out, command)
-        except ConfigError as error:
-            refusal = error
-    if agree is not None and not agree(refusal is None):
-        refusal = refusal or ConfigError(f"{out} is in use: process 0 could not lock it")
+    except ConfigError as error:
+        refusal = error
     try:
+        if agree is not None and not agree(refusal is None) and refusal is None:
+            refusal = ConfigError(
+                f"another process of this run could not prepare {out} (its console says why)"
+            )
         if refusal is not None:
-            if lock is not None:
-                lock.release()
             raise refusal
         yield lock
     finally:
         if lock is not None:
             lock.release()
-        if created and out.is_dir() and only_holds_lock(out):
-            with contextlib.suppress(OSError):
-                out.rmdir()
+        if created is not None:
+            remove_if_unused(created, out)
+
+
+def first_missing(out: Path) -> Path | None:
+    """The outermost directory of `out` (itself included) that does not exist yet."""
+    missing = None
+    for path in (out, *out.parents):
+        if path.exists():
+            break
+        missing = path
+    return missing
+
+
+def remove_if_unused(top: Path, out: Path) -> None:
+    """Remove `out` and its parents up to `top` if they hold nothing but the lock file."""
+    with contextlib.suppress(OSError):
+        if out.is_dir() and only_holds_lock(out):
+            (out / LOCK_NAME).unlink(missing_ok=True)
+            for path in (out, *out.parents):
+                path.rmdir()  # fails, and stops, at the first one that is not empty
+                if path == top:
+                    break

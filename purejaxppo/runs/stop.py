@@ -66,16 +66,17 @@ class StopOnSignals:
         os._exit(128 + signum)
 
     def _read(self, read_end: int) -> None:
-        while True:
-            try:
-                data = os.read(read_end, 64)
-            except OSError:
-                return
-            if not data:
-                return
-            for signum in data:
-                if signum in self.signals:
-                    self.on_signal(signum)
+        """The reading thread: act on each signal until the pipe's write end is closed, then
+        close the read end (here, so no other thread closes it while it is read)."""
+        try:
+            while data := os.read(read_end, 64):
+                for signum in data:
+                    if signum in self.signals:
+                        self.on_signal(signum)
+        except OSError:
+            pass
+        finally:
+            os.close(read_end)
 
     def __enter__(self) -> StopOnSignals:
         if threading.current_thread() is not threading.main_thread():
@@ -96,11 +97,9 @@ class StopOnSignals:
         self._previous.clear()
         if self._pipe is not None:
             signal.set_wakeup_fd(self._previous_fd if self._previous_fd is not None else -1)
-            read_end, write_end = self._pipe
-            os.close(write_end)  # the reader sees the end of its pipe and returns
+            os.close(self._pipe[1])  # the reader sees the end of its pipe and closes it
             if self._reader is not None:
                 self._reader.join(timeout=5)
-            os.close(read_end)
             self._pipe = self._reader = None
 
 

@@ -75,6 +75,15 @@ def test_a_config_file_with_unknown_keys_is_refused_naming_each(tmp_path, monkey
     assert not out.exists()
 
 
+def test_a_config_file_with_a_key_given_twice_is_refused(tmp_path, monkeypatch, capsys):
+    forbid_compiling(monkeypatch)
+    path = tmp_path / "c.json"
+    path.write_text('{"num_seeds": 2, "config": {"num_envs": 8, "num_envs": 16}}')
+    assert main(["train", "--config", str(path), "--out", str(tmp_path / "run")]) == 2
+    err = one_line_error(capsys)
+    assert f"cannot read config file {path}: key(s) 'num_envs' given twice in one object" in err
+
+
 # 2. A setting given twice
 
 
@@ -253,6 +262,7 @@ def test_train_eval_episodes_that_cannot_fit_are_refused_before_compiling(
     tmp_path, monkeypatch, capsys
 ):
     forbid_compiling(monkeypatch)
+    monkeypatch.setattr(memory_budget, "available_bytes", lambda: 16 * 2**30)
     args = ["train", "--env", "CartPole-v1", "--eval-every", "1", "--no-progress"]
     out = tmp_path / "run"
     assert main([*args, "--eval-episodes", "100000000", "--out", str(out)]) == 2

@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -182,13 +183,28 @@ def test_a_failed_save_stops_the_run_in_one_line_and_resumes(whole, tmp_path, mo
     assert (out / "metrics.csv").read_bytes() == (whole / "metrics.csv").read_bytes()
 
 
-def test_a_failed_write_of_metrics_is_one_line(tmp_path, monkeypatch, capsys):
+def fail_metrics_from(monkeypatch, chunk: int) -> None:
+    """The `chunk`-th append to metrics.csv (1-based) and later ones fail as a buffered
+    write on a full disk does: an `OSError` that names no file."""
     from purejaxppo.outputs.logs import MetricsCsv
 
-    def full(self, *args, **kwargs):
-        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self.path))
+    real_append, real_rows, appends = MetricsCsv.append, MetricsCsv.rows, []
 
-    monkeypatch.setattr(MetricsCsv, "append", full)
+    def append(self, *args):
+        appends.append(args)
+        return real_append(self, *args)
+
+    def rows(self, *args):
+        if len(appends) >= chunk:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_rows(self, *args)
+
+    monkeypatch.setattr(MetricsCsv, "append", append)
+    monkeypatch.setattr(MetricsCsv, "rows", rows)
+
+
+def test_a_failed_write_of_metrics_is_one_line(tmp_path, monkeypatch, capsys):
+    fail_metrics_from(monkeypatch, 1)
     out = tmp_path / "run"
     assert main(["train", *SIX, "--out", str(out)]) == 4
     err = capsys.readouterr().err
@@ -196,6 +212,27 @@ def test_a_failed_write_of_metrics_is_one_line(tmp_path, monkeypatch, capsys):
         f"purejaxppo: error: cannot write {out / 'metrics.csv'}: No space left on device; "
         "no checkpoint is on disk\n"
     )
+
+
+def test_a_failed_write_stops_the_run_at_the_chunk_and_keeps_the_checkpoint(
+    whole, tmp_path, monkeypatch, capsys
+):
+    """The second chunk's rows cannot be written: the run stops there, saves no checkpoint
+    after the failure (its files would disagree with it), writes no summary, and resumes."""
+    fail_metrics_from(monkeypatch, 2)
+    out = tmp_path / "run"
+    assert main(["train", *SIX, "--out", str(out)]) == 4
+    err = capsys.readouterr().err
+    newest = checkpoint.checkpoint_dir(out) / "2"
+    assert err == (
+        f"purejaxppo: error: cannot write {out / 'metrics.csv'}: No space left on device; the "
+        f"newest complete checkpoint is {newest}. Once there is room, continue with: "
+        f"purejaxppo train --resume {out}\n"
+    )
+    assert checkpoint.saved_steps(out) == [2] and not (out / "summary.json").exists()
+    monkeypatch.undo()
+    assert main(["train", "--resume", str(out), "--no-progress"]) == 0
+    assert (out / "metrics.csv").read_bytes() == (whole / "metrics.csv").read_bytes()
 
 
 def damage_newest(out: Path) -> int:
@@ -330,3 +367,33 @@ def test_two_trains_started_on_one_directory(tmp_path):
         assert "is in use by purejaxppo train" in refused_resume.stderr
     else:
         assert "nothing to train" in refused_resume.stdout
+
+
+@pytest.mark.slow
+def test_a_check_refused_on_one_of_two_processes_refuses_both(tmp_path):
+    """The tracker starts on process 0 alone; when it cannot, process 1 must not go on into
+    the run (it used to wait in a collective until jax's heartbeat killed it)."""
+    with socket.socket() as probe:  # a free port for the coordinator
+        probe.bind(("127.0.0.1", 0))
+        port = str(probe.getsockname()[1])
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "WANDB_MODE": "no-such-mode"}
+    out = tmp_path / "run"
+    hosts = ["--coordinator", f"127.0.0.1:{port}", "--num-processes", "2", "--out", str(out)]
+    command = [sys.executable, "-m", "purejaxppo", "train", *SIX, "--wandb", "p", *hosts]
+    procs = [
+        subprocess.Popen(
+            [*command, "--process-id", str(i)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            text=True, env=env,
+        )
+        for i in range(2)
+    ]  # fmt: skip
+    try:
+        results = [p.communicate(timeout=120) for p in procs]
+    finally:
+        for p in procs:
+            p.kill()
+    assert [p.returncode for p in procs] == [2, 2], results
+    first, second = (err for _, err in results)
+    assert "--wandb 'p': the tracker did not start" in first and "Traceback" not in first
+    assert "another process of this run refused it" in second and "Traceback" not in second
+    assert not out.exists() or not (out / "metrics.csv").exists()

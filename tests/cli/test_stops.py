@@ -30,7 +30,11 @@ class Train:
     (polled while it runs, read whole at the end)."""
 
     def __init__(self, args: Sequence[str], logs: Path, devices: int = 1):
-        env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+        # Without the suite's shared compilation cache: these tests time signals against
+        # compiling, which a cache hit from an earlier test would skip.
+        cache_vars = ("JAX_COMPILATION_CACHE_DIR", "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS")
+        env = {k: v for k, v in os.environ.items() if k not in cache_vars}
+        env["JAX_PLATFORMS"] = "cpu"
         if devices > 1:
             env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
         logs.mkdir(parents=True, exist_ok=True)

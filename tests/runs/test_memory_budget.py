@@ -127,10 +127,11 @@ def test_a_network_too_wide_is_refused_naming_hidden_sizes():
     assert parameter_count(config, spec) == 1_800_450_003
     with pytest.raises(ConfigError) as error:
         check_fits(config, spec, num_runs=1, free=64 * 2**30)
+    platform = jax.devices()[0].platform
     assert str(error.value) == (
         "hidden_sizes = (30000, 30000): one run's network of 1,800,450,003 parameters needs "
-        "about 107.3 GiB to initialise and train, but 64.0 GiB is free on cpu: use smaller "
-        "hidden_sizes"
+        f"about 107.3 GiB to initialise and train, but 64.0 GiB is free on {platform}: use "
+        "smaller hidden_sizes"
     )
     wide = PPOConfig(hidden_sizes=(4096, 4096))  # 134 MiB a run, 2 GiB to initialise
     with pytest.raises(ConfigError, match=r"at most 3 run\(s\) fit: use smaller hidden_sizes or"):
