@@ -23,14 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import logging
-import os
-import re
-import shutil
-import sys
-import threading
-import time
-import traceback
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -40,6 +32,13 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from purejaxppo.errors import ConfigError
+from purejaxppo.outputs.storage import (
+    failure_cause,
+    first_line,
+    quiet_orbax,
+    remove_partial_saves,
+    silence_failed_save,
+)
 from purejaxppo.ppo.types import Metrics, TrainState
 
 # 4: the metadata is the run's document (`runs.spec.run_document`); 3: the GRU carry is
@@ -62,9 +61,6 @@ class SaveError(RuntimeError):
     line with the cause and the newest complete checkpoint."""
 
 
-# A checkpoint's size on disk against its arrays' bytes: orbax's metadata and the JSON.
-SAVE_OVERHEAD = 1.05
-SAVE_FIXED_BYTES = 256 * 1024
 # How often a reader retries when the checkpoint it read was deleted by the training run.
 READ_ATTEMPTS = 8
 
@@ -161,93 +157,6 @@ def save_checkpoint(
         ) from None
 
 
-def failure_cause(error: BaseException) -> str:
-    """The OS's words for the error under `error` (TensorStore writes the code into its
-    message), else its first line."""
-    text = str(error)
-    found = re.search(r"os_error_code='(\d+)'", text)
-    if found:
-        return os.strerror(int(found.group(1)))
-    errno_of = getattr(error, "errno", None)
-    if isinstance(error, OSError) and errno_of:
-        return os.strerror(errno_of)
-    return _first_line(error)
-
-
-def remove_partial_saves(directory: Path, settle_s: float = 0.1, attempts: int = 20) -> None:
-    """Remove the temporary directories of unfinished saves under `directory`. TensorStore's
-    own threads can still be writing into a failed save's directory after the error is
-    raised, so it is removed until it stays removed for `settle_s`."""
-    for _ in range(attempts):
-        partial = [p for p in directory.glob("*.orbax-checkpoint-tmp*") if p.is_dir()]
-        if not partial:
-            return
-        for path in partial:
-            shutil.rmtree(path, ignore_errors=True)
-        time.sleep(settle_s)
-
-
-@contextlib.contextmanager
-def quiet_orbax() -> Iterator[None]:
-    """orbax logs a failed write from each of its threads, with tracebacks, and re-raises it
-    in ours: keep only ours, which the caller turns into one line."""
-    logger = logging.getLogger("absl")
-    level, hook = logger.level, threading.excepthook
-    logger.setLevel(logging.CRITICAL)
-    threading.excepthook = lambda args: None
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
-        threading.excepthook = hook
-
-
-def check_disk_room(out: Path, checkpoint_bytes: int, other_bytes: int = 0) -> None:
-    """A `ConfigError` unless the disk under `out` has room for one checkpoint of
-    `checkpoint_bytes` and `other_bytes` of other files (so the final save can succeed); a
-    notice if it has no room for the three checkpoints a periodic save has on disk at once
-    (two kept, one being written)."""
-    free = shutil.disk_usage(out).free
-    need = int(checkpoint_bytes * SAVE_OVERHEAD) + SAVE_FIXED_BYTES
-    if free < need + other_bytes:
-        raise ConfigError(
-            f"{out} has {mib(free)} free, but the run's final checkpoint needs about "
-            f"{mib(need)} and its metrics files {mib(other_bytes)}: free some space, or "
-            "write the run elsewhere (--out)"
-        )
-    if free < 3 * need + other_bytes and jax.process_index() == 0:
-        print(
-            f"purejaxppo: {out} has {mib(free)} free, room for fewer than the 3 checkpoints "
-            f"of {mib(need)} a periodic save can need; if one fails, the run stops and keeps "
-            "the newest complete checkpoint",
-            file=sys.stderr,
-            flush=True,
-        )
-
-
-def mib(size: float) -> str:
-    return f"{size / 2**20:.1f} MiB"
-
-
-def silence_failed_save() -> None:
-    """After a failed save, orbax's threads go on reporting the same failure (logs, and
-    tracebacks of its threads and asyncio futures) after the error has reached the caller,
-    which says it in one line: from now on, in this process, orbax's and asyncio's logs below
-    critical and exceptions of threads running orbax code are dropped; other threads'
-    exceptions are reported as before."""
-    for logger in ("absl", "asyncio"):  # asyncio: its futures' "never retrieved" reports
-        logging.getLogger(logger).setLevel(logging.CRITICAL)
-    report = threading.excepthook
-
-    def drop_orbax_threads(args: Any) -> None:
-        frames = traceback.extract_tb(args.exc_traceback) if args.exc_traceback else []
-        if not any("/orbax/" in frame.filename for frame in frames):
-            report(args)
-
-    if getattr(report, "__name__", "") != "drop_orbax_threads":
-        threading.excepthook = drop_orbax_threads
-
-
 def saved_steps(out: Path) -> list[int]:
     """The update counts of the complete checkpoints under `out`, newest first: a directory
     listing (orbax renames a checkpoint to its number when the save is complete), no orbax
@@ -284,7 +193,7 @@ def read_step_meta(out: Path, step: int) -> dict[str, Any]:
         meta = meta["meta"]
     except Exception as error:  # orbax raises many types for a damaged directory
         raise DamagedCheckpoint(
-            f"checkpoint {checkpoint_dir(out) / str(step)} is unreadable: {_first_line(error)}"
+            f"checkpoint {checkpoint_dir(out) / str(step)} is unreadable: {first_line(error)}"
         ) from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT_VERSION:
         raise CheckpointError(
@@ -376,7 +285,7 @@ def restore_step(
             )["state"]
         except Exception as error:
             raise DamagedCheckpoint(
-                f"checkpoint {checkpoint_dir(out) / str(step)} is unreadable: {_first_line(error)}"
+                f"checkpoint {checkpoint_dir(out) / str(step)} is unreadable: {first_line(error)}"
             ) from None
     metrics = Metrics(**{k: np.asarray(v) for k, v in tree["metrics"].items()})
     extra_tree = jax.tree.map(np.asarray, tree["extra"]) if "extra" in tree else None
@@ -420,7 +329,7 @@ def check_shapes(manager: Any, step: int, abstract: dict[str, Any], out: Path) -
         stored = manager.item_metadata(step)["state"]
     except Exception as error:
         raise DamagedCheckpoint(
-            f"checkpoint {checkpoint_dir(out) / str(step)} is unreadable: {_first_line(error)}"
+            f"checkpoint {checkpoint_dir(out) / str(step)} is unreadable: {first_line(error)}"
         ) from None
     expected = {
         _path_name(path): tuple(leaf.shape)
@@ -453,13 +362,3 @@ def _path_name(path: tuple) -> str:
                 parts.append(str(getattr(key, attr)))
                 break
     return "/".join(parts)
-
-
-def _first_line(error: BaseException, limit: int = 200) -> str:
-    """The error's type and first line, without TensorStore's appended spec, at most
-    `limit` characters."""
-    lines = str(error).strip().splitlines()
-    text = lines[0].split(" See full TensorStore details")[0].strip() if lines else ""
-    if len(text) > limit:
-        text = text[: limit - 3].rstrip() + "..."
-    return f"{type(error).__name__}: {text}"

@@ -27,10 +27,8 @@ from purejaxppo.metrics import final_returns, mean_finished_returns
 from purejaxppo.outputs import console, plots
 from purejaxppo.outputs import summary as report_files
 from purejaxppo.outputs.checkpoint import (
-    check_disk_room,
     checkpoint_dir,
     open_manager,
-    remove_partial_saves,
     save_checkpoint,
     set_aside_damaged,
 )
@@ -45,6 +43,7 @@ from purejaxppo.outputs.logs import (
 )
 from purejaxppo.outputs.populations import PBTCsv
 from purejaxppo.outputs.render import check_drawable, render_episodes, run_label
+from purejaxppo.outputs.storage import check_disk_room, remove_partial_saves
 from purejaxppo.runs.chunked import ChunkDone, ChunkedRun, abstract_train_state, unpadded_state
 from purejaxppo.runs.evaluation import evaluate_runs
 from purejaxppo.runs.memory_budget import metrics_bytes

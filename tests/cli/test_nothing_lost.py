@@ -20,7 +20,7 @@ import pytest
 from suite_helpers import forbid_compiling, stop_after
 
 from purejaxppo.cli.main import main
-from purejaxppo.outputs import checkpoint
+from purejaxppo.outputs import checkpoint, storage
 from purejaxppo.outputs.run_lock import LOCK_NAME, acquire
 
 # 2 runs x 4 envs x 8 steps, 1 epoch.
@@ -137,13 +137,22 @@ def test_no_room_for_the_final_checkpoint_is_refused_before_anything(tmp_path, m
     forbid_compiling(monkeypatch)
     usage = shutil.disk_usage(tmp_path)
     small = usage._replace(free=100_000)
-    monkeypatch.setattr(checkpoint.shutil, "disk_usage", lambda path: small)
+    monkeypatch.setattr(storage.shutil, "disk_usage", lambda path: small)
     out = tmp_path / "run"
     assert main(["train", *SIX, "--out", str(out)]) == 2
     err = capsys.readouterr().err
     assert f"{out} has 0.1 MiB free, but the run's final checkpoint needs about" in err
     assert err.count("\n") == 1
     assert not out.exists()  # made for the lock, and removed with it
+
+
+def failed_write_line(out: Path, failed: str) -> str:
+    """The one line of a run that could not write after its checkpoint of update 2."""
+    newest = checkpoint.checkpoint_dir(out) / "2"
+    return (
+        f"purejaxppo: error: {failed}; the newest complete checkpoint is {newest}. Once there "
+        f"is room, continue with: purejaxppo train --resume {out}\n"
+    )
 
 
 def fail_saves_from(monkeypatch, first_failing: int) -> None:
@@ -169,13 +178,10 @@ def test_a_failed_save_stops_the_run_in_one_line_and_resumes(whole, tmp_path, mo
     out = tmp_path / "run"
     fail_saves_from(monkeypatch, 4)
     assert main(["train", *SIX, "--out", str(out)]) == 4
-    err = capsys.readouterr().err
-    newest = checkpoint.checkpoint_dir(out) / "2"
-    assert err == (
-        f"purejaxppo: error: saving checkpoint {checkpoint.checkpoint_dir(out) / '4'} failed "
-        f"(No space left on device); the newest complete checkpoint is {newest}. Once there "
-        f"is room, continue with: purejaxppo train --resume {out}\n"
+    failed = (
+        f"saving checkpoint {checkpoint.checkpoint_dir(out) / '4'} failed (No space left on device)"
     )
+    assert capsys.readouterr().err == failed_write_line(out, failed)
     assert sorted(p.name for p in checkpoint.checkpoint_dir(out).iterdir()) == ["2"]
     assert not (out / LOCK_NAME).exists()
     monkeypatch.undo()
@@ -222,13 +228,8 @@ def test_a_failed_write_stops_the_run_at_the_chunk_and_keeps_the_checkpoint(
     fail_metrics_from(monkeypatch, 2)
     out = tmp_path / "run"
     assert main(["train", *SIX, "--out", str(out)]) == 4
-    err = capsys.readouterr().err
-    newest = checkpoint.checkpoint_dir(out) / "2"
-    assert err == (
-        f"purejaxppo: error: cannot write {out / 'metrics.csv'}: No space left on device; the "
-        f"newest complete checkpoint is {newest}. Once there is room, continue with: "
-        f"purejaxppo train --resume {out}\n"
-    )
+    failed = f"cannot write {out / 'metrics.csv'}: No space left on device"
+    assert capsys.readouterr().err == failed_write_line(out, failed)
     assert checkpoint.saved_steps(out) == [2] and not (out / "summary.json").exists()
     monkeypatch.undo()
     assert main(["train", "--resume", str(out), "--no-progress"]) == 0

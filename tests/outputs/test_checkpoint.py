@@ -9,7 +9,7 @@ import pytest
 from small_runs import CONFIG
 
 from purejaxppo import ConfigError, make_train
-from purejaxppo.outputs import checkpoint
+from purejaxppo.outputs import checkpoint, storage
 from purejaxppo.outputs.checkpoint import (
     CheckpointError,
     checkpoint_dir,
@@ -64,16 +64,16 @@ def test_missing_and_corrupt_checkpoints_are_refused(trainer, population, uninte
 
 
 def test_checkpoint_errors_are_cut_to_one_short_line():
-    from purejaxppo.outputs.checkpoint import _first_line
+    from purejaxppo.outputs.storage import first_line
 
     tensorstore = ValueError(
         "Encountered error while reading array index (0, 0): DATA_LOSS: bad chunk. "
         "See full TensorStore details: <bound method spec of TensorStore({...})>\nmore"
     )
-    assert _first_line(tensorstore) == (
+    assert first_line(tensorstore) == (
         "ValueError: Encountered error while reading array index (0, 0): DATA_LOSS: bad chunk."
     )
-    assert len(_first_line(OSError("x" * 1000))) == len("OSError: ") + 200
+    assert len(first_line(OSError("x" * 1000))) == len("OSError: ") + 200
 
 
 def _save_at(run, path: Path, updates: int) -> None:
@@ -150,10 +150,10 @@ def test_a_failed_save_removes_its_temporary_directory(uninterrupted, tmp_path, 
 
 def test_the_disk_is_checked_for_the_final_checkpoint(tmp_path, monkeypatch, capsys):
     usage = shutil.disk_usage(tmp_path)
-    monkeypatch.setattr(checkpoint.shutil, "disk_usage", lambda p: usage._replace(free=2**20))
+    monkeypatch.setattr(storage.shutil, "disk_usage", lambda p: usage._replace(free=2**20))
     with pytest.raises(ConfigError, match=r"has 1.0 MiB free, but .* needs"):
-        checkpoint.check_disk_room(tmp_path, 2**20, 0)
-    checkpoint.check_disk_room(tmp_path, 2**19, 0)  # fits once, not three times: a notice
+        storage.check_disk_room(tmp_path, 2**20, 0)
+    storage.check_disk_room(tmp_path, 2**19, 0)  # fits once, not three times: a notice
     assert "room for fewer than the 3 checkpoints" in capsys.readouterr().err
-    checkpoint.check_disk_room(tmp_path, 2**16, 0)
+    storage.check_disk_room(tmp_path, 2**16, 0)
     assert capsys.readouterr().err == ""
