@@ -30,7 +30,8 @@ import numpy as np
 from purejaxppo.errors import ConfigError
 from purejaxppo.metrics import final_returns, return_stats
 from purejaxppo.outputs import plots
-from purejaxppo.outputs import summary as report
+from purejaxppo.outputs.machine import device_description, library_versions, results_dir
+from purejaxppo.outputs.summary import write_json
 from purejaxppo.ppo.evaluate import summarize_eval
 from purejaxppo.presets import PRESETS, preset_names
 from purejaxppo.runs.evaluation import evaluate_runs
@@ -226,8 +227,8 @@ def markdown_table(rows: list[dict[str, Any]], device: str) -> str:
 
 def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     args = parse_args(argv)
-    out = report.results_dir(args.out, Path(__file__).parent / "results", "learning")
-    device, versions = report.device_description(), report.library_versions()
+    out = results_dir(args.out, Path(__file__).parent / "results", "learning")
+    device, versions = device_description(), library_versions()
     command = " ".join(["python benchmarks/learning.py", *(argv or sys.argv[1:])])
     rows = earlier_rows(out / "learning.json", device, args.presets)
     for name in args.presets:
@@ -264,9 +265,7 @@ def earlier_rows(path: Path, device: str, replaced: Sequence[str]) -> list[dict[
 def write_results(
     out: Path, rows: list[dict[str, Any]], device: str, versions: dict[str, str]
 ) -> None:
-    report.write_json(
-        out / "learning.json", {"device": device, "versions": versions, "presets": rows}
-    )
+    write_json(out / "learning.json", {"device": device, "versions": versions, "presets": rows})
     (out / "learning.md").write_text(markdown_table(rows, device))
 
 

@@ -33,10 +33,11 @@ import numpy as np
 from purejaxppo.errors import ConfigError
 from purejaxppo.metrics import final_returns, return_stats
 from purejaxppo.outputs import plots
-from purejaxppo.outputs import summary as report
+from purejaxppo.outputs.machine import device_description, library_versions, results_dir
 from purejaxppo.outputs.populations import best_run
+from purejaxppo.outputs.summary import write_json
 from purejaxppo.presets import PRESETS, preset_names
-from purejaxppo.runs.pbt_spec import PBTConfig
+from purejaxppo.runs.pbt_settings import PBTConfig
 from purejaxppo.runs.search import SearchRange
 from purejaxppo.runs.spec import LoopOptions, RunSpec
 from purejaxppo.session import TrainSession
@@ -73,7 +74,13 @@ def population_spec(kind: str, name: str, runs: int, total_timesteps: int | None
         return spec
     every = max(1, config.num_updates // PBT_STEPS)
     pbt = PBTConfig(every=every) if kind == "pbt" else PBTConfig()
-    return RunSpec(spec.name, config, hp, seed=0, num_seeds=runs, search=SEARCH, pbt=pbt)
+    return RunSpec(spec.name, config, hp, seed=0, num_seeds=runs, search=SEARCH, strategy=pbt)
+
+
+def pbt_replaced(spec: RunSpec) -> int:
+    """Runs replaced at each PBT step (0: no PBT)."""
+    strategy = spec.strategy
+    return strategy.replaced(spec.num_runs) if isinstance(strategy, PBTConfig) else 0
 
 
 def train_population(spec: RunSpec) -> dict[str, Any]:
@@ -83,7 +90,7 @@ def train_population(spec: RunSpec) -> dict[str, Any]:
     run = session.run()
     wall_s = time.perf_counter() - start
     finals = final_returns(run.metrics)
-    best = best_run(session.population, run.metrics, run.pbt_log, tuple(spec.search))
+    best = best_run(session.population, run.metrics, run.log, tuple(spec.search))
     return {
         "final_return": return_stats(finals),
         "best": best,
@@ -91,8 +98,8 @@ def train_population(spec: RunSpec) -> dict[str, Any]:
         "compile_s": run.timing.compile_s,
         "run_s": run.timing.run_s,
         "env_steps_per_run": int(session.trainer.env_steps(run.updates_done)),
-        "pbt_every": spec.pbt.every,
-        "replaced_per_step": spec.pbt.replaced(spec.num_runs) if spec.pbt.enabled else 0,
+        "pbt_every": getattr(spec.strategy, "every", 0),
+        "replaced_per_step": pbt_replaced(spec),
         "curves": np.asarray(run.metrics.episode_return, np.float64),
         "steps": session.trainer.env_steps(range(1, run.updates_done + 1)),
     }
@@ -145,8 +152,8 @@ def markdown_table(results: list[dict[str, Any]], device: str, command: str) -> 
 
 def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     args = parse_args(argv)
-    out = report.results_dir(args.out, Path(__file__).parent / "results", "populations")
-    device = report.device_description()
+    out = results_dir(args.out, Path(__file__).parent / "results", "populations")
+    device = device_description()
     command = " ".join(["python benchmarks/populations.py", *(argv or sys.argv[1:])])
     results = []
     for name in args.presets:
@@ -163,8 +170,8 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
             for k, row in rows.items()
         }
         results.append({"preset": name, "runs": args.runs, **kept})
-        document = {"device": device, "versions": report.library_versions(), "command": command}
-        report.write_json(out / "populations.json", document | {"presets": results})
+        document = {"device": device, "versions": library_versions(), "command": command}
+        write_json(out / "populations.json", document | {"presets": results})
         (out / "populations.md").write_text(markdown_table(results, device, command))
     print(f"wrote {out}")
     return results

@@ -26,10 +26,11 @@ from pathlib import Path
 import jax
 
 from purejaxppo.config import stack_hyperparams
-from purejaxppo.outputs import summary as report
+from purejaxppo.outputs.machine import device_description, library_versions, results_dir
 from purejaxppo.ppo.trainer import make_train
 from purejaxppo.presets import PRESETS
-from purejaxppo.runs.compile import compile_for_runs
+from purejaxppo.runs.compile import compile_program, trainer_program
+from purejaxppo.runs.placement import LOCAL_RUNS
 
 POINTS = [(4, 1), (4, 16), (2048, 1)]
 
@@ -77,17 +78,13 @@ def profile_point(num_envs: int, num_seeds: int, updates: int) -> dict:
     keys = jax.random.split(jax.random.key(0), num_seeds)
     hps = stack_hyperparams([hp] * num_seeds)
     # Mapped over runs as `train` does, with XLA's trace annotations on.
-    single = trainer.tuning.single_run_unbatched
-    state = compile_for_runs(trainer.init, (keys, hps), single_run_unbatched=single).program(
-        keys, hps
-    )
+    init = compile_program(trainer_program(trainer, trainer.init, LOCAL_RUNS), (keys, hps))
+    state = init.program(keys, hps)
     options = trainer.tuning.compiler_options_dict() | {"xla_cpu_enable_xprof_traceme": True}
-    compiled = compile_for_runs(
-        lambda s, h: trainer.run_updates(h, s, updates),
-        (state, hps),
-        single_run_unbatched=single,
-        compiler_options=options,
-    ).program
+    updates_only = trainer_program(
+        trainer, lambda s, h: trainer.run_updates(h, s, updates), LOCAL_RUNS
+    )
+    compiled = compile_program(updates_only, (state, hps), compiler_options=options).program
     products = product_kernels(compiled.as_text())
     jax.block_until_ready(compiled(state, hps))
     walls = []
@@ -148,7 +145,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, help="default: benchmarks/results/<device>")
     parser.add_argument("--updates", type=int, default=4)
     args = parser.parse_args()
-    out = report.results_dir(args.out, Path(__file__).parent / "results")
+    out = results_dir(args.out, Path(__file__).parent / "results")
     rows = []
     for num_envs, num_seeds in POINTS:
         row = profile_point(num_envs, num_seeds, args.updates)
@@ -162,8 +159,8 @@ def main() -> None:
         )
         rows.append(row)
     result = {
-        "device": report.device_description(),
-        "versions": report.library_versions(),
+        "device": device_description(),
+        "versions": library_versions(),
         "tuning": make_train(PRESETS["cartpole"][0]).tuning.to_dict(),
         "points": rows,
     }

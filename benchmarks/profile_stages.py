@@ -27,15 +27,15 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 
-from purejaxppo.config import stack_hyperparams
-from purejaxppo.outputs import summary as report
-from purejaxppo.ppo.networks import init_network
-from purejaxppo.ppo.rollout import collect_rollout, draw_rollout_noise
-from purejaxppo.ppo.trainer import Trainer, init_state, make_train
+from purejaxppo.config import Hyperparams, stack_hyperparams
+from purejaxppo.outputs.machine import device_description, library_versions, results_dir
+from purejaxppo.ppo.rollout import collect_rollout
+from purejaxppo.ppo.trainer import Trainer, draw_update_randomness, init_state, make_train
 from purejaxppo.ppo.types import Actors
 from purejaxppo.presets import PRESETS
 from purejaxppo.runs import bench
-from purejaxppo.runs.compile import compile_trainer_program
+from purejaxppo.runs.compile import compile_program, trainer_program
+from purejaxppo.runs.placement import LOCAL_RUNS
 
 POINTS = [(4, 1), (4, 16), (2048, 1)]
 
@@ -49,7 +49,7 @@ def rollouts_only(trainer: Trainer):
         state = init_state(trainer, key_init, hp)
 
         def body(actors, key):
-            noise = draw_rollout_noise(trainer.spec, key, config.num_steps, config.num_envs)
+            noise = draw_update_randomness(trainer, key).rollout
             actors, tr = collect_rollout(trainer, state.params, actors, noise)
             # Every float output is used, so XLA keeps all the work the trainer does.
             floats = [x for x in jax.tree.leaves(tr) if jnp.issubdtype(x.dtype, jnp.floating)]
@@ -73,8 +73,7 @@ def forward_and_backward_flops(trainer: Trainer) -> tuple[float, float]:
     """`matmul_flops_per_env_step` in two parts: forward products (acting, the critic's
     values, each epoch's forward pass) and backward ones (each epoch's two products per
     forward one: input and weight gradients)."""
-    obs = jnp.zeros((1, *trainer.spec.obs_shape))
-    params = jax.eval_shape(lambda k: init_network(trainer.network, k, obs), jax.random.key(0))
+    params = jax.eval_shape(lambda k: trainer.init(k, Hyperparams()).params, jax.random.key(0))
     per_tower: dict[str, float] = {}
     for path, leaf in jax.tree_util.tree_leaves_with_path(params):
         names = [str(getattr(p, "key", p)) for p in path]
@@ -123,9 +122,12 @@ def stage_times(num_envs: int, num_seeds: int, repeats: int) -> dict:
     keys = jax.random.split(jax.random.key(0), num_seeds)
     hps = stack_hyperparams([hp] * num_seeds)
     # Mapped over runs as `train` does; the floor as `bench` does.
-    train, compile_s = bench.compile_trainer_timed(trainer, (keys, hps))
-    rollout = compile_trainer_program(trainer, rollouts_only(trainer), (keys, hps)).program
-    floor, _ = bench.compile_timed(bench.make_env_only(trainer.spec, config), (keys,))
+    train, compile_s = bench.compile_trained(trainer, (keys, hps))
+    options = trainer.tuning.compiler_options_dict()
+    rollouts = trainer_program(trainer, rollouts_only(trainer), LOCAL_RUNS)
+    rollout = compile_program(rollouts, (keys, hps), compiler_options=options).program
+    env_only = LOCAL_RUNS.map(bench.make_env_only(trainer.env, config))
+    floor = compile_program(env_only, (keys,)).program
     times = bench.time_alternating(
         [(train, (keys, hps)), (rollout, (keys, hps)), (floor, (keys,))], repeats
     )
@@ -216,7 +218,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, help="default: benchmarks/results/<device>")
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
-    out = report.results_dir(args.out, Path(__file__).parent / "results")
+    out = results_dir(args.out, Path(__file__).parent / "results")
     stages = []
     for num_envs, num_seeds in POINTS:
         row = stage_times(num_envs, num_seeds, args.repeats)
@@ -242,8 +244,8 @@ def main() -> None:
             f"{100 * row['best_case_fraction_of_floor']:.1f}% of the floor"
         )
     result = {
-        "device": report.device_description(),
-        "versions": report.library_versions(),
+        "device": device_description(),
+        "versions": library_versions(),
         "stages": stages,
         "products": products,
     }

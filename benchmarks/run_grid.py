@@ -26,7 +26,8 @@ import tempfile
 from pathlib import Path
 
 from purejaxppo.outputs import console, plots
-from purejaxppo.outputs import summary as report
+from purejaxppo.outputs.machine import device_description, library_versions, results_dir
+from purejaxppo.outputs.summary import write_json
 from purejaxppo.presets import PRESETS
 from purejaxppo.runs import bench
 
@@ -43,7 +44,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.processes < 1:
         parser.error("--processes must be at least 1")
-    out = report.results_dir(args.out, Path(__file__).parent / "results")
+    out = results_dir(args.out, Path(__file__).parent / "results")
     if args.processes == 1:
         rows = run_points(args.total_timesteps, args.repeats)
     else:
@@ -51,7 +52,7 @@ def main() -> None:
             grid_in_subprocess(args.total_timesteps, args.repeats, i) for i in range(args.processes)
         ]
         rows = median_rows(per_process)
-    report.write_json(out / "bench.json", rows)
+    write_json(out / "bench.json", rows)
     plots.plot_grid(rows, out)
     device, versions = rows[0]["device"], rows[0]["versions"]
     (out / "results.md").write_text(markdown_table(rows, device, versions, args.processes))
@@ -63,7 +64,7 @@ def run_points(total_timesteps: int, repeats: int) -> list[dict]:
     """Every point of the grid in this process."""
     config, hp = PRESETS["cartpole"]
     config = config.replace(total_timesteps=total_timesteps)
-    device, versions = report.device_description(), report.library_versions()
+    device, versions = device_description(), library_versions()
     rows = []
     for num_envs, num_seeds in GRID:
         options = bench.BenchOptions(repeats=repeats)

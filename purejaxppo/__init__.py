@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from purejaxppo.config import Hyperparams, PPOConfig, validate_hyperparams
     from purejaxppo.envs.functional import FunctionalEnv
-    from purejaxppo.envs.spec import EnvSpec, make_env
+    from purejaxppo.envs.setup import EnvSetup, make_env
     from purejaxppo.errors import ConfigError
     from purejaxppo.metrics import final_returns
     from purejaxppo.outputs.export import export_policy, load_policy
@@ -31,13 +31,11 @@ if TYPE_CHECKING:
     from purejaxppo.outputs.render import render_episodes
     from purejaxppo.ppo.trainer import Trainer, make_train
     from purejaxppo.ppo.types import Metrics, Policy, TrainOutput, TrainState, policy_of
-    from purejaxppo.runs.chunked import train_chunked
     from purejaxppo.runs.evaluation import evaluate_runs
     from purejaxppo.runs.placement import make_placement
     from purejaxppo.runs.population import (
         build_population,
         train_population,
-        train_sharded,
     )
     from purejaxppo.runs.processes import initialize_distributed
 
@@ -47,8 +45,8 @@ _LAZY = {
     "PPOConfig": "purejaxppo.config",
     "validate_hyperparams": "purejaxppo.config",
     "final_returns": "purejaxppo.metrics",
-    "EnvSpec": "purejaxppo.envs.spec",
-    "make_env": "purejaxppo.envs.spec",
+    "EnvSetup": "purejaxppo.envs.setup",
+    "make_env": "purejaxppo.envs.setup",
     "FunctionalEnv": "purejaxppo.envs.functional",
     "Metrics": "purejaxppo.ppo.types",
     "Policy": "purejaxppo.ppo.types",
@@ -63,8 +61,6 @@ _LAZY = {
     "make_placement": "purejaxppo.runs.placement",
     "build_population": "purejaxppo.runs.population",
     "train_population": "purejaxppo.runs.population",
-    "train_sharded": "purejaxppo.runs.population",
-    "train_chunked": "purejaxppo.runs.chunked",
     "LoopOptions": "purejaxppo.runs.spec",
     "RunSpec": "purejaxppo.runs.spec",
     "default_hooks": "purejaxppo.outputs.hooks",
@@ -85,7 +81,7 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "ConfigError",
-    "EnvSpec",
+    "EnvSetup",
     "LoopOptions",
     "FunctionalEnv",
     "Hyperparams",
@@ -110,9 +106,7 @@ __all__ = [
     "make_train",
     "policy_of",
     "render_episodes",
-    "train_chunked",
     "train_population",
-    "train_sharded",
     "validate_hyperparams",
 ]
 

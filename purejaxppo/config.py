@@ -3,22 +3,27 @@
 `PPOConfig` is frozen and hashable: everything in it decides shapes or control flow, so a
 change recompiles. `Hyperparams` is a pytree of numbers: every field may be traced, so a
 `jax.vmap` over any of them (a sweep) is one compiled call.
+
+This module imports neither jax nor numpy, so that the command line checks its input without
+them: `Hyperparams` is a plain frozen dataclass, registered as a jax pytree as soon as jax is
+imported (now, if it already is; else by a one-shot import hook, `_RegisterWhenJaxLoads`).
 """
 
 from __future__ import annotations
 
 import ast
 import dataclasses
+import importlib.abc
+import importlib.util
 import inspect
 import itertools
 import math
+import numbers
+import sys
 import textwrap
 from collections.abc import Mapping
+from types import ModuleType
 from typing import Any
-
-import jax
-import numpy as np
-from flax import struct
 
 from purejaxppo.errors import ConfigError
 
@@ -164,7 +169,7 @@ def validate_choices(config: PPOConfig) -> None:
             raise ConfigError(f"{name} must be true or false, got {getattr(config, name)!r}")
 
 
-@struct.dataclass
+@dataclasses.dataclass(frozen=True)
 class Hyperparams:
     """Traced hyperparameters: scalars for one run, or arrays `[R]` for R runs under vmap, so
     any of them can be swept in one compiled call. Each field's docstring is its
@@ -200,6 +205,9 @@ class Hyperparams:
     target_kl: float = 0.02
     """KL threshold of `target_kl_stop`."""
 
+    def replace(self, **changes: Any) -> Hyperparams:
+        return dataclasses.replace(self, **changes)
+
     def to_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
 
@@ -222,8 +230,9 @@ HYPERPARAM_NAMES = tuple(f.name for f in dataclasses.fields(Hyperparams))
 
 
 def is_int(value: Any) -> bool:
-    """An int (Python's or numpy's), not a bool (JSON's `true` is not a count)."""
-    return isinstance(value, int | np.integer) and not isinstance(value, bool)
+    """An int (Python's or numpy's: numpy registers its integers as `numbers.Integral`), not a
+    bool (JSON's `true` is not a count)."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 def is_number(value: Any) -> bool:
@@ -254,9 +263,13 @@ def _describe_range(low: float, high: float, low_in: bool, high_in: bool) -> str
 
 def validate_hyperparams(hp: Hyperparams) -> None:
     """Raise `ConfigError` if any (concrete) hyperparameter is not a finite number in range."""
+    import numpy as np
+
+    jax = sys.modules.get("jax")  # without jax imported, nothing can be a tracer
+    tracer = jax.core.Tracer if jax is not None else ()
     for name, (low, high, low_in, high_in) in HYPERPARAM_RANGES.items():
         value = getattr(hp, name)
-        if isinstance(value, jax.core.Tracer):
+        if isinstance(value, tracer):
             continue
         try:
             array = np.asarray(value, dtype=np.float64)
@@ -276,6 +289,60 @@ def validate_hyperparams(hp: Hyperparams) -> None:
 
 def stack_hyperparams(settings: list[Hyperparams]) -> Hyperparams:
     """Stack R scalar settings into one `Hyperparams` of `[R]` float32 arrays (a run axis)."""
+    import numpy as np
+
     if not settings:
         raise ConfigError("at least one hyperparameter setting is needed")
-    return jax.tree.map(lambda *xs: np.asarray(xs, dtype=np.float32), *settings)
+    return Hyperparams(
+        **{
+            name: np.asarray([getattr(s, name) for s in settings], dtype=np.float32)
+            for name in HYPERPARAM_NAMES
+        }
+    )
+
+
+def register_pytree(jax: ModuleType) -> None:
+    """Register `Hyperparams` with `jax` as a dataclass pytree (every field a traced leaf);
+    once only, as jax refuses a second registration."""
+    global _registered
+    if not _registered:
+        jax.tree_util.register_dataclass(Hyperparams, list(HYPERPARAM_NAMES), [])
+        _registered = True
+
+
+class _RegisterWhenJaxLoads(importlib.abc.MetaPathFinder):
+    """An import hook that waits for `import jax` and registers `Hyperparams` the moment
+    jax's own module has run, then leaves `sys.meta_path`: whoever imports jax first (the
+    trainer, or a user's `jax.vmap` over `Hyperparams`) finds it a pytree."""
+
+    def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> Any:
+        if fullname != "jax":
+            return None
+        sys.meta_path.remove(self)  # find jax's own spec with the other finders
+        spec = importlib.util.find_spec(fullname)
+        if spec is None or spec.loader is None:
+            sys.meta_path.insert(0, self)
+            return spec
+        loader, run = spec.loader, spec.loader.exec_module
+
+        def exec_module(module: ModuleType) -> None:
+            if module.__name__ != fullname:  # a loader shared with jax's own modules
+                run(module)
+                return
+            del loader.exec_module  # the loader's own method again
+            try:
+                run(module)
+            except BaseException:
+                sys.meta_path.insert(0, self)  # a failed import of jax may be tried again
+                raise
+            register_pytree(module)
+
+        loader.exec_module = exec_module  # type: ignore[method-assign]
+        return spec
+
+
+_registered = False
+if "jax" in sys.modules:
+    register_pytree(sys.modules["jax"])
+else:
+    sys.meta_path.insert(0, _RegisterWhenJaxLoads())

@@ -1,5 +1,6 @@
-"""Reductions of training metrics on the host (numpy only): what summaries, progress bars,
-evaluations and benchmarks report. Metrics arrays are `[R, U]` (runs x updates) or `[U]`."""
+"""Reductions of training metrics on the host (numpy): what summaries, progress bars,
+evaluations and benchmarks report. Metrics arrays are `[R, U]` (runs x updates) or `[U]`.
+`mean_over_finished` also takes jax arrays, so the trainer's per-update means use it too."""
 
 from __future__ import annotations
 
@@ -59,10 +60,24 @@ def recent_mean_return(metrics: Any) -> float:
         return float(np.nanmean(np.nanmean(returns, axis=-1)))
 
 
+def mean_over_finished(values: Any, finished: Any, axis: int | None = None) -> Any:
+    """The mean of `values` where `finished` (bool, shaped like `values`) over `axis` (None:
+    all), NaN where none is finished: the one mean over finished episodes. numpy arrays give
+    numpy (the host's reports), jax arrays jax (the trainer's metrics, under jit)."""
+    xp = _array_module(values)
+    count = xp.sum(finished, axis=axis)
+    total = xp.sum(xp.where(finished, values, 0), axis=axis)
+    return xp.where(count > 0, total / xp.maximum(count, 1), xp.nan)
+
+
+def _array_module(x: Any) -> Any:
+    """jax.numpy for a jax array (traced ones too), numpy for anything else."""
+    namespace = getattr(x, "__array_namespace__", None)
+    return np if namespace is None else namespace()
+
+
 def mean_finished_returns(returns: Any, finished: Any) -> np.ndarray:
-    """Per run `[R]`: mean return of the finished episodes of `returns` `[R, E]` (NaN for a
-    run that finished none)."""
-    finished = np.asarray(finished)
-    returns = np.where(finished, np.asarray(returns, dtype=np.float64), 0.0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(finished.any(-1), returns.sum(-1) / finished.sum(-1), np.nan)
+    """Per run `[R]`: mean return of the finished episodes of `returns` `[R, E]` in float64
+    (NaN for a run that finished none)."""
+    returns = np.asarray(returns, dtype=np.float64)
+    return mean_over_finished(returns, np.asarray(finished), axis=-1)

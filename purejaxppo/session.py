@@ -11,6 +11,7 @@ hooks (`purejaxppo.outputs.hooks`) between chunks.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import sys
 from collections.abc import Callable, Sequence
@@ -21,33 +22,31 @@ import numpy as np
 
 from purejaxppo.errors import ConfigError
 from purejaxppo.outputs import checkpoint
-from purejaxppo.outputs import summary as report_files
 from purejaxppo.outputs.checkpoint import CheckpointError, Restored, SaveError, restore_checkpoint
 from purejaxppo.outputs.hooks import ChunkReport
+from purejaxppo.outputs.summary import evaluations_from_json
 from purejaxppo.ppo.trainer import Trainer, make_train
 from purejaxppo.ppo.tuning import Tuning
 from purejaxppo.ppo.types import Policy, policy_of
+from purejaxppo.runs.changes import values_in_force
 from purejaxppo.runs.chunked import (
     ChunkedRun,
     ResumePoint,
     abstract_train_state,
+    carried_on_host,
     compile_chunked,
     default_chunk_updates,
     run_chunked,
     unpadded_state,
 )
-from purejaxppo.runs.memory_budget import check_evaluation_fits, check_fits, check_metrics_fit
-from purejaxppo.runs.pbt import PBTPlan, abstract_pbt_tree, pbt_from_tree, pbt_plan, pbt_tree
-from purejaxppo.runs.pbt_spec import scheduled_hyperparams
-from purejaxppo.runs.placement import Placement, make_placement, place_runs, runs_to_host
-from purejaxppo.runs.population import Population
+from purejaxppo.runs.document import read_run_document, run_document
+from purejaxppo.runs.memory_budget import check_population_fits
+from purejaxppo.runs.placement import Placement, make_placement, place_runs
+from purejaxppo.runs.population import Population, population_of
 from purejaxppo.runs.processes import every_process_agrees
-from purejaxppo.runs.spec import (
-    LoopOptions,
-    RunSpec,
-    read_run_document,
-    run_document,
-)
+from purejaxppo.runs.spec import LoopOptions, RunSpec
+from purejaxppo.runs.strategies import strategy_for
+from purejaxppo.runs.strategy import Carried, PopulationStrategy
 
 WRITE_FAILED = 1000
 """The stop code of a run stopped because a hook could not write (beyond every signal's
@@ -79,24 +78,25 @@ class TrainSession:
         *,
         resume: bool = False,
         tuning: Tuning | None = None,
-        training: bool = True,
+        check_fits: bool = True,
     ) -> TrainSession:
         """Build the trainer and the population and check they fit, before anything grows
         with the population; with `resume`, restore the newest checkpoint under `out`.
-        `training=False` opens a finished run to read it (`eval`, `export`, `render`): the
-        training's own memory checks are skipped, as the reader checks what it does."""
+        `check_fits=False` skips the memory check where it was made before (the `train`
+        command makes it before it locks its directory) or does not apply (`eval`, `export`
+        and `render` read a finished run and check what they do themselves)."""
         loop = LoopOptions() if loop is None else loop
         placement = make_placement(loop.devices)
         trainer = make_train(spec.config, tuning=tuning)  # an unknown env fails here
-        if training:
+        if check_fits:
             episodes = loop.eval_episodes if loop.eval_every else 0
-            check_population_fits(trainer, spec.num_runs, placement, episodes)
+            check_population_fits(spec.config, trainer.env, spec.num_runs, placement, episodes)
         loop = resolve_chunk_updates(loop, spec)
         if out is not None and not resume and checkpoint.holds_checkpoint(out):
             raise ConfigError(
                 f"{out} already holds a checkpointed run: resume it, or write elsewhere"
             )
-        session = cls(spec, loop, out, trainer, spec.population(), placement)
+        session = cls(spec, loop, out, trainer, population_of(spec), placement)
         if resume:
             session.restore()
         return session
@@ -107,12 +107,9 @@ class TrainSession:
         if self.out is None:
             raise ConfigError("resuming needs the directory of the run (out)")
         abstract, num_runs = abstract_train_state(self.trainer, self.population), self.num_runs
-        pbt = self.pbt
-        extra = None
-        if pbt is not None:
 
-            def extra(updates_done: int) -> Any:
-                return abstract_pbt_tree(num_runs, pbt.steps_done(updates_done, self.num_updates))
+        def extra(updates_done: int) -> Any:
+            return self.strategy.abstract_checkpoint(num_runs, updates_done, self.num_updates)
 
         restored = restore_checkpoint(self.out, abstract, num_runs, extra)
         saved, _ = read_run_document(restored.meta, f"checkpoint metadata in {self.out}")
@@ -122,7 +119,7 @@ class TrainSession:
         for _, reason in restored.damaged:
             say(f"{reason.rstrip('.')}; using the newest intact one instead, {intact}")
         self.restored = restored
-        self.evaluations = report_files.evaluations_from_json(restored.meta.get("evaluations", {}))
+        self.evaluations = evaluations_from_json(restored.meta.get("evaluations", {}))
 
     @property
     def num_updates(self) -> int:
@@ -132,18 +129,21 @@ class TrainSession:
     def num_runs(self) -> int:
         return self.population.num_runs
 
-    @property
-    def pbt(self) -> PBTPlan | None:
-        """The population-based training the chunks run (None: off)."""
-        return pbt_plan(self.spec)
+    @functools.cached_property
+    def strategy(self) -> PopulationStrategy:
+        """The population strategy the chunks run (`RunSpec.strategy`'s)."""
+        return strategy_for(self.spec.strategy, self.spec.search, self.spec.seed)
 
     def checkpoint_extra(self, run: ChunkedRun) -> dict[str, Any] | None:
-        """What a checkpoint of `run` holds beside the state and metrics: PBT's values."""
-        if self.pbt is None:
+        """What a checkpoint of `run` holds beside the state and metrics: the strategy's
+        values (every process must call it)."""
+        return self.strategy.to_checkpoint(carried_on_host(self.placement, run, self.num_runs))
+
+    def restored_carried(self) -> Carried | None:
+        """The strategy's values in the restored checkpoint (None: fresh, or none kept)."""
+        if self.restored is None:
             return None
-        hyperparams = runs_to_host(self.placement, run.hyperparams, self.num_runs)
-        fitness = runs_to_host(self.placement, run.fitness, self.num_runs)
-        return pbt_tree(hyperparams, fitness, run.pbt_log)
+        return self.strategy.from_checkpoint(self.restored.extra)
 
     @property
     def updates_done(self) -> int:
@@ -175,7 +175,7 @@ class TrainSession:
                 hook.on_start(self)
             program = compile_chunked(
                 self.trainer, self.population, self.loop.chunk_updates, self.updates_done,
-                self.placement, self.pbt,
+                self.placement, self.strategy,
             )  # fmt: skip
 
             def on_chunk(chunked: ChunkedRun, done: Any) -> None:
@@ -193,7 +193,7 @@ class TrainSession:
             run = run_chunked(
                 program, self.population, resume=self.resume_state(), on_chunk=on_chunk,
                 stop_requested=stop_or_failed,
-                hyperparams_at=self.scheduled_hyperparams if self.spec.schedule else None,
+                hyperparams_at=self.changed_hyperparams if self.spec.changes else None,
             )  # fmt: skip
         finally:
             failed = failures or (run is not None and run.stop_code == WRITE_FAILED)
@@ -202,10 +202,10 @@ class TrainSession:
             raise failures[0]
         return run
 
-    def scheduled_hyperparams(self, updates_done: int) -> Any:
-        """Every run's hyperparameters from `updates_done` on, as the spec's schedule says
+    def changed_hyperparams(self, updates_done: int) -> Any:
+        """Every run's hyperparameters from `updates_done` on, as the spec's changes say
         (host `[R]`)."""
-        values = scheduled_hyperparams(self.spec, updates_done)
+        values = values_in_force(self.spec.changes, updates_done)
         full = {name: np.full(self.num_runs, value, np.float32) for name, value in values.items()}
         return self.population.hyperparams.replace(**full)
 
@@ -215,11 +215,7 @@ class TrainSession:
             return None
         restored = self.restored
         state = place_runs(self.placement, restored.state, self.num_runs)
-        resume = ResumePoint(state, restored.metrics, restored.updates_done)
-        if restored.extra is None:
-            return resume
-        hyperparams, fitness, log = pbt_from_tree(restored.extra)
-        return resume._replace(hyperparams=hyperparams, fitness=fitness, pbt_log=log)
+        return ResumePoint(state, restored.metrics, restored.updates_done, self.restored_carried())
 
     def policies(self, state: Any) -> Policy:
         """Every run's policy `[R, ...]` of a trained or restored `state`, padding dropped."""
@@ -271,26 +267,14 @@ def say(text: str) -> None:
         print(f"purejaxppo: {text}", file=sys.stderr, flush=True)
 
 
-def check_population_fits(
-    trainer: Trainer, num_runs: int, placement: Placement, eval_episodes: int = 0
-) -> None:
-    """The population's training and metrics, and its periodic evaluation of `eval_episodes`
-    per run (0: none), fit in memory: arithmetic, so 10^8 runs are refused at once."""
-    runs_per_device = placement.padded(num_runs) // placement.num_devices
-    check_fits(trainer.config, trainer.spec, runs_per_device)
-    check_metrics_fit(trainer.config, num_runs)
-    if eval_episodes:
-        check_evaluation_fits(
-            trainer.config, trainer.spec, runs_per_device, eval_episodes, "eval_episodes"
-        )
-
-
 def resolve_chunk_updates(loop: LoopOptions, spec: RunSpec) -> LoopOptions:
     """`loop` with `chunk_updates` set and checked. The default is about 1/20 of the run;
-    with PBT a multiple of its `every` (the exploit steps run inside the chunks); with a
-    schedule a divisor of its updates (the values change between chunks)."""
-    num_updates, every = spec.config.num_updates, spec.pbt.every
-    changes = [update for update, _ in spec.schedule]
+    a multiple of what the strategy needs (`chunk_rule`); with hyperparameter changes a
+    divisor of their updates (the values change between chunks)."""
+    num_updates = spec.config.num_updates
+    multiple, why = spec.strategy.chunk_rule()
+    every = multiple if multiple > 1 else 0
+    changes = [update for update, _ in spec.changes]
     chunk_updates = loop.chunk_updates
     if chunk_updates is None:
         chunk_updates = default_chunk_updates(num_updates)
@@ -305,14 +289,11 @@ def resolve_chunk_updates(loop: LoopOptions, spec: RunSpec) -> LoopOptions:
             f"chunk_updates = {chunk_updates} is more than the run's {num_updates} updates"
         )
     if every and chunk_updates % every:
-        raise ConfigError(
-            f"chunk_updates = {chunk_updates} must be a multiple of pbt every = {every} "
-            "(the exploit steps run inside the chunks)"
-        )
+        raise ConfigError(f"chunk_updates = {chunk_updates} must be a multiple of {why}")
     if any(update % chunk_updates for update in changes):
         raise ConfigError(
-            f"chunk_updates = {chunk_updates} must divide the schedule's updates {changes} "
-            "(its values change between chunks)"
+            f"chunk_updates = {chunk_updates} must divide the updates of the hyperparameter "
+            f"changes {changes} (the values change between chunks)"
         )
     return loop.replace(chunk_updates=chunk_updates)
 

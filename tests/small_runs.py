@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from purejaxppo import Hyperparams, PPOConfig, make_train
-from purejaxppo.runs.chunked import compile_chunked, train_chunked
+from purejaxppo.runs.chunked import ResumePoint, compile_chunked, run_chunked
 from purejaxppo.runs.population import build_population
 
 CONFIG = PPOConfig(
@@ -27,7 +27,16 @@ def population():
 
 @pytest.fixture(scope="module")
 def uninterrupted(trainer, population):
-    return train_chunked(trainer, population, CONFIG.num_updates)
+    return run_in_chunks(trainer, population, CONFIG.num_updates)
+
+
+def run_in_chunks(trainer, population, chunk_updates, resume=None, **options):
+    """Compile and run `population` in chunks of `chunk_updates` (from `resume`, a
+    `(state, metrics, updates_done)` tuple, when given), as the session does."""
+    resume = None if resume is None else ResumePoint(*resume)
+    done = 0 if resume is None else resume.updates_done
+    program = compile_chunked(trainer, population, chunk_updates, done)
+    return run_chunked(program, population, resume=resume, **options)
 
 
 @pytest.fixture(scope="module")

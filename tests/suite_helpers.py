@@ -53,12 +53,12 @@ def train_once(trainers: Sequence[Trainer]) -> list[tuple[np.ndarray, np.ndarray
 
 
 def assert_trained(trainer: Trainer, loss: np.ndarray, obs: np.ndarray) -> None:
-    """Finite losses for every update, and float32 observations of the spec's shape."""
-    config, spec = trainer.config, trainer.spec
-    assert loss.shape == (config.num_updates,), (spec.name, loss.shape)
-    assert np.all(np.isfinite(loss)), (spec.name, loss)
-    assert obs.shape == (config.num_envs, *spec.obs_shape), (spec.name, obs.shape)
-    assert obs.dtype == np.float32, (spec.name, obs.dtype)
+    """Finite losses for every update, and float32 observations of the setup's shape."""
+    config, setup = trainer.config, trainer.env
+    assert loss.shape == (config.num_updates,), (setup.name, loss.shape)
+    assert np.all(np.isfinite(loss)), (setup.name, loss)
+    assert obs.shape == (config.num_envs, *setup.obs_shape), (setup.name, obs.shape)
+    assert obs.dtype == np.float32, (setup.name, obs.dtype)
 
 
 def forbid_compiling(monkeypatch: Any) -> None:

@@ -56,7 +56,7 @@ def test_pbt_lifts_a_learning_rate_search_on_cartpole():
     over the same draws at the same budget (and reach a mean of 450), and bring its
     population's learning rates into the range that learns."""
     from purejaxppo import LoopOptions, RunSpec, TrainSession
-    from purejaxppo.runs.pbt_spec import PBTConfig
+    from purejaxppo.runs.pbt_settings import PBTConfig
     from purejaxppo.runs.search import SearchRange
 
     config, hp = PRESETS["cartpole"]
@@ -64,7 +64,7 @@ def test_pbt_lifts_a_learning_rate_search_on_cartpole():
     search = {"learning_rate": SearchRange("log", 1e-5, 3e-2)}
     finals = {}
     for name, pbt in (("search", PBTConfig()), ("pbt", PBTConfig(every=20))):
-        spec = RunSpec(name, config, hp, seed=0, num_seeds=16, search=search, pbt=pbt)
+        spec = RunSpec(name, config, hp, seed=0, num_seeds=16, search=search, strategy=pbt)
         session = TrainSession.open(spec, LoopOptions(progress=False))
         run = session.run()
         finals[name] = final_returns(run.metrics)
@@ -73,5 +73,5 @@ def test_pbt_lifts_a_learning_rate_search_on_cartpole():
     # thresholds leave room for other machines' rounding of the same draws.
     assert np.mean(finals["pbt"]) >= np.mean(finals["search"]) + 60, finals
     assert np.mean(finals["pbt"]) >= 450, finals
-    final_lr = np.asarray(run.pbt_log.hyperparams.learning_rate)[-1]
+    final_lr = np.asarray(run.log.hyperparams.learning_rate)[-1]
     assert np.median(final_lr) > 1e-4, final_lr

@@ -24,7 +24,7 @@ def run_eval(args: argparse.Namespace) -> int:
     check_episodes_fit(spec, loop, args.episodes)
     out = output_file(args.out, args.run_dir / "eval.json", "eval.json")
     prepare_output_dir(out.parent)
-    session = TrainSession.open(spec, loop, args.run_dir, resume=True, training=False)
+    session = TrainSession.open(spec, loop, args.run_dir, resume=True, check_fits=False)
     rows = evaluation_rows(session, args.episodes, args.seed)
 
     from purejaxppo.outputs import console
@@ -43,7 +43,7 @@ def check_episodes_fit(spec: RunSpec, loop: LoopOptions, episodes: int) -> None:
     """`--episodes` of every saved run fit in the memory of the devices the runs are spread
     over: from the saved spec alone, before the checkpoint is restored or anything compiles
     (the compiled program's own check would come only after both)."""
-    from purejaxppo.envs.spec import make_env
+    from purejaxppo.envs.setup import make_env
     from purejaxppo.runs.memory_budget import check_evaluation_fits
     from purejaxppo.runs.placement import make_placement
 

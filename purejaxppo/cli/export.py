@@ -26,7 +26,7 @@ def run_export(args: argparse.Namespace) -> int:
     if not 0 <= args.run < spec.num_runs:
         raise ConfigError(f"--run must lie in 0..{spec.num_runs - 1}, got {args.run}")
     prepare_output_dir(args.out)
-    session = TrainSession.open(spec, loop, args.run_dir, resume=True, training=False)
+    session = TrainSession.open(spec, loop, args.run_dir, resume=True, check_fits=False)
     policies = session.policies(session.restored.state)
     policy = jax.tree.map(lambda leaf: leaf[args.run], policies)
     document = session.document(
@@ -50,11 +50,9 @@ def run_export(args: argparse.Namespace) -> int:
 
 def exported_run(session: Any, run: int) -> dict[str, Any]:
     """What the JSON says of the exported run: its index, seed, swept setting and its own
-    hyperparameters (PBT's evolved ones where the run has them)."""
-    from purejaxppo.runs.pbt import pbt_from_tree
-
-    population, extra = session.population, session.restored.extra
-    evolved = pbt_from_tree(extra)[0] if extra and "hyperparams" in extra else None
+    hyperparameters (those its population strategy evolved, where it did)."""
+    population, carried = session.population, session.restored_carried()
+    evolved = None if carried is None else carried.hyperparams
     return {
         "run": run,
         "seed": population.seeds[run],

@@ -1,11 +1,13 @@
 """`purejaxppo COMMAND ...` (also `python -m purejaxppo`): dispatch, and errors to exit codes.
 
 Every check on the input runs before anything is compiled; a bad input prints one line,
-`purejaxppo: error: ...`, and exits with status 2. Library errors name fields; here they are
-shown with the flags that set them. A file that cannot be written (a full disk) is one line
-too, with status 4. SIGINT/SIGTERM handlers are in place before anything else is imported
-(`purejaxppo.runs.stop`): training stops at the next chunk boundary and saves (status 130 /
-143), a second signal, or a signal to any other command, exits at once.
+`purejaxppo: error: ...`, and exits with status 2. Help, and every check of the arguments
+alone, import no jax (tests/cli/test_fast_cli.py); what needs the env comes next, before the
+trainer is built. Library errors name fields; here they are shown with the flags that set
+them. A file that cannot be written (a full disk) is one line too, with status 4.
+SIGINT/SIGTERM handlers are in place before anything else is imported (`purejaxppo.runs.stop`):
+training stops at the next chunk boundary and saves (status 130 / 143), a second signal, or a
+signal to any other command, exits at once.
 """
 
 from __future__ import annotations
@@ -107,10 +109,6 @@ def run_command(argv: list[str], stop: StopOnSignals) -> int:
 
     args = build_parser().parse_args(argv)
     if args.command == "train":
-        from purejaxppo.runs.processes import initialize_distributed
-
-        # Before anything imports gymnax, whose import starts the XLA backend.
-        initialize_distributed(args.coordinator, args.num_processes, args.process_id)
         from purejaxppo.cli.train import run_train
 
         return run_train(args, argv, stop)

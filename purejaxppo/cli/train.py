@@ -45,27 +45,45 @@ class TrainRequest:
 def resolve_train_request(args: argparse.Namespace) -> TrainRequest:
     """The runs, loop options and output directory the arguments ask for (ConfigError on any
     bad input); with `--resume`, the saved ones but for the loop options given again."""
+    return locate_request(args, *described_runs(args))
+
+
+def described_runs(args: argparse.Namespace) -> tuple[RunSpec | None, dict[str, Any]]:
+    """Every check of the arguments alone, without jax: the runs they describe (None with
+    `--resume`, whose runs are saved) and the loop options given."""
     given = given_loop_options(args)
     if args.resume is not None:
-        return resume_request(args, given)
+        check_resume_conflicts(args)
+        return None, given
     spec = with_settings(source_spec(args), args.set, args.total_timesteps, args.num_envs)
-    sweep = parse_sweep(args.sweep, spec.hyperparams) if args.sweep else spec.sweep
-    search = parse_search(args.search, spec.hyperparams) if args.search else spec.search
+    sweep = parse_sweep(args.sweep) if args.sweep else spec.sweep
+    search = parse_search(args.search) if args.search else spec.search
     set_names = {split_assignment(item, "--set")[0] for item in args.set}
     for kind, names in (("swept", sweep), ("searched", search)):
         both = sorted(set_names & set(names))
         if both:
             raise ConfigError(f"{both[0]} is both set (--set) and {kind}: drop one of them")
+    if args.num_seeds is not None and args.num_seeds <= 0:
+        raise ConfigError(f"--num-seeds must be a positive integer, got {args.num_seeds}")
     seed = spec.seed if args.seed is None else args.seed
     num_seeds = spec.num_seeds if args.num_seeds is None else args.num_seeds
-    pbt = given_pbt(args, spec.pbt)
-    loop = LoopOptions(**given)
-    if pbt.enabled and pbt.fitness == "eval" and not loop.eval_every:
+    pbt = given_pbt(args, spec.strategy)
+    if pbt.enabled and pbt.fitness == "eval" and not LoopOptions(**given).eval_every:
         raise ConfigError("--pbt-fitness eval ranks by the evaluation: turn on --eval-every")
     spec = dataclasses.replace(
-        spec, seed=seed, num_seeds=num_seeds, sweep=sweep, search=search, pbt=pbt
+        spec, seed=seed, num_seeds=num_seeds, sweep=sweep, search=search, strategy=pbt
     )
-    return TrainRequest(spec, loop, output_dir(args.out, spec.name))
+    return spec, given
+
+
+def locate_request(
+    args: argparse.Namespace, spec: RunSpec | None, given: dict[str, Any]
+) -> TrainRequest:
+    """The request of `described_runs`' runs: with its output directory (free of another
+    run), or the saved run of `--resume`."""
+    if spec is None:
+        return resume_request(args, given)
+    return TrainRequest(spec, LoopOptions(**given), output_dir(args.out, spec.name))
 
 
 def given_loop_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -105,11 +123,21 @@ def output_dir(out: Path | None, name: str) -> Path:
     return out
 
 
-def resume_request(args: argparse.Namespace, given: dict[str, Any]) -> TrainRequest:
-    """The runs saved with the newest checkpoint in `args.resume`."""
-    from purejaxppo.outputs.run_lock import refuse_if_in_use
-    from purejaxppo.session import load_saved_run
+def check_env_and_memory(spec: RunSpec, loop: LoopOptions) -> None:
+    """The env exists and the population fits in memory: refused before the run directory
+    is locked and before the checkpoint library is loaded or the trainer built (the session
+    is then opened without checking again)."""
+    from purejaxppo.envs.setup import make_env
+    from purejaxppo.runs.memory_budget import check_population_fits
+    from purejaxppo.runs.placement import make_placement
 
+    env = make_env(spec.config.env)  # an unknown env is refused here
+    episodes = loop.eval_episodes if loop.eval_every else 0
+    check_population_fits(spec.config, env, spec.num_runs, make_placement(loop.devices), episodes)
+
+
+def check_resume_conflicts(args: argparse.Namespace) -> None:
+    """`--resume` takes the runs from its checkpoint: no flag may describe them again."""
     conflicts = [
         f"--{n.replace('_', '-')}" for n in RESUME_CONFLICTS if getattr(args, n) is not None
     ]
@@ -118,6 +146,14 @@ def resume_request(args: argparse.Namespace, given: dict[str, Any]) -> TrainRequ
         raise ConfigError(
             f"--resume continues a run with its saved settings; drop {', '.join(conflicts)}"
         )
+
+
+def resume_request(args: argparse.Namespace, given: dict[str, Any]) -> TrainRequest:
+    """The runs saved with the newest checkpoint in `args.resume`."""
+    from purejaxppo.outputs.run_lock import refuse_if_in_use
+    from purejaxppo.session import load_saved_run
+
+    check_resume_conflicts(args)
     refuse_if_in_use(args.resume)  # before its checkpoint, which a training run may not have yet
     spec, saved_loop = load_saved_run(args.resume)
     return TrainRequest(spec, saved_loop.replace(**given), args.resume, resume=True)
@@ -127,18 +163,20 @@ def run_train(args: argparse.Namespace, argv: Sequence[str], stop: StopOnSignals
     """Train in chunks with the default hooks (progress, metrics.csv, TensorBoard, periodic
     evaluation and checkpoints, config/summary/plot), the run directory locked for this run
     alone; `stop.requested()` (SIGINT/SIGTERM) stops at a chunk boundary with a checkpoint."""
+    spec, given = described_runs(args)  # bad arguments are refused before jax is imported
+    from purejaxppo.runs.processes import initialize_distributed
+
+    # Before anything imports gymnax, whose import starts the XLA backend.
+    initialize_distributed(args.coordinator, args.num_processes, args.process_id)
     # Before anything compiles: gymnax's import does, and the cache is set up at the first.
     enable_compilation_cache(args.compilation_cache)
-    request = resolve_train_request(args)
+    if spec is not None:
+        check_env_and_memory(spec, LoopOptions(**given))
+    request = locate_request(args, spec, given)
     from purejaxppo.outputs.hooks import default_hooks
     from purejaxppo.outputs.logs import check_sink_extras
 
     check_sink_extras(request.loop)  # the install line before a run directory is made
-    if request.loop.render_every:
-        from purejaxppo.envs.spec import make_env
-        from purejaxppo.outputs.render import check_drawable
-
-        check_drawable(make_env(request.spec.config.env))
     from purejaxppo.outputs.checkpoint import SaveError
     from purejaxppo.outputs.run_lock import hold_run_dir
     from purejaxppo.runs.processes import every_process_agrees, several_processes
@@ -147,7 +185,10 @@ def run_train(args: argparse.Namespace, argv: Sequence[str], stop: StopOnSignals
     process_0 = process_index() == 0
     agree = every_process_agrees if several_processes() else None
     with hold_run_dir(request.out, "train", takes_lock=process_0, agree=agree):
-        session = TrainSession.open(request.spec, request.loop, request.out, resume=request.resume)
+        session = TrainSession.open(
+            request.spec, request.loop, request.out, resume=request.resume,
+            check_fits=request.resume,  # a fresh run's fit was checked before the lock
+        )  # fmt: skip
         if session.finished:
             print(
                 f"{request.out}: all {session.num_updates} updates are done, nothing to "

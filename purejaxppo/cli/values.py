@@ -11,12 +11,14 @@ import os
 from pathlib import Path
 from typing import Any
 
-from purejaxppo.config import CONFIG_NAMES, HYPERPARAM_NAMES, Hyperparams, PPOConfig
+from purejaxppo.config import CONFIG_NAMES, HYPERPARAM_NAMES, PPOConfig
 from purejaxppo.errors import ConfigError
 from purejaxppo.presets import PRESETS
-from purejaxppo.runs.pbt_spec import PBTConfig, replay_spec
-from purejaxppo.runs.search import SearchRange, check_search, parse_search_range
-from purejaxppo.runs.spec import RunSpec, check_sweep, read_run_document
+from purejaxppo.runs.document import read_run_document
+from purejaxppo.runs.pbt_replay import replay_spec
+from purejaxppo.runs.pbt_settings import PBTConfig
+from purejaxppo.runs.search import SearchRange, parse_search_range
+from purejaxppo.runs.spec import RunSpec
 
 
 def parse_float(name: str, text: str) -> float:
@@ -98,15 +100,16 @@ def source_spec(args: argparse.Namespace) -> RunSpec:
 
 
 def replay_source(run_dir: Path) -> RunSpec:
-    """The fixed-schedule replay (`replay_spec`) of the best run of the PBT run in `run_dir`."""
+    """The replay with fixed changes (`replay_spec`) of the best run of the PBT run in
+    `run_dir`."""
     try:
         document = json.loads((run_dir / "config.json").read_text())
         best = json.loads((run_dir / "summary.json").read_text()).get("best")
     except (OSError, ValueError) as error:
         raise ConfigError(f"--replay-best {run_dir}: cannot read its run files: {error}") from None
     spec = read_run_document(document, f"--replay-best {run_dir}/config.json")[0]
-    if not spec.pbt.enabled or not best:
-        raise ConfigError(f"--replay-best {run_dir}: not a finished PBT run (no best schedule)")
+    if not isinstance(spec.strategy, PBTConfig) or not best:
+        raise ConfigError(f"--replay-best {run_dir}: not a finished PBT run (no best lineage)")
     return replay_spec(spec, best)
 
 
@@ -126,6 +129,8 @@ def with_settings(
         field = flag[2:].replace("-", "_")
         if value is None:
             continue
+        if value <= 0:  # named by its flag: the config's own check names the field
+            raise ConfigError(f"{flag} must be a positive integer, got {value}")
         if field in config_changes:
             raise ConfigError(f"{field} is given twice, by --set {field}=... and by {flag}")
         config_changes[field] = value
@@ -134,9 +139,9 @@ def with_settings(
     return dataclasses.replace(spec, config=config, hyperparams=hyperparams)
 
 
-def parse_sweep(items: list[str], hp: Hyperparams) -> dict[str, tuple[float, ...]]:
-    """`--sweep NAME=V1,V2,...` flags: each a traced hyperparameter, given once, no value
-    repeated, each valid."""
+def parse_sweep(items: list[str]) -> dict[str, tuple[float, ...]]:
+    """`--sweep NAME=V1,V2,...` flags, each name given once (the values are checked once,
+    with the rest of the runs' description, by `RunSpec`)."""
     sweep: dict[str, tuple[float, ...]] = {}
     for item in items:
         key, text = split_assignment(item, "--sweep")
@@ -144,26 +149,25 @@ def parse_sweep(items: list[str], hp: Hyperparams) -> dict[str, tuple[float, ...
         if key in sweep:
             raise ConfigError(f"--sweep {key} is given twice: put all its values in one list")
         sweep[key] = values
-    for key, values in sweep.items():
-        check_sweep(key, values, hp)
     return sweep
 
 
-def parse_search(items: list[str], hp: Hyperparams) -> dict[str, SearchRange]:
-    """`--search NAME=log:LOW:HIGH` / `NAME=uniform:LOW:HIGH` flags: each a traced
-    hyperparameter, given once, its range valid (`check_search`)."""
+def parse_search(items: list[str]) -> dict[str, SearchRange]:
+    """`--search NAME=log:LOW:HIGH` / `NAME=uniform:LOW:HIGH` flags, each name given once
+    (each range is checked once, with the rest of the runs' description, by `RunSpec`)."""
     search: dict[str, SearchRange] = {}
     for item in items:
         key, text = split_assignment(item, "--search")
         if key in search:
             raise ConfigError(f"--search {key} is given twice")
         search[key] = parse_search_range(key, text)
-        check_search(key, search[key], hp)
     return search
 
 
-def given_pbt(args: argparse.Namespace, base: PBTConfig) -> PBTConfig:
-    """`base` (the config file's, or the defaults) with the `--pbt-*` flags given."""
+def given_pbt(args: argparse.Namespace, strategy: Any) -> PBTConfig:
+    """The PBT settings of `strategy` (the config file's; defaults when it has none) with
+    the `--pbt-*` flags given."""
+    base = strategy if isinstance(strategy, PBTConfig) else PBTConfig()
     changes: dict[str, Any] = {}
     if args.pbt_every is not None:
         changes["every"] = args.pbt_every

@@ -5,9 +5,10 @@ A checkpoint (one per saved update count, under `<out>/checkpoints/<updates>/`) 
 - `state`: the `TrainState` of every run `[R, ...]`: network parameters, optimizer state,
   environment states and observations, episode counters, RNG keys (as raw key data) and the
   update counter; and the metrics so far `[R, updates]`;
-- `extra` (population-based training only): the evolved hyperparameters, the last fitness
-  and the PBT steps so far (`runs.pbt.pbt_tree`);
-- `meta`: the run's document (`runs.spec.run_document`, as in its `config.json`) with the
+- `extra` (when the population strategy keeps values beside the runs' states, as
+  population-based training does): the strategy's `to_checkpoint` tree
+  (`runs.strategy.PopulationStrategy`);
+- `meta`: the run's document (`runs.document.run_document`, as in its `config.json`) with the
   format version, the updates done and the evaluations so far.
 
 `restore_checkpoint` checks the stored shapes against the trainer before reading any array,
@@ -39,9 +40,9 @@ from purejaxppo.outputs.storage import (
     remove_partial_saves,
     silence_failed_save,
 )
-from purejaxppo.ppo.types import Metrics, TrainState
+from purejaxppo.ppo.types import METRIC_DTYPES, Metrics, TrainState
 
-# 4: the metadata is the run's document (`runs.spec.run_document`); 3: the GRU carry is
+# 4: the metadata is the run's document (`runs.document.run_document`); 3: the GRU carry is
 # named `rnn_state` (format 2 called it `hidden`); 2: the optimizer state is one flat vector
 # per moment (`optax.flatten`). Older formats are refused.
 FORMAT_VERSION = 4
@@ -70,7 +71,7 @@ class Restored:
     state: TrainState  # placed with the shardings of the abstract state given
     metrics: Metrics  # numpy [R, updates_done]
     meta: dict[str, Any]
-    extra: dict[str, Any] | None = None  # the `extra` tree saved beside them (PBT's values)
+    extra: dict[str, Any] | None = None  # the `extra` tree saved beside them (the strategy's)
     damaged: tuple[tuple[int, str], ...] = ()
     """`(updates, reason)` of each newer checkpoint passed over because it is damaged."""
 
@@ -264,12 +265,11 @@ def restore_step(
     """Checkpoint `step` (see `restore_checkpoint`); `DamagedCheckpoint` if unreadable."""
     meta = read_step_meta(out, step)
     metric_device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-    metric_dtypes = {"episodes": np.int32}
     abstract = {
         "state": jax.tree.map(_abstract_leaf, storable_abstract(abstract_state)),
         "metrics": {
             name: jax.ShapeDtypeStruct(
-                (num_runs, step), metric_dtypes.get(name, np.float32), sharding=metric_device
+                (num_runs, step), METRIC_DTYPES[name], sharding=metric_device
             )
             for name in Metrics._fields
         },

@@ -20,7 +20,7 @@ run's document (config, hyperparameters, seed), the updates done and the library
 the JAX policy: the largest action difference goes into the JSON, and a difference (any for
 discrete actions, more than `ONNX_TOLERANCE` for continuous ones) is an `ExportMismatch`.
 
-Observations are those the trainer sees (`EnvSpec.obs_shape`): for gymnax envs with array
+Observations are those the trainer sees (`EnvSetup.obs_shape`): for gymnax envs with array
 observations, the env's own.
 """
 
@@ -56,13 +56,13 @@ class ExportMismatch(RuntimeError):
 
 def deterministic_policy(trainer: Trainer, policy: Policy) -> Callable[..., Any]:
     """One run's deterministic policy as a pure function of a batch (see the module doc)."""
-    spec, key = trainer.spec, jax.random.key(0)  # the mode needs no randomness
+    setup, key = trainer.env, jax.random.key(0)  # the mode needs no randomness
 
     def act(obs: jax.Array, first: jax.Array, rnn_state: jax.Array | None) -> tuple:
         rnn_state, action = select_action(trainer, policy, rnn_state, obs, first, key, True)
-        if spec.discrete:
+        if setup.discrete:
             return action.astype(jnp.int32), rnn_state
-        bounded = jnp.clip(action, spec.action_low, spec.action_high)
+        bounded = jnp.clip(action, setup.action_low, setup.action_high)
         return bounded.astype(jnp.float32), rnn_state
 
     if trainer.network.rnn_size:
@@ -77,7 +77,7 @@ def deterministic_policy(trainer: Trainer, policy: Policy) -> Callable[..., Any]
 def policy_arguments(trainer: Trainer) -> list[jax.ShapeDtypeStruct]:
     """The exported function's arguments, with a symbolic batch size B."""
     (batch,) = jax.export.symbolic_shape("B")
-    obs = jax.ShapeDtypeStruct((batch, *trainer.spec.obs_shape), jnp.float32)
+    obs = jax.ShapeDtypeStruct((batch, *trainer.env.obs_shape), jnp.float32)
     rnn_size = trainer.network.rnn_size
     if not rnn_size:
         return [obs]
@@ -107,11 +107,11 @@ def export_policy(
         exported = jax.export.export(jax.jit(fn))(*policy_arguments(trainer))
         (out / POLICY_FILE).write_bytes(exported.serialize())
         checked = {}
-    spec = trainer.spec
+    setup = trainer.env
     meta = {
         "format": "onnx" if format == "onnx" else "jax.export",
-        "env": spec.name,
-        "observation": {"shape": list(spec.obs_shape), "dtype": "float32"},
+        "env": setup.name,
+        "observation": {"shape": list(setup.obs_shape), "dtype": "float32"},
         "action": action_space(trainer),
         "recurrent": bool(trainer.network.rnn_size),
         "rnn_size": int(trainer.network.rnn_size or 0),
@@ -119,7 +119,8 @@ def export_policy(
         **checked,
         "run": document or {},
     }
-    from purejaxppo.outputs.summary import library_versions, write_json
+    from purejaxppo.outputs.machine import library_versions
+    from purejaxppo.outputs.summary import write_json
 
     write_json(out / META_FILE, meta | {"versions": library_versions()})
     return out
@@ -147,7 +148,7 @@ def onnx_model(trainer: Trainer, fn: Callable[..., Any]) -> tuple[Any, dict[str,
     want = fn(*feeds) if recurrent else (fn(*feeds),)
     differences = [float(np.max(np.abs(g - np.asarray(w)))) for g, w in zip(got, want, strict=True)]
     action_difference = differences[0]
-    allowed = 0.0 if trainer.spec.discrete else ONNX_TOLERANCE
+    allowed = 0.0 if trainer.env.discrete else ONNX_TOLERANCE
     if action_difference > allowed or max(differences) > ONNX_TOLERANCE:
         raise ExportMismatch(
             f"the ONNX model's actions differ from the JAX policy's on {CHECK_BATCH} "
@@ -163,7 +164,7 @@ def onnx_model(trainer: Trainer, fn: Callable[..., Any]) -> tuple[Any, dict[str,
 def check_inputs(trainer: Trainer) -> list[np.ndarray]:
     """A fixed batch of wide random observations (and episode starts and GRU carries)."""
     rng = np.random.default_rng(0)
-    shape = (CHECK_BATCH, *trainer.spec.obs_shape)
+    shape = (CHECK_BATCH, *trainer.env.obs_shape)
     obs = (3.0 * rng.normal(size=shape)).astype(np.float32)
     if not trainer.network.rnn_size:
         return [obs]
@@ -187,18 +188,16 @@ def onnx_modules() -> tuple[Any, Any]:
 
 
 def action_space(trainer: Trainer) -> dict[str, Any]:
-    spec = trainer.spec
-    if spec.discrete:
-        return {"kind": "discrete", "n": spec.action_dim, "dtype": "int32"}
-    low, high = (np.asarray(b, np.float32).tolist() for b in (spec.action_low, spec.action_high))
-    return {"kind": "box", "shape": [spec.action_dim], "low": low, "high": high}
+    setup = trainer.env
+    if setup.discrete:
+        return {"kind": "discrete", "n": setup.action_dim, "dtype": "int32"}
+    low, high = (np.asarray(b, np.float32).tolist() for b in (setup.action_low, setup.action_high))
+    return {"kind": "box", "shape": [setup.action_dim], "low": low, "high": high}
 
 
 def signature_text(trainer: Trainer) -> str:
-    obs = f"obs f32[B, {', '.join(map(str, trainer.spec.obs_shape))}]"
-    action = (
-        "action i32[B]" if trainer.spec.discrete else f"action f32[B, {trainer.spec.action_dim}]"
-    )
+    obs = f"obs f32[B, {', '.join(map(str, trainer.env.obs_shape))}]"
+    action = "action i32[B]" if trainer.env.discrete else f"action f32[B, {trainer.env.action_dim}]"
     size = trainer.network.rnn_size
     if not size:
         return f"{obs} -> {action}"

@@ -25,7 +25,6 @@ import numpy as np
 
 from purejaxppo.metrics import final_returns, mean_finished_returns
 from purejaxppo.outputs import console, plots
-from purejaxppo.outputs import summary as report_files
 from purejaxppo.outputs.checkpoint import (
     checkpoint_dir,
     open_manager,
@@ -42,11 +41,14 @@ from purejaxppo.outputs.logs import (
     check_sink_extras,
 )
 from purejaxppo.outputs.populations import PBTCsv
-from purejaxppo.outputs.render import check_drawable, render_episodes, run_label
+from purejaxppo.outputs.render import check_drawable, draw_record, record_episodes, render_title
 from purejaxppo.outputs.storage import check_disk_room, remove_partial_saves
+from purejaxppo.outputs.summary import build_summary, evaluations_to_json, write_json
 from purejaxppo.runs.chunked import ChunkDone, ChunkedRun, abstract_train_state, unpadded_state
 from purejaxppo.runs.evaluation import evaluate_runs
 from purejaxppo.runs.memory_budget import metrics_bytes
+from purejaxppo.runs.pbt import PBTLog
+from purejaxppo.runs.pbt_settings import PBTConfig
 
 
 @dataclasses.dataclass(frozen=True)
@@ -115,7 +117,7 @@ class RenderHook:
         self.out, self.every, self.writes = out, every, writes
 
     def check(self, session: Any) -> None:
-        check_drawable(session.trainer.spec)  # before anything compiles
+        check_drawable(session.trainer.env)  # before anything compiles
 
     def on_start(self, session: Any) -> None:
         """Nothing before the run."""
@@ -130,8 +132,10 @@ class RenderHook:
             return
         path = self.out / "renders" / f"update-{updates:07d}.gif"
         key = jax.random.fold_in(jax.random.key(session.spec.seed), updates)
-        label = run_label(session, 0, updates)
-        render_episodes(session.trainer, policy, path, key, 1, True, label)
+        label = render_title(session, 0, updates)
+        draw_record(
+            session.trainer, record_episodes(session.trainer, policy, key, 1, True), path, label
+        )
         report.movies["render/run-0"] = path
 
     def close(self, session: Any, run: ChunkedRun | None) -> None:
@@ -208,7 +212,7 @@ class CheckpointHook:
         if run.updates_done == 0 or self.manager.latest_step() == run.updates_done:
             return  # nothing trained yet, or saved at this update already
         state = unpadded_state(session.placement, run.state, session.population.num_runs)
-        evaluations = report_files.evaluations_to_json(session.evaluations)
+        evaluations = evaluations_to_json(session.evaluations)
         meta = session.document(updates_done=run.updates_done, evaluations=evaluations)
         save_checkpoint(self.manager, state, run.metrics, meta, session.checkpoint_extra(run))
 
@@ -226,7 +230,7 @@ class RunFilesHook:
     def on_start(self, session: Any) -> None:
         remove_temporaries(self.out)  # of a run killed while it replaced a file
         document = session.document(argv=self.argv)
-        report_files.write_json(self.out / "config.json", document)
+        write_json(self.out / "config.json", document)
 
     def on_chunk(self, session: Any, report: ChunkReport) -> None:
         """Nothing between chunks."""
@@ -236,8 +240,8 @@ class RunFilesHook:
             return
         config, population = session.spec.config, session.population
         session_updates = run.updates_done - session.updates_done
-        summary = report_files.build_summary(config, population, run, session_updates)
-        report_files.write_json(self.out / "summary.json", summary)
+        summary = build_summary(config, population, run, session_updates)
+        write_json(self.out / "summary.json", summary)
         written = ["config.json", "metrics.csv", "summary.json"]
         if run.updates_done > 0:
             env_steps = session.trainer.env_steps(range(1, run.updates_done + 1))
@@ -250,6 +254,11 @@ class RunFilesHook:
         print(f"wrote {self.out}/{', '.join([*written, 'checkpoints/'])}")
 
 
+def evolved(log: Any) -> bool:
+    """Whether a strategy's `log` is PBT's, with at least one step."""
+    return isinstance(log, PBTLog) and len(log.update) > 0
+
+
 def population_plots(out: Path, session: Any, run: ChunkedRun) -> list[str]:
     """`sweep.png` for a sweep or a search (final return against each hyperparameter) and,
     with PBT, `population.png` (the searched values through the steps); the names written."""
@@ -260,13 +269,13 @@ def population_plots(out: Path, session: Any, run: ChunkedRun) -> list[str]:
         values = {
             name: np.asarray(getattr(population.hyperparams, name), np.float64) for name in names
         }
-        if run.pbt_log is not None and len(run.pbt_log.update):
-            values = {n: np.asarray(getattr(run.pbt_log.hyperparams, n))[-1] for n in names}
+        if evolved(run.log):
+            values = {n: np.asarray(getattr(run.log.hyperparams, n))[-1] for n in names}
         finals = final_returns(run.metrics)
         plots.plot_sweep(out / "sweep.png", values, finals, grid=not searched)
         written.append("sweep.png")
-    log = run.pbt_log
-    if log is not None and len(log.update):
+    log = run.log
+    if evolved(log):
         initial = {n: np.array([s[n] for s in population.searched]) for n in searched}
         fitness = np.asarray(log.fitness[-1], np.float64)
         steps = session.spec.config.batch_size
@@ -296,7 +305,7 @@ def default_hooks(
     if out is not None:
         hooks.append(CheckpointHook(out, loop.checkpoint_every))
     if writes and out is not None:
-        if session.spec.pbt.enabled:
+        if isinstance(session.spec.strategy, PBTConfig):
             hooks.append(PBTCsv(out / "pbt.csv", tuple(session.spec.search)))
         hooks.append(RunFilesHook(out, argv))
     if writes and out is not None and loop.wandb_project:

@@ -135,7 +135,7 @@ class TensorBoardLog(MetricsSink):
     def on_start(self, session: Any) -> None:
         """Open one writer per run (its event file is made here, not before the checks)."""
         self.writers = [
-            self.writer_class(str(self.directory / run_label(self.population, run)))
+            self.writer_class(str(self.directory / run_log_name(self.population, run)))
             for run in range(self.population.num_runs)
         ]
 
@@ -337,7 +337,8 @@ def tensorboard_writer_class() -> Any:
     return SummaryWriter
 
 
-def run_label(population: Population, run: int) -> str:
+def run_log_name(population: Population, run: int) -> str:
+    """A run's directory in the TensorBoard logs: its index, seed and swept setting."""
     setting = "".join(f"-{k}={v:g}" for k, v in population.swept[run].items())
     return f"run-{run:04d}-seed-{population.seeds[run]}{setting}"
 

@@ -1,5 +1,5 @@
 """What a population's runs did, on the host: the best run (with its PBT lineage and
-hyperparameter schedule), each run's health, and `pbt.csv`.
+hyperparameter changes), each run's health, and `pbt.csv`.
 
 Health flags name the instabilities PPO users otherwise hunt for in the curves:
 
@@ -24,7 +24,7 @@ import numpy as np
 from purejaxppo.config import PPOConfig
 from purejaxppo.metrics import final_returns
 from purejaxppo.outputs.files import replace_file, writing
-from purejaxppo.runs.pbt import PBTLog, pbt_from_tree
+from purejaxppo.runs.pbt import PBTLog
 from purejaxppo.runs.population import Population
 
 KL_BOUND_FACTOR, KL_BOUND_OFF = 4.0, 0.1
@@ -86,7 +86,8 @@ def best_run(
     population: Population, metrics: Any, log: PBTLog | None, searched: tuple[str, ...]
 ) -> dict[str, Any] | None:
     """The run with the highest final return, its hyperparameters and seed; with PBT also
-    its lineage and the schedule of its searched hyperparameters (None: no finite return)."""
+    its lineage and the changes of its searched hyperparameters along it (None: no finite
+    return)."""
     finals = final_returns(metrics)
     if not np.isfinite(finals).any():
         return None
@@ -105,7 +106,7 @@ def best_run(
         return best
     holders = lineage(log, run)
     starts = [0, *(int(u) for u in log.update)]
-    schedule = []
+    changes = []
     for segment, holder in enumerate(holders):
         if segment == 0:
             current = {name: population.searched[holder][name] for name in searched}
@@ -115,10 +116,10 @@ def best_run(
                 name: float(np.asarray(getattr(step_values, name))[segment - 1, holder])
                 for name in searched
             }
-        schedule.append({"from_update": starts[segment], "run": holder, **current})
-    best["hyperparams"] = {name: schedule[-1][name] for name in searched}
+        changes.append({"from_update": starts[segment], "run": holder, **current})
+    best["hyperparams"] = {name: changes[-1][name] for name in searched}
     best["lineage"] = holders
-    best["schedule"] = schedule
+    best["changes"] = changes
     return best
 
 
@@ -136,14 +137,13 @@ class PBTCsv:
     def on_start(self, session: Any) -> None:
         header = ["update", "run", "parent", "replaced", "fitness", *self.searched]
         replace_file(self.path, lambda file: csv.writer(file).writerow(header))
-        if session.restored is not None and session.restored.extra is not None:
-            log = pbt_from_tree(session.restored.extra)[2]
-            if log is not None:
-                self.append(log)
+        carried = session.restored_carried()
+        if carried is not None and carried.log is not None:
+            self.append(carried.log)
 
     def on_chunk(self, session: Any, report: Any) -> None:
-        if report.done.pbt_log is not None:
-            self.append(report.done.pbt_log)
+        if report.done.log is not None:
+            self.append(report.done.log)
 
     def close(self, session: Any, run: Any) -> None:
         """Nothing to close."""

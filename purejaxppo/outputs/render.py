@@ -24,13 +24,14 @@ from typing import Any
 import jax
 import numpy as np
 
-from purejaxppo.envs.spec import EnvSpec
+from purejaxppo.envs.setup import EnvSetup
 from purejaxppo.errors import ConfigError
 from purejaxppo.outputs.files import writing
 from purejaxppo.outputs.plots import pyplot
 from purejaxppo.ppo.evaluate import (
     EpisodeRecord,
     default_max_steps,
+    fresh_episodes,
     record_first_episodes,
     resolve_max_steps,
 )
@@ -77,36 +78,36 @@ class Rendered:
     finished: list[bool]
 
 
-def check_drawable(spec: EnvSpec) -> None:
-    """A one-line `ConfigError` unless `spec`'s env has a time limit (episodes are played up
+def check_drawable(setup: EnvSetup) -> None:
+    """A one-line `ConfigError` unless `setup`'s env has a time limit (episodes are played up
     to it) and some drawing of it exists and can load."""
-    if default_max_steps(spec) is None:
-        raise ConfigError(f"{spec.name} has no time limit: render plays episodes up to one")
-    if own_drawing(spec) is not None:
+    if default_max_steps(setup) is None:
+        raise ConfigError(f"{setup.name} has no time limit: render plays episodes up to one")
+    if own_drawing(setup) is not None:
         return
-    if spec.name not in GYMNAX_DRAWN:
+    if setup.name not in GYMNAX_DRAWN:
         raise ConfigError(
-            f"{spec.name} has no drawing: render draws {', '.join(sorted(GYMNAX_DRAWN))}, "
+            f"{setup.name} has no drawing: render draws {', '.join(sorted(GYMNAX_DRAWN))}, "
             f"{', '.join(OWN_DRAWINGS)} and XLand-MiniGrid envs"
         )
     gymnax_visualizer()
 
 
-def own_drawing(spec: EnvSpec) -> Callable[[Any], np.ndarray] | None:
+def own_drawing(setup: EnvSetup) -> Callable[[Any], np.ndarray] | None:
     """A drawing that needs no extra: the env's own `draw` (a `FunctionalEnv`'s, given the
     wrapped state) or this module's drawing of a gymnax env that gymnax does not draw."""
-    draw = getattr(spec.env, "draw", None)
+    draw = getattr(setup.env, "draw", None)
     if draw is not None:
         return lambda state: np.asarray(draw(state.env_state))
-    if spec.name in OWN_DRAWINGS:
-        return functools.partial(OWN_DRAWINGS[spec.name], spec)
+    if setup.name in OWN_DRAWINGS:
+        return functools.partial(OWN_DRAWINGS[setup.name], setup)
     return None
 
 
-def draw_deep_sea(spec: EnvSpec, state: Any) -> np.ndarray:
+def draw_deep_sea(setup: EnvSetup, state: Any) -> np.ndarray:
     """DeepSea's `size x size` grid: the agent's cell blue, the treasure (bottom right) gold,
     40 pixels a cell."""
-    size, cell = int(spec.env.size), 40
+    size, cell = int(setup.env.size), 40
     image = np.full((size * cell, size * cell, 3), 240, np.uint8)
     image[::cell], image[:, ::cell] = 190, 190  # the grid's lines
 
@@ -121,7 +122,7 @@ def draw_deep_sea(spec: EnvSpec, state: Any) -> np.ndarray:
     return image
 
 
-OWN_DRAWINGS: dict[str, Callable[[EnvSpec, Any], np.ndarray]] = {"DeepSea-bsuite": draw_deep_sea}
+OWN_DRAWINGS: dict[str, Callable[[EnvSetup, Any], np.ndarray]] = {"DeepSea-bsuite": draw_deep_sea}
 """Small drawings of gymnax envs that gymnax's visualiser does not draw."""
 
 
@@ -200,7 +201,8 @@ def recording_program(
     """`record_first_episodes` for one run's policy, jitted once per setting."""
 
     def record(policy: Policy, key: jax.Array) -> EpisodeRecord:
-        return record_first_episodes(trainer, policy, key, episodes, deterministic, max_steps)
+        fresh = fresh_episodes(trainer, key, episodes, max_steps)
+        return record_first_episodes(trainer, policy, fresh, deterministic)
 
     return jax.jit(record)
 
@@ -210,7 +212,7 @@ def record_episodes(
 ) -> EpisodeRecord:
     """`episodes` fresh episodes of one run's `policy` (leaves without a run axis), played
     to the env's time limit, on the host."""
-    max_steps = resolve_max_steps(trainer.spec, None)
+    max_steps = resolve_max_steps(trainer.env, None)
     program = recording_program(trainer, int(episodes), bool(deterministic), max_steps)
     return jax.device_get(program(policy, key))
 
@@ -232,17 +234,17 @@ def episode_frames(record: EpisodeRecord, label: str) -> tuple[list[Any], list[s
 
 
 def write_animation(
-    spec: EnvSpec, states: Sequence[Any], titles: Sequence[str], path: Path
+    setup: EnvSetup, states: Sequence[Any], titles: Sequence[str], path: Path
 ) -> None:
     """Draw one frame per state, each under its title, into `path` (.gif or .mp4; checked
     by the caller, `render_episodes`, before the episodes are played). A write that fails
     all the same (the disk filled, the file system turned read-only) is an `OSError` naming
     `path`: a failed write, not bad input."""
-    with frame_source(spec) as draw:
+    with frame_source(setup) as draw:
         frames = [
             titled_frame(draw(state), title) for state, title in zip(states, titles, strict=True)
         ]
-    interval_ms = 50 if spec.name in CLASSIC_CONTROL else 100  # gymnax's own frame rates
+    interval_ms = 50 if setup.name in CLASSIC_CONTROL else 100  # gymnax's own frame rates
     with writing(path):
         path.parent.mkdir(parents=True, exist_ok=True)
         if path.suffix.lower() == ".gif":
@@ -281,37 +283,37 @@ def write_mp4(path: Path, frames: list[np.ndarray], fps: float) -> None:
 
 
 @contextlib.contextmanager
-def frame_source(spec: EnvSpec) -> Iterator[Callable[[Any], np.ndarray]]:
+def frame_source(setup: EnvSetup) -> Iterator[Callable[[Any], np.ndarray]]:
     """A function from one env state to its RGB image `uint8 [H, W, 3]`: an `own_drawing`;
     for classic control, gymnasium's renderer fed by gymnax's state mapping (one
     renderer for every frame); else gymnax's visualiser drawn on a matplotlib canvas."""
-    own = own_drawing(spec)
+    own = own_drawing(setup)
     if own is not None:
         yield own
         return
     visualizer = gymnax_visualizer()
-    if spec.name in CLASSIC_CONTROL:
-        with classic_control_renderer(spec) as render:
+    if setup.name in CLASSIC_CONTROL:
+        with classic_control_renderer(setup) as render:
             yield render
         return
-    yield from visualizer_canvas(visualizer, spec)
+    yield from visualizer_canvas(visualizer, setup)
 
 
 @contextlib.contextmanager
-def classic_control_renderer(spec: EnvSpec) -> Iterator[Callable[[Any], np.ndarray]]:
-    """gymnasium's renderer of `spec`'s env, its physics set from the gymnax params, drawing
+def classic_control_renderer(setup: EnvSetup) -> Iterator[Callable[[Any], np.ndarray]]:
+    """gymnasium's renderer of `setup`'s env, its physics set from the gymnax params, drawing
     gymnax states (mapped by gymnax's `vis_gym`): one renderer for every frame, where
     gymnax's visualiser makes one a frame."""
     import gymnasium
     from gymnax.visualize import vis_gym
 
-    env = gymnasium.make(spec.name, render_mode="rgb_array")
+    env = gymnasium.make(setup.name, render_mode="rgb_array")
     env.reset(seed=0)
-    vis_gym.set_gym_params(env.unwrapped, spec.name, spec.params)
+    vis_gym.set_gym_params(env.unwrapped, setup.name, setup.params)
 
     def render(state: Any) -> np.ndarray:
-        env.unwrapped.state = vis_gym.get_gym_state(state, spec.name)
-        if spec.name == "Pendulum-v1":  # its renderer draws the last torque
+        env.unwrapped.state = vis_gym.get_gym_state(state, setup.name)
+        if setup.name == "Pendulum-v1":  # its renderer draws the last torque
             env.unwrapped.last_u = np.asarray(state.last_u, np.float64)
         return np.asarray(env.render())
 
@@ -321,11 +323,11 @@ def classic_control_renderer(spec: EnvSpec) -> Iterator[Callable[[Any], np.ndarr
         env.close()
 
 
-def visualizer_canvas(visualizer: Any, spec: EnvSpec) -> Iterator[Callable[[Any], np.ndarray]]:
+def visualizer_canvas(visualizer: Any, setup: EnvSetup) -> Iterator[Callable[[Any], np.ndarray]]:
     """gymnax's visualiser's own drawing of each state, read back from its figure."""
     plt = pyplot()
     states: list[Any] = []
-    drawing = visualizer(spec.env, spec.params, states)
+    drawing = visualizer(setup.env, setup.params, states)
 
     def render(state: Any) -> np.ndarray:
         if not states:
@@ -354,12 +356,18 @@ def render_episodes(
 ) -> Rendered:
     """Play `episodes` fresh episodes of one run's `policy` (from `key`) and write them one
     after another to `path` (.gif or .mp4), one frame per step; `label` heads every title
-    (default: the env's name)."""
-    check_drawable(trainer.spec)
+    (default: the env's name). The env's drawing and the path are checked first."""
+    check_drawable(trainer.env)
     check_movie_path(path)
     record = record_episodes(trainer, policy, key, episodes, deterministic)
-    states, titles = episode_frames(record, label or trainer.spec.name)
-    write_animation(trainer.spec, states, titles, path)
+    return draw_record(trainer, record, path, label)
+
+
+def draw_record(trainer: Trainer, record: EpisodeRecord, path: Path, label: str = "") -> Rendered:
+    """Write recorded episodes to `path` (`render_episodes` without its checks, for a caller
+    that made them once before its run: the render hook, the `render` command)."""
+    states, titles = episode_frames(record, label or trainer.env.name)
+    write_animation(trainer.env, states, titles, path)
     result = record.result
     return Rendered(
         path=path,
@@ -370,7 +378,7 @@ def render_episodes(
     )
 
 
-def run_label(session: Any, run: int, updates_done: int) -> str:
+def render_title(session: Any, run: int, updates_done: int) -> str:
     """The first title line of a session's run: env, run, seed and updates done."""
     seed = session.population.seeds[run]
     return f"{session.spec.config.env}  run {run} (seed {seed})  update {updates_done}"

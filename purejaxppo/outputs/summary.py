@@ -1,72 +1,29 @@
-"""A run's figures on the host: summary.json, config.json, the device and library versions."""
+"""A run's figures on the host: `summary.json` (final returns, timing, the best run, every
+run's health), the evaluations in a run's document, and the JSON writer of the run's files."""
 
 from __future__ import annotations
 
-import importlib.metadata
 import json
-import os
-import platform
-import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import jax
 import numpy as np
 
 from purejaxppo.config import PPOConfig
 from purejaxppo.metrics import final_returns, return_stats
 from purejaxppo.outputs.files import replace_text
+from purejaxppo.outputs.machine import device_description, library_versions
 from purejaxppo.outputs.populations import best_run, population_health
+from purejaxppo.runs.pbt import PBTLog
 from purejaxppo.runs.population import Population
-
-LIBRARIES = ("purejaxppo", "jax", "jaxlib", "flax", "optax", "gymnax", "chex")
-
-
-def library_versions() -> dict[str, str]:
-    versions = {"python": platform.python_version()}
-    for name in LIBRARIES:
-        try:
-            versions[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            versions[name] = "not installed"
-    return versions
-
-
-def device_description() -> str:
-    device = jax.devices()[0]
-    kind = getattr(device, "device_kind", device.platform)
-    return f"{device.platform}:{kind} x{jax.device_count()}"
-
-
-def device_slug() -> str:
-    """A short directory name for this machine: `cpu-<cores>core-<vendor>` or the
-    accelerator's kind, e.g. `nvidia-h100-80gb-hbm3`."""
-    device = jax.devices()[0]
-    if device.platform == "cpu":
-        model = platform.processor() or "cpu"
-        try:
-            text = Path("/proc/cpuinfo").read_text()
-            model = re.search(r"model name\s*:\s*(.+)", text).group(1)
-        except (OSError, AttributeError):
-            pass
-        vendor = "amd" if "AMD" in model else "intel" if "Intel" in model else "cpu"
-        return f"cpu-{os.cpu_count()}core-{vendor}"
-    return re.sub(r"[^a-z0-9]+", "-", device.device_kind.lower()).strip("-")
-
-
-def results_dir(out: Path | None, results_root: Path, *parts: str) -> Path:
-    """`out`, or `results_root/<device_slug>/<parts...>` by default; created if missing."""
-    path = out or results_root.joinpath(device_slug(), *parts)
-    path.mkdir(parents=True, exist_ok=True)
-    return path
 
 
 def build_summary(
     config: PPOConfig, population: Population, run: Any, session_updates: int | None = None
 ) -> dict[str, Any]:
     """Final returns and figures of a `run` (a `ChunkedRun`: `metrics` `[R, updates done]`,
-    `timing` and, with PBT, `pbt_log`), the best run and every run's health flags.
+    `timing` and its strategy's `log`), the best run and every run's health flags.
     SPS counts the `session_updates` run in this process (all of them by default; fewer
     after `--resume`)."""
     metrics, timing = run.metrics, run.timing
@@ -98,9 +55,15 @@ def build_summary(
         ]
     if updates_done:
         searched = tuple(population.searched[0]) if population.searched else ()
-        summary["best"] = best_run(population, metrics, getattr(run, "pbt_log", None), searched)
+        summary["best"] = best_run(population, metrics, evolution_log(run), searched)
         summary["health"] = population_health(metrics, population, config)
     return summary
+
+
+def evolution_log(run: Any) -> PBTLog | None:
+    """The PBT steps of `run` (None: its runs did not evolve)."""
+    log = getattr(run, "log", None)
+    return log if isinstance(log, PBTLog) else None
 
 
 def write_json(path: Path, data: Any) -> None:

@@ -21,11 +21,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from purejaxppo.envs.spec import EnvRunner, EnvSpec, reset_envs, step_envs
+from purejaxppo.config import is_int
+from purejaxppo.envs.setup import EnvRunner, EnvSetup, reset_envs, step_envs
 from purejaxppo.errors import ConfigError
-from purejaxppo.ppo.networks import act_without_value, initial_rnn_state
+from purejaxppo.metrics import mean_over_finished
+from purejaxppo.ppo.networks import act, initial_rnn_state
+from purejaxppo.ppo.parts import TrainerParts
 from purejaxppo.ppo.rollout import policy_input
-from purejaxppo.ppo.trainer import Trainer
 from purejaxppo.ppo.types import Policy
 
 
@@ -42,6 +44,14 @@ class EvalResult(NamedTuple):
     finished: Any
 
 
+class FreshEpisodes(NamedTuple):
+    """E freshly reset envs to play one episode each (`fresh_episodes`)."""
+
+    runner: EnvRunner
+    key: jax.Array  # the key that plays them
+    max_steps: int  # the step limit (static)
+
+
 class _Loop(NamedTuple):
     """The carry of the evaluation loop; all `[E]` except `step` and `key`."""
 
@@ -54,34 +64,34 @@ class _Loop(NamedTuple):
     lengths: jax.Array
 
 
-def default_max_steps(spec: EnvSpec) -> int | None:
+def default_max_steps(setup: EnvSetup) -> int | None:
     """The env's time limit (`env_params.max_steps_in_episode`), or None if it has none."""
-    limit = getattr(spec.params, "max_steps_in_episode", None)
+    limit = getattr(setup.params, "max_steps_in_episode", None)
     return None if limit is None else int(limit)
 
 
-def resolve_max_steps(spec: EnvSpec, max_steps: int | None) -> int:
+def resolve_max_steps(setup: EnvSetup, max_steps: int | None) -> int:
     """`max_steps`, defaulting to the env's time limit; `ConfigError` if neither exists."""
     if max_steps is None:
-        max_steps = default_max_steps(spec)
+        max_steps = default_max_steps(setup)
         if max_steps is None:
             raise ConfigError(
-                f"{spec.name} has no time limit (env_params.max_steps_in_episode); "
+                f"{setup.name} has no time limit (env_params.max_steps_in_episode); "
                 "pass max_steps to bound the evaluation"
             )
-    if isinstance(max_steps, bool) or not isinstance(max_steps, int | np.integer):
-        raise ConfigError(f"max_steps must be a positive integer, got {max_steps!r}")
-    if max_steps < 1:
-        raise ConfigError(f"max_steps must be a positive integer, got {max_steps!r}")
+    check_positive_int("max_steps", max_steps)
     return int(max_steps)
 
 
 def check_num_episodes(num_episodes: int) -> None:
     """A `ConfigError` naming `num_episodes` unless it is a positive integer."""
-    if isinstance(num_episodes, bool) or not isinstance(num_episodes, int | np.integer):
-        raise ConfigError(f"num_episodes must be a positive integer, got {num_episodes!r}")
-    if num_episodes < 1:
-        raise ConfigError(f"num_episodes must be a positive integer, got {num_episodes!r}")
+    check_positive_int("num_episodes", num_episodes)
+
+
+def check_positive_int(name: str, value: Any) -> None:
+    """A `ConfigError` naming `name` unless `value` is a positive integer (not a bool)."""
+    if not is_int(value) or value < 1:
+        raise ConfigError(f"{name} must be a positive integer, got {value!r}")
 
 
 def as_policy(policy: Policy | Any) -> Policy:
@@ -90,7 +100,7 @@ def as_policy(policy: Policy | Any) -> Policy:
 
 
 def select_action(
-    trainer: Trainer,
+    trainer: TrainerParts,
     policy: Policy,
     rnn_state: jax.Array | None,
     obs: jax.Array,
@@ -101,39 +111,33 @@ def select_action(
     """The network's `rnn_state` `[E, H]` after `obs` `[E, *obs_shape]` (normalised with the
     policy's frozen training statistics if it has them; `first` `[E]` marks episode starts),
     and actions `[E]` (discrete) or `[E, D]` (continuous, unclipped): the mode or a sample."""
-    rnn_state, dist = act_without_value(
-        trainer.network, policy.params, rnn_state, policy_input(policy.obs_stats, obs), first
-    )
+    x = policy_input(policy.obs_stats, obs)
+    rnn_state, dist, _ = act(trainer.network, policy.params, rnn_state, x, first, with_value=False)
     return rnn_state, dist.mode() if deterministic else dist.sample(key)
 
 
 def play_first_episodes(
-    trainer: Trainer,
-    policy: Policy | Any,
-    runner: EnvRunner,
-    key: jax.Array,
-    deterministic: bool,
-    max_steps: int,
+    trainer: TrainerParts, policy: Policy | Any, episodes: FreshEpisodes, deterministic: bool
 ) -> EvalResult:
-    """Play the E envs of a freshly reset `runner` until each ends its first episode.
+    """Play the E envs of `episodes` until each ends its first episode.
 
     Returns an `EvalResult` of `[E]` arrays. The `lax.while_loop` stops once all envs are
-    done or after `max_steps` steps.
+    done or after `episodes.max_steps` steps.
     """
     policy = as_policy(policy)
 
     def running(loop: _Loop) -> jax.Array:
-        return (loop.step < max_steps) & ~jnp.all(loop.done)
+        return (loop.step < episodes.max_steps) & ~jnp.all(loop.done)
 
     def one_step(loop: _Loop) -> _Loop:
         return play_step(trainer, policy, deterministic, loop)[0]
 
-    end = jax.lax.while_loop(running, one_step, start_loop(trainer, runner, key))
+    end = jax.lax.while_loop(running, one_step, start_loop(trainer, episodes))
     return loop_result(end)
 
 
 def play_step(
-    trainer: Trainer, policy: Policy, deterministic: bool, loop: _Loop
+    trainer: TrainerParts, policy: Policy, deterministic: bool, loop: _Loop
 ) -> tuple[_Loop, tuple[Any, jax.Array, jax.Array]]:
     """One step of every env: the next loop and what the step saw, `(env_state before it,
     action [E] or [E, D], reward [E])`."""
@@ -144,7 +148,7 @@ def play_step(
         trainer, policy, loop.rnn_state, loop.runner.obs, first, key_act, deterministic
     )
     env_keys = jax.random.split(key_env, num_envs)
-    runner, step = step_envs(trainer.spec, env_keys, loop.runner, action)
+    runner, step = step_envs(trainer.env, env_keys, loop.runner, action)
     ended = (step.terminated | step.truncated) & ~loop.done
     after = _Loop(
         step=loop.step + 1,
@@ -158,14 +162,14 @@ def play_step(
     return after, (loop.runner.env_state, action, step.reward)
 
 
-def start_loop(trainer: Trainer, runner: EnvRunner, key: jax.Array) -> _Loop:
-    """The loop's carry before the first step of the E envs of a freshly reset `runner`."""
-    num_envs = runner.obs.shape[0]
-    chex.assert_shape(runner.obs, (num_envs, *trainer.spec.obs_shape))
+def start_loop(trainer: TrainerParts, episodes: FreshEpisodes) -> _Loop:
+    """The loop's carry before the first step of the E envs of `episodes`."""
+    num_envs = episodes.runner.obs.shape[0]
+    chex.assert_shape(episodes.runner.obs, (num_envs, *trainer.env.obs_shape))
     return _Loop(
         step=jnp.zeros((), jnp.int32),
-        key=key,
-        runner=runner,
+        key=episodes.key,
+        runner=episodes.runner,
         rnn_state=initial_rnn_state(trainer.network, num_envs),
         done=jnp.zeros((num_envs,), bool),
         returns=jnp.zeros((num_envs,), jnp.float32),
@@ -198,31 +202,25 @@ class EpisodeRecord(NamedTuple):
 
 
 def record_first_episodes(
-    trainer: Trainer,
-    policy: Policy | Any,
-    key: jax.Array,
-    num_episodes: int,
-    deterministic: bool,
-    max_steps: int | None = None,
+    trainer: TrainerParts, policy: Policy | Any, episodes: FreshEpisodes, deterministic: bool
 ) -> EpisodeRecord:
-    """`evaluate_policy`'s episodes (the same keys give the same episodes), with every
-    step's env state kept: a `lax.scan` over all `max_steps` steps. Pure and jittable with
-    everything but `policy` and `key` static."""
-    runner, key_play, max_steps = fresh_episodes(trainer, key, num_episodes, max_steps)
+    """`play_first_episodes`'s episodes (the same `episodes` give the same ones), with every
+    step's env state kept: a `lax.scan` over all `episodes.max_steps` steps. Pure and
+    jittable with `trainer` and `deterministic` static."""
     policy = as_policy(policy)
 
     def one_step(loop: _Loop, _: None) -> tuple[_Loop, tuple[Any, jax.Array, jax.Array]]:
         return play_step(trainer, policy, deterministic, loop)
 
     end, (states, actions, rewards) = jax.lax.scan(
-        one_step, start_loop(trainer, runner, key_play), None, length=max_steps
+        one_step, start_loop(trainer, episodes), None, length=episodes.max_steps
     )
-    chex.assert_shape(rewards, (max_steps, num_episodes))
+    chex.assert_shape(rewards, (episodes.max_steps, episodes.runner.obs.shape[0]))
     return EpisodeRecord(states, actions, rewards, loop_result(end))
 
 
 def evaluate_policy(
-    trainer: Trainer,
+    trainer: TrainerParts,
     policy: Policy | Any,
     key: jax.Array,
     num_episodes: int,
@@ -239,19 +237,19 @@ def evaluate_policy(
     `max_steps` defaults to the env's time limit. Returns an `EvalResult` of `[E]` arrays,
     E = `num_episodes`.
     """
-    runner, key_play, max_steps = fresh_episodes(trainer, key, num_episodes, max_steps)
-    return play_first_episodes(trainer, policy, runner, key_play, deterministic, max_steps)
+    episodes = fresh_episodes(trainer, key, num_episodes, max_steps)
+    return play_first_episodes(trainer, policy, episodes, deterministic)
 
 
 def fresh_episodes(
-    trainer: Trainer, key: jax.Array, num_episodes: int, max_steps: int | None
-) -> tuple[EnvRunner, jax.Array, int]:
+    trainer: TrainerParts, key: jax.Array, num_episodes: int, max_steps: int | None = None
+) -> FreshEpisodes:
     """`num_episodes` freshly reset envs, the key that plays them and the checked step
     limit (default: the env's time limit); the same `key` gives the same episodes."""
     check_num_episodes(num_episodes)
-    max_steps = resolve_max_steps(trainer.spec, max_steps)
+    max_steps = resolve_max_steps(trainer.env, max_steps)
     key_reset, key_play = jax.random.split(key)
-    return reset_envs(trainer.spec, key_reset, num_episodes), key_play, max_steps
+    return FreshEpisodes(reset_envs(trainer.env, key_reset, num_episodes), key_play, max_steps)
 
 
 def summarize_eval(result: EvalResult) -> list[dict[str, float | int]]:
@@ -268,17 +266,19 @@ def summarize_eval(result: EvalResult) -> list[dict[str, float | int]]:
         raise ValueError(
             f"EvalResult fields differ in shape: {returns.shape}, {lengths.shape}, {finished.shape}"
         )
+    return_means = mean_over_finished(returns, finished, axis=-1)
+    length_means = mean_over_finished(lengths, finished, axis=-1)
     summaries = []
-    for ret, length, fin in zip(returns, lengths, finished, strict=True):
-        done_returns, done_lengths = ret[fin], length[fin]
+    for run, (ret, fin) in enumerate(zip(returns, finished, strict=True)):
+        done_returns = ret[fin]
         any_done = done_returns.size > 0
         summaries.append(
             {
-                "return_mean": float(done_returns.mean()) if any_done else float("nan"),
+                "return_mean": float(return_means[run]),
                 "return_std": float(done_returns.std()) if any_done else float("nan"),
                 "return_min": float(done_returns.min()) if any_done else float("nan"),
                 "return_max": float(done_returns.max()) if any_done else float("nan"),
-                "length_mean": float(done_lengths.mean()) if any_done else float("nan"),
+                "length_mean": float(length_means[run]),
                 "episodes_finished": int(fin.sum()),
                 "episodes": int(fin.size),
             }

@@ -3,7 +3,7 @@ with the values of its plain counterpart:
 
 - `dense_product`: `x @ kernel` with a custom VJP that takes the weight gradient in the
   orientation XLA:CPU computes fastest; `dense_dot_general` plugs it into `flax.linen.Dense`.
-- `orthogonal_matrices*`: orthogonal initialisation from random bits, without LAPACK.
+- `orthogonal_matrices_from_bits`: orthogonal initialisation from random bits, without LAPACK.
 - `log_softmax`: by columns for a few actions.
 """
 
@@ -95,24 +95,6 @@ def dense_dot_general(
     )
 
 
-def orthogonal_matrices(
-    key: jax.Array, shapes: Sequence[tuple[int, ...]], scales: Sequence[float]
-) -> list[jax.Array]:
-    """Haar-random orthogonal arrays of the given shapes, each times its scale, from one
-    normal draw and one batched Gram-Schmidt (so a network's kernels compile as one loop).
-
-    Each shape is read as a matrix `[prod(shape[:-1]), shape[-1]]` whose smaller side is
-    orthonormal. Its Gaussian `[m, k]` (m >= k) sits in the corner of a zero `[M, K]` block
-    shared by all; Gram-Schmidt handles the columns in order, so the corner's columns come
-    out exactly as they would alone and the zero padding stays zero. Same distribution as
-    `flax.linen.initializers.orthogonal`, but without LAPACK's QR: under `vmap` over seeds
-    that QR becomes one batched LAPACK call, which jaxlib 0.10 splits over its intra-op
-    thread pool and which deadlocks intermittently on a 2-core CPU.
-    """
-    bits = jax.random.bits(key, orthogonal_bits_shape(shapes), jnp.uint32)
-    return orthogonal_matrices_from_bits(bits, shapes, scales)
-
-
 def _tall_sizes(shapes: Sequence[tuple[int, ...]]) -> list[tuple[int, int]]:
     """Each shape as a matrix `(m, k)` with m >= k (the orthonormal side is k)."""
     sizes = [(math.prod(shape[:-1]), shape[-1]) for shape in shapes]
@@ -129,8 +111,18 @@ def orthogonal_bits_shape(shapes: Sequence[tuple[int, ...]]) -> tuple[int, int, 
 def orthogonal_matrices_from_bits(
     bits: jax.Array, shapes: Sequence[tuple[int, ...]], scales: Sequence[float]
 ) -> list[jax.Array]:
-    """`orthogonal_matrices` from uniform random uint32 `bits` `orthogonal_bits_shape(shapes)`
-    (made standard normal by `noise_from_bits`)."""
+    """Haar-random orthogonal arrays of the given shapes, each times its scale, from uniform
+    random uint32 `bits` `orthogonal_bits_shape(shapes)` (made standard normal by
+    `noise_from_bits`) and one batched Gram-Schmidt (so a network's kernels compile as one loop).
+
+    Each shape is read as a matrix `[prod(shape[:-1]), shape[-1]]` whose smaller side is
+    orthonormal. Its Gaussian `[m, k]` (m >= k) sits in the corner of a zero `[M, K]` block
+    shared by all; Gram-Schmidt handles the columns in order, so the corner's columns come
+    out exactly as they would alone and the zero padding stays zero. Same distribution as
+    `flax.linen.initializers.orthogonal`, but without LAPACK's QR: under `vmap` over seeds
+    that QR becomes one batched LAPACK call, which jaxlib 0.10 splits over its intra-op
+    thread pool and which deadlocks intermittently on a 2-core CPU.
+    """
     sizes = [(math.prod(shape[:-1]), shape[-1]) for shape in shapes]
     tall = _tall_sizes(shapes)
     mask = np.zeros(orthogonal_bits_shape(shapes), np.float32)

@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import jax
 import jax.numpy as jnp
 
 from purejaxppo.config import Hyperparams, PPOConfig
-from purejaxppo.ppo.distributions import Distribution
-from purejaxppo.ppo.networks import Network, unroll
+from purejaxppo.ppo.networks import replay
+from purejaxppo.ppo.parts import TrainerParts
 from purejaxppo.ppo.types import Batch, LossInfo
-
-if TYPE_CHECKING:  # the trainer imports this module
-    from purejaxppo.ppo.trainer import Trainer
 
 
 def clipped_surrogate_loss(
@@ -46,23 +41,6 @@ def standardize(x: jax.Array, eps: float = 1e-8) -> jax.Array:
     return (x - x.mean()) / (x.std() + eps)
 
 
-def evaluate_batch(network: Network, params: dict, batch: Batch) -> tuple[Distribution, jax.Array]:
-    """The current policy's distributions and values on `batch`'s observations (shaped like
-    `batch.value`): one pass over flat samples, or the sequences replayed from the
-    `rnn_state` at their start."""
-    if batch.rnn_state is None:
-        return network.apply(params, batch.obs)
-    return unroll(network, params, batch.rnn_state, batch.obs, batch.first)
-
-
-def ppo_loss(
-    trainer: Trainer, hp: Hyperparams, params: dict, batch: Batch
-) -> tuple[jax.Array, LossInfo]:
-    """Total loss (policy + vf_coef * value - ent_coef * entropy) and its diagnostics, with
-    the batch's advantages standardised first if `config.normalize_advantages`."""
-    return ppo_objective(trainer, hp, params, standardize_advantages(trainer.config, batch))
-
-
 def standardize_advantages(config: PPOConfig, batch: Batch) -> Batch:
     """The batch with its advantages standardised over the batch (if the config says so)."""
     if not config.normalize_advantages:
@@ -71,10 +49,13 @@ def standardize_advantages(config: PPOConfig, batch: Batch) -> Batch:
 
 
 def ppo_objective(
-    trainer: Trainer, hp: Hyperparams, params: dict, batch: Batch
+    trainer: TrainerParts, hp: Hyperparams, params: dict, batch: Batch
 ) -> tuple[jax.Array, LossInfo]:
-    """`ppo_loss` on advantages taken as they are; every term is a mean over the samples."""
-    dist, value = evaluate_batch(trainer.network, params, batch)
+    """Total loss (policy + vf_coef * value - ent_coef * entropy) and its diagnostics, on the
+    batch's advantages as they are (`standardize_advantages` first if the config says so);
+    every term is a mean over the samples. The policy and values are `replay`ed over the
+    batch: flat samples, or sequences from the `rnn_state` at their start."""
+    dist, value = replay(trainer.network, params, batch)
     log_ratio = dist.log_prob(batch.action) - batch.log_prob
     ratio = jnp.exp(log_ratio)
     policy = clipped_surrogate_loss(ratio, batch.advantage, hp.clip_eps)

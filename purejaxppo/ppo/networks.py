@@ -1,24 +1,29 @@
-"""Actor-critic networks: separate policy and value towers with orthogonal initialisation.
+"""Actor-critic network: separate policy and value towers with orthogonal initialisation,
+read by every stage through one acting API.
 
 Observations of any shape are flattened for the MLP torso; the CNN torso (for image-like
-observations such as MinAtar's `[10, 10, C]`) applies one 3x3 convolution first.
+observations such as MinAtar's `[10, 10, C]`) applies one 3x3 convolution first. With
+`gru_size > 0` the towers read a GRU's output instead of the observation: the observation is
+embedded, fed to a GRU cell whose carry (`rnn_state`) restarts from zero where `first` marks
+an episode's first observation, and the cell's output is the new carry.
 
-Both networks act through one interface, so rollout, loss and evaluation serve both:
+The acting API, for feed-forward and recurrent networks alike (`rnn_state` None: feed-forward):
 
-    step(rnn_state [N, H], obs [N, *obs_shape], first [N]) -> (rnn_state, distribution, value [N])
+    act(network, params, rnn_state [N, H], obs [N, *obs_shape], first [N], with_value)
+        -> NetworkStep(rnn_state [N, H], dist (batch [N]), value [N] or None)
+    value_after(network, params, rnn_state [..., H], obs [..., *obs_shape]) -> value [...]
+    replay(network, params, batch: Batch) -> (dist, value), shaped like batch.value: flat
+        samples [B], or sequences [T, n] from the carry batch.rnn_state [n, H] at their start
 
-`first` marks the first observation of an episode, where the recurrent network starts from a
-zero `rnn_state` (the GRU's carry). The feed-forward `ActorCritic` carries nothing
-(`rnn_state` is None); `RecurrentActorCritic` embeds the observation, runs a GRU cell and
-feeds its output to separate policy and value heads. Both take `Tuning`'s kernel choices as
-module attributes (`make_network`).
+Rollout, loss, evaluation, render and export act through these alone; `ActorCritic.__call__`
+is the one place observations become a distribution and a value.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import flax.linen as nn
 import flax.struct
@@ -26,15 +31,16 @@ import jax
 import jax.numpy as jnp
 
 from purejaxppo.config import ConfigError, PPOConfig
-from purejaxppo.envs.spec import EnvSpec
+from purejaxppo.envs.setup import EnvSetup
 from purejaxppo.ppo.distributions import Categorical, DiagGaussian, Distribution
 from purejaxppo.ppo.kernels import (
     dense_dot_general,
     orthogonal_bits_shape,
     orthogonal_matrices_from_bits,
 )
-from purejaxppo.ppo.randomness import draw_bits, key_words, keys_from_bits
+from purejaxppo.ppo.randomness import keys_from_bits
 from purejaxppo.ppo.tuning import Tuning
+from purejaxppo.ppo.types import Batch
 
 _ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
     "tanh": jnp.tanh,
@@ -46,8 +52,8 @@ _ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
 @flax.struct.dataclass
 class OrthogonalKernel(nn.meta.AxisMetadata):
     """A kernel declared orthogonal (times `scale`): NaN (so a network used without
-    `init_network` fails loudly) until `init_network` fills every such kernel of a network
-    from one `orthogonal_matrices` call."""
+    `init_network_from_bits` fails loudly) until `init_network_from_bits` fills every such
+    kernel of a network from one `orthogonal_matrices_from_bits` call."""
 
     value: jax.Array
     scale: float = flax.struct.field(pytree_node=False)
@@ -66,7 +72,8 @@ class OrthogonalKernel(nn.meta.AxisMetadata):
 
 
 def orthogonal_kernel(scale: float) -> Callable[..., OrthogonalKernel]:
-    """The modules' kernel initializer: declares the kernel; `init_network` draws it."""
+    """The modules' kernel initializer: declares the kernel; `init_network_from_bits` draws
+    it."""
 
     def declare(key: jax.Array, shape: Sequence[int], dtype: jnp.dtype = jnp.float32):
         return OrthogonalKernel(jnp.full(shape, jnp.nan, dtype), scale)
@@ -121,94 +128,70 @@ def _distribution(module: nn.Module, out: jax.Array) -> Distribution:
     return DiagGaussian(out, module.log_std)
 
 
+class NetworkStep(NamedTuple):
+    """One step of the network for a batch `[N]`."""
+
+    rnn_state: jax.Array | None  # [N, H] after the step (None: feed-forward)
+    dist: Distribution  # batch [N]
+    value: jax.Array | None  # [N] (None where it was not asked for)
+
+
 class ActorCritic(nn.Module):
-    """Maps observations `[..., *obs_shape]` to an action distribution and a value `[...]`."""
+    """Observations `[..., *obs_shape]` -> an action distribution and a value `[...]`, the
+    towers reading the observation, or (`gru_size > 0`) the output of a GRU cell."""
 
     action_dim: int
     discrete: bool
     hidden_sizes: Sequence[int]
     activation: str
     obs_ndim: int
+    gru_size: int = 0  # 0: feed-forward
     conv: bool = False
     weight_gradient_product: bool = False  # `Tuning.weight_gradient_product`
     column_log_softmax: bool = False  # `Tuning.column_log_softmax`
 
     def setup(self) -> None:
-        tower = dict(hidden_sizes=self.hidden_sizes, obs_ndim=self.obs_ndim, conv=self.conv)
-        self.actor = _tower(self, out_features=self.action_dim, out_scale=0.01, **tower)
-        self.critic = _tower(self, out_features=1, out_scale=1.0, **tower)
-        if not self.discrete:
-            self.log_std = self.param("log_std", nn.initializers.zeros, (self.action_dim,))
-
-    def __call__(self, obs: jax.Array) -> tuple[Distribution, jax.Array]:
-        return self.policy(obs), self.value(obs)
-
-    def policy(self, obs: jax.Array) -> Distribution:
-        return _distribution(self, self.actor(obs))
-
-    def value(self, obs: jax.Array) -> jax.Array:
-        return self.critic(obs)[..., 0]
-
-    def step(
-        self, rnn_state: None, obs: jax.Array, first: jax.Array
-    ) -> tuple[None, Distribution, jax.Array]:
-        """The common acting interface; a feed-forward network carries no `rnn_state`."""
-        dist, value = self(obs)
-        return rnn_state, dist, value
-
-    def step_value(self, rnn_state: None, obs: jax.Array, first: jax.Array) -> jax.Array:
-        return self.value(obs)
-
-    def policy_step(
-        self, rnn_state: None, obs: jax.Array, first: jax.Array
-    ) -> tuple[None, Distribution]:
-        """`step` without the value: what acting needs."""
-        return rnn_state, self.policy(obs)
-
-    def value_after(self, rnn_state: None, obs: jax.Array) -> jax.Array:
-        """The value `step` returned for `obs`, given the `rnn_state` it returned with it."""
-        return self.value(obs)
-
-    @property
-    def rnn_size(self) -> int:
-        return 0
-
-
-class RecurrentActorCritic(nn.Module):
-    """Observation embedding -> GRU cell (reset where `first`) -> policy and value heads."""
-
-    action_dim: int
-    discrete: bool
-    hidden_sizes: Sequence[int]
-    activation: str
-    obs_ndim: int
-    gru_size: int
-    conv: bool = False
-    weight_gradient_product: bool = False  # `Tuning.weight_gradient_product`
-    column_log_softmax: bool = False  # `Tuning.column_log_softmax`
-
-    def setup(self) -> None:
-        self.embed = _tower(
-            self,
-            hidden_sizes=(),
-            out_features=self.hidden_sizes[0],
-            out_scale=math.sqrt(2),
-            obs_ndim=self.obs_ndim,
-            conv=self.conv,
-        )
-        # Its recurrent kernels join the network's one orthogonal draw (flax's default is a
-        # LAPACK QR each); its input kernels keep flax's LeCun normal.
-        self.cell = nn.GRUCell(self.gru_size, recurrent_kernel_init=orthogonal_kernel(1.0))
-        head = dict(hidden_sizes=self.hidden_sizes[1:], obs_ndim=1)
-        self.actor = _tower(self, out_features=self.action_dim, out_scale=0.01, **head)
-        self.critic = _tower(self, out_features=1, out_scale=1.0, **head)
+        heads = dict(hidden_sizes=self.hidden_sizes, obs_ndim=self.obs_ndim, conv=self.conv)
+        if self.gru_size:
+            self.embed = _tower(
+                self,
+                hidden_sizes=(),
+                out_features=self.hidden_sizes[0],
+                out_scale=math.sqrt(2),
+                obs_ndim=self.obs_ndim,
+                conv=self.conv,
+            )
+            # Its recurrent kernels join the network's one orthogonal draw (flax's default is
+            # a LAPACK QR each); its input kernels keep flax's LeCun normal.
+            self.cell = nn.GRUCell(self.gru_size, recurrent_kernel_init=orthogonal_kernel(1.0))
+            heads = dict(hidden_sizes=self.hidden_sizes[1:], obs_ndim=1)
+        self.actor = _tower(self, out_features=self.action_dim, out_scale=0.01, **heads)
+        self.critic = _tower(self, out_features=1, out_scale=1.0, **heads)
         if not self.discrete:
             self.log_std = self.param("log_std", nn.initializers.zeros, (self.action_dim,))
 
     def __call__(
-        self, rnn_state: jax.Array, obs: jax.Array, first: jax.Array
-    ) -> tuple[jax.Array, Distribution, jax.Array]:
-        return self.step(rnn_state, obs, first)
+        self,
+        rnn_state: jax.Array | None,
+        obs: jax.Array,
+        first: jax.Array | None,
+        with_value: bool = True,
+    ) -> NetworkStep:
+        """One step (`act`): the GRU's new carry (recurrent), then both heads on it."""
+        if self.gru_size:
+            rnn_state = self.next_rnn_state(rnn_state, obs, first)
+        features = self.heads_input(rnn_state, obs)
+        dist = _distribution(self, self.actor(features))
+        value = self.critic(features)[..., 0] if with_value else None
+        return NetworkStep(rnn_state, dist, value)
+
+    def value_after(self, rnn_state: jax.Array | None, obs: jax.Array) -> jax.Array:
+        """The value `__call__` gave for `obs`, given the `rnn_state` it returned with it."""
+        return self.critic(self.heads_input(rnn_state, obs))[..., 0]
+
+    def heads_input(self, rnn_state: jax.Array | None, obs: jax.Array) -> jax.Array:
+        """What the towers read: the GRU's output (the carry after the step) or `obs`."""
+        return rnn_state if self.gru_size else obs
 
     def next_rnn_state(self, rnn_state: jax.Array, obs: jax.Array, first: jax.Array) -> jax.Array:
         """The GRU's output for `obs` `[..., *obs_shape]` after `rnn_state` `[..., H]` (zeroed
@@ -218,32 +201,12 @@ class RecurrentActorCritic(nn.Module):
         rnn_state, _ = self.cell(rnn_state, features)
         return rnn_state
 
-    def step(
-        self, rnn_state: jax.Array, obs: jax.Array, first: jax.Array
-    ) -> tuple[jax.Array, Distribution, jax.Array]:
-        rnn_state, dist = self.policy_step(rnn_state, obs, first)
-        return rnn_state, dist, self.value_after(rnn_state, obs)
-
-    def policy_step(
-        self, rnn_state: jax.Array, obs: jax.Array, first: jax.Array
-    ) -> tuple[jax.Array, Distribution]:
-        """`step` without the value: what acting needs."""
-        rnn_state = self.next_rnn_state(rnn_state, obs, first)
-        return rnn_state, _distribution(self, self.actor(rnn_state))
-
-    def value_after(self, rnn_state: jax.Array, obs: jax.Array) -> jax.Array:
-        """The value `step` returned for `obs`, given the `rnn_state` it returned with it."""
-        return self.critic(rnn_state)[..., 0]
-
-    def step_value(self, rnn_state: jax.Array, obs: jax.Array, first: jax.Array) -> jax.Array:
-        return self.value_after(self.next_rnn_state(rnn_state, obs, first), obs)
-
     @property
     def rnn_size(self) -> int:
         return self.gru_size
 
 
-Network = ActorCritic | RecurrentActorCritic
+Network = ActorCritic
 
 
 def initial_rnn_state(network: Network, num_envs: int) -> jax.Array | None:
@@ -253,12 +216,11 @@ def initial_rnn_state(network: Network, num_envs: int) -> jax.Array | None:
     return jnp.zeros((num_envs, network.rnn_size), jnp.float32)
 
 
-def init_network(network: Network, key: jax.Array, obs: jax.Array) -> dict:
-    """Parameters from example observations `obs` `[N, *obs_shape]`: the modules' own
-    initialisers, then every `OrthogonalKernel` from `orthogonal_matrices_from_bits`; the
-    modules' key and the kernels' bits come from one draw (`draw_bits`)."""
-    shapes = init_bits_shapes(network, obs, key_words(key))
-    return init_network_from_bits(network, draw_bits(key, shapes), obs, like=key)
+def param_shapes(network: Network, obs: jax.Array | jax.ShapeDtypeStruct) -> Any:
+    """The network's parameters for observations shaped like `obs` `[N, *obs_shape]`, as
+    `jax.ShapeDtypeStruct` leaves: nothing is drawn or allocated."""
+    key = jax.random.key(0)  # shapes only: the key's value does not matter
+    return jax.eval_shape(lambda k: _init_modules(network, k, jnp.zeros(obs.shape)), key)
 
 
 def init_bits_shapes(
@@ -267,9 +229,7 @@ def init_bits_shapes(
     """The uint32 bits `init_network_from_bits` takes: a module key `[words]`, then the
     orthogonal kernels' block (`orthogonal_bits_shape`) if the network declares any. Only
     the shape of `obs` is used."""
-    key = jax.random.key(0)  # shapes only: the key's value does not matter
-    params = jax.eval_shape(lambda k: _init_modules(network, k, jnp.zeros(obs.shape)), key)
-    kernels = _orthogonal_kernels(params)
+    kernels = _orthogonal_kernels(param_shapes(network, obs))
     if not kernels:
         return [(words,)]
     return [(words,), orthogonal_bits_shape([x.value.shape for x in kernels])]
@@ -278,7 +238,9 @@ def init_bits_shapes(
 def init_network_from_bits(
     network: Network, bits: Sequence[jax.Array], obs: jax.Array, like: jax.Array
 ) -> dict:
-    """`init_network` from the bits of `init_bits_shapes` (the module key of `like`'s kind)."""
+    """Parameters from example observations `obs` `[N, *obs_shape]` and the bits of
+    `init_bits_shapes`: the modules' own initialisers (their key of `like`'s kind), then
+    every `OrthogonalKernel` from `orthogonal_matrices_from_bits`."""
     module_bits, *kernel_bits = bits
     params = _init_modules(network, keys_from_bits(module_bits, like), obs)
     declared = _orthogonal_kernels(params)
@@ -295,7 +257,7 @@ def _init_modules(network: Network, key: jax.Array, obs: jax.Array) -> dict:
     """The modules' own initialisation (orthogonal kernels still NaN placeholders)."""
     first = jnp.ones(obs.shape[:1], bool)
     rnn_state = initial_rnn_state(network, obs.shape[0])  # None: feed-forward
-    return network.init(key, rnn_state, obs, first, method="step")
+    return network.init(key, rnn_state, obs, first)
 
 
 def _is_orthogonal(x: object) -> bool:
@@ -307,34 +269,36 @@ def _orthogonal_kernels(params: Any) -> list[OrthogonalKernel]:
 
 
 def act(
-    network: Network, params: dict, rnn_state: jax.Array | None, obs: jax.Array, first: jax.Array
-) -> tuple[jax.Array | None, Distribution, jax.Array]:
-    """One step for a batch `[N]`: the new `rnn_state` `[N, H]`, the action distribution and
-    the value `[N]`."""
-    return network.apply(params, rnn_state, obs, first, method="step")
+    network: Network,
+    params: Any,
+    rnn_state: jax.Array | None,
+    obs: jax.Array,
+    first: jax.Array | None,
+    with_value: bool = True,
+) -> NetworkStep:
+    """One step for observations `obs` `[N, *obs_shape]` (any batch shape), `first` `[N]`
+    marking episode starts (where the carry restarts from zero; None: feed-forward, where it
+    is unused): the new `rnn_state` `[N, H]` (None: feed-forward), the action distribution
+    and, if `with_value`, the value `[N]`."""
+    return network.apply(params, rnn_state, obs, first, with_value)
 
 
-def act_without_value(
-    network: Network, params: dict, rnn_state: jax.Array | None, obs: jax.Array, first: jax.Array
-) -> tuple[jax.Array | None, Distribution]:
-    """`act` without the critic, for observations `[N, *obs_shape]` and `first` `[N]`: the
-    new `rnn_state` `[N, H]` (None: feed-forward) and the action distribution (batch `[N]`)."""
-    return network.apply(params, rnn_state, obs, first, method="policy_step")
-
-
-def values_of(
-    network: Network, params: dict, rnn_state: jax.Array | None, obs: jax.Array
+def value_after(
+    network: Network, params: Any, rnn_state: jax.Array | None, obs: jax.Array
 ) -> jax.Array:
-    """The values `act` gives for observations `[..., *obs_shape]` whose steps returned
+    """The values `act` gave for observations `[..., *obs_shape]` whose steps returned
     `rnn_state` `[..., H]` (None: feed-forward), computed for all of them at once."""
     return network.apply(params, rnn_state, obs, method="value_after")
 
 
-def unroll(
-    network: Network, params: dict, rnn_state: jax.Array, obs: jax.Array, first: jax.Array
-) -> tuple[Distribution, jax.Array]:
-    """Replay sequences: `obs` `[T, n, *obs_shape]` and `first` `[T, n]` from `rnn_state`
-    `[n, H]`; returns the distributions (batch `[T, n]`) and values `[T, n]`."""
+def replay(network: Network, params: Any, batch: Batch) -> tuple[Distribution, jax.Array]:
+    """The policy and values `act` gives over a batch's stored observations, shaped like
+    `batch.value`: flat samples `[B]` in one pass (feed-forward), or sequences `[T, n]`
+    replayed step by step from the carry `batch.rnn_state` `[n, H]` at their start (the carry
+    restarting where `batch.first`)."""
+    if batch.rnn_state is None:
+        _, dist, value = act(network, params, None, batch.obs, batch.first)
+        return dist, value
 
     def one_step(h: jax.Array, inputs: tuple[jax.Array, jax.Array]):
         h, dist, value = act(network, params, h, *inputs)
@@ -342,26 +306,24 @@ def unroll(
             dist = dist._replace(log_std=jnp.broadcast_to(dist.log_std, dist.mean.shape))
         return h, (dist, value)
 
-    _, (dist, value) = jax.lax.scan(one_step, rnn_state, (obs, first))
+    _, (dist, value) = jax.lax.scan(one_step, batch.rnn_state, (batch.obs, batch.first))
     return dist, value
 
 
-def make_network(config: PPOConfig, spec: EnvSpec, tuning: Tuning) -> Network:
-    """The network `config` describes for `spec`'s spaces, with `tuning`'s kernel choices."""
-    if config.network == "cnn" and len(spec.obs_shape) != 3:
+def make_network(config: PPOConfig, setup: EnvSetup, tuning: Tuning) -> Network:
+    """The network `config` describes for `setup`'s spaces, with `tuning`'s kernel choices."""
+    if config.network == "cnn" and len(setup.obs_shape) != 3:
         raise ConfigError(
-            f"network 'cnn' needs image observations [H, W, C]; {spec.name} has {spec.obs_shape}"
+            f"network 'cnn' needs image observations [H, W, C]; {setup.name} has {setup.obs_shape}"
         )
-    common = dict(
-        action_dim=spec.action_dim,
-        discrete=spec.discrete,
+    return ActorCritic(
+        action_dim=setup.action_dim,
+        discrete=setup.discrete,
         hidden_sizes=tuple(config.hidden_sizes),
         activation=config.activation,
-        obs_ndim=len(spec.obs_shape),
+        obs_ndim=len(setup.obs_shape),
+        gru_size=config.gru_size if config.recurrent else 0,
         conv=config.network == "cnn",
         weight_gradient_product=tuning.weight_gradient_product,
         column_log_softmax=tuning.column_log_softmax,
     )
-    if config.recurrent:
-        return RecurrentActorCritic(gru_size=config.gru_size, **common)
-    return ActorCritic(**common)

@@ -2,63 +2,56 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import chex
 import jax
 import jax.numpy as jnp
 
-from purejaxppo.envs.spec import EnvSpec, step_envs
+from purejaxppo.envs.setup import EnvSetup, step_envs
 from purejaxppo.ppo.distributions import noise_from_bits
-from purejaxppo.ppo.networks import act, act_without_value, values_of
+from purejaxppo.ppo.networks import act, value_after
 from purejaxppo.ppo.normalize import RunningStats, normalize_obs
-from purejaxppo.ppo.randomness import draw_bits, key_words, keys_from_bits
+from purejaxppo.ppo.parts import TrainerParts
+from purejaxppo.ppo.randomness import keys_from_bits
 from purejaxppo.ppo.types import Actors, RolloutNoise, Transition
-
-if TYPE_CHECKING:  # the trainer imports this module
-    from purejaxppo.ppo.trainer import Trainer
 
 
 def rollout_noise_bit_shapes(
-    spec: EnvSpec, num_steps: int, num_envs: int, words: int
+    setup: EnvSetup, num_steps: int, num_envs: int, words: int
 ) -> tuple[tuple[int, ...], tuple[int, ...]]:
     """The uint32 bits a `RolloutNoise` is made of: `[T, N, A]` and `[T, N, words]` (words:
     `key_words` of the key implementation)."""
-    return (num_steps, num_envs, spec.action_dim), (num_steps, num_envs, words)
+    return (num_steps, num_envs, setup.action_dim), (num_steps, num_envs, words)
 
 
 def rollout_noise_from_bits(
-    spec: EnvSpec, action_bits: jax.Array, key_bits: jax.Array, like: jax.Array
+    setup: EnvSetup, action_bits: jax.Array, key_bits: jax.Array, like: jax.Array
 ) -> RolloutNoise:
     """`RolloutNoise` from the bits of `rollout_noise_bit_shapes` (keys of `like`'s kind)."""
-    return RolloutNoise(noise_from_bits(spec.discrete, action_bits), keys_from_bits(key_bits, like))
-
-
-def draw_rollout_noise(
-    spec: EnvSpec, key: jax.Array, num_steps: int, num_envs: int
-) -> RolloutNoise:
-    """The noise of a rollout of `num_steps` in `num_envs` envs, from `key` (one draw)."""
-    shapes = rollout_noise_bit_shapes(spec, num_steps, num_envs, key_words(key))
-    return rollout_noise_from_bits(spec, *draw_bits(key, shapes), like=key)
+    return RolloutNoise(
+        noise_from_bits(setup.discrete, action_bits), keys_from_bits(key_bits, like)
+    )
 
 
 def collect_rollout(
-    trainer: Trainer,
+    trainer: TrainerParts,
     params: Any,
     actors: Actors,
     noise: RolloutNoise,
     obs_stats: RunningStats | None = None,
 ) -> tuple[Actors, Transition]:
     """Act for T steps in every env of `actors` (N envs and their `rnn_state` `[N, H]`, None
-    for a feed-forward network) with the randomness `noise` (`[T, N]` env steps; see
-    `draw_rollout_noise`); returns the actors after them and the rollout.
+    for a feed-forward network) with the randomness `noise` (`[T, N]` env steps, as
+    `draw_update_randomness` of `purejaxppo.ppo.trainer` draws it); returns the actors after
+    them and the rollout.
 
     With `obs_stats` the policy sees observations normalised by them (`policy_input`).
     Where `trainer.tuning.values_after_scan`, `value` `[T, N]` is computed after the scan
     from the observations and the `rnn_state` of each step, not in it (the same values).
     """
     num_envs = noise.env_keys.shape[1]
-    chex.assert_shape(actors.runner.obs, (num_envs, *trainer.spec.obs_shape))
+    chex.assert_shape(actors.runner.obs, (num_envs, *trainer.env.obs_shape))
     values_after = trainer.tuning.values_after_scan
 
     def act_and_step(actors: Actors, inputs: tuple[jax.Array, jax.Array]):
@@ -68,15 +61,10 @@ def collect_rollout(
         act_and_step, actors, (noise.action, noise.env_keys)
     )
     if values_after:
-        value = values_of(trainer.network, params, rnn_state, policy_input(obs_stats, obs))
+        value = value_after(trainer.network, params, rnn_state, policy_input(obs_stats, obs))
     # V(final_obs[t]) continues the episode of obs[t], after the rnn_state of step t.
-    next_value = trainer.network.apply(
-        params,
-        rnn_state,
-        policy_input(obs_stats, step.final_obs),
-        jnp.zeros_like(first),
-        method="step_value",
-    )
+    final_obs = policy_input(obs_stats, step.final_obs)
+    next_value = act(trainer.network, params, rnn_state, final_obs, jnp.zeros_like(first)).value
     transition = Transition(
         obs=obs,
         first=first,
@@ -94,7 +82,7 @@ def collect_rollout(
 
 
 def rollout_step(
-    trainer: Trainer,
+    trainer: TrainerParts,
     params: Any,
     obs_stats: RunningStats | None,
     values_after: bool,
@@ -109,13 +97,11 @@ def rollout_step(
     runner = actors.runner
     first = runner.episode_length == 0  # reset_envs and step_envs zero it at a new episode
     x = policy_input(obs_stats, runner.obs)
-    if values_after:
-        rnn_state, dist = act_without_value(trainer.network, params, actors.rnn_state, x, first)
-        value = None
-    else:
-        rnn_state, dist, value = act(trainer.network, params, actors.rnn_state, x, first)
+    rnn_state, dist, value = act(
+        trainer.network, params, actors.rnn_state, x, first, with_value=not values_after
+    )
     action = dist.sample_with(noise)
-    runner_next, step = step_envs(trainer.spec, env_keys, runner, action)
+    runner_next, step = step_envs(trainer.env, env_keys, runner, action)
     out = (runner.obs, first, rnn_state, action, dist.log_prob(action), value, step)
     return Actors(runner_next, rnn_state), out
 

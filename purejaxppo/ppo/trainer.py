@@ -10,7 +10,6 @@ one top-level function per stage. `train` is pure: `jax.jit` compiles it once an
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any, NamedTuple
 
 import chex
@@ -20,10 +19,10 @@ import numpy as np
 from gymnax.environments.environment import Environment
 
 from purejaxppo.config import Hyperparams, PPOConfig
-from purejaxppo.envs.spec import EnvSpec, make_env, reset_envs_with_keys
+from purejaxppo.envs.setup import make_env, reset_envs_with_keys
+from purejaxppo.metrics import mean_over_finished
 from purejaxppo.ppo.gae import compute_gae
 from purejaxppo.ppo.networks import (
-    Network,
     init_bits_shapes,
     init_network_from_bits,
     initial_rnn_state,
@@ -35,6 +34,7 @@ from purejaxppo.ppo.normalize import (
     merge_stats,
     scale_rewards,
 )
+from purejaxppo.ppo.parts import TrainerParts
 from purejaxppo.ppo.randomness import carried_key_from_bits, draw_bits, key_words, keys_from_bits
 from purejaxppo.ppo.rollout import (
     collect_rollout,
@@ -55,21 +55,16 @@ from purejaxppo.ppo.types import (
     TrainState,
     Transition,
     UpdateInfo,
+    metrics_of,
     policy_of,
 )
 from purejaxppo.ppo.update import make_batch, make_optimizer, update_policy
 
 
-@dataclasses.dataclass(frozen=True, eq=False)
-class Trainer:
-    """The static parts of a run: config, env, network and backend tuning. Call it as
-    `train(key, hp)`; its methods take the arguments of the functions of the same name,
-    after the trainer: `(hp, state, ...)`."""
-
-    config: PPOConfig
-    spec: EnvSpec
-    network: Network
-    tuning: Tuning
+class Trainer(TrainerParts):
+    """The static parts of a run (`TrainerParts`: config, env, network and backend tuning)
+    with its entry points. Call it as `train(key, hp)`; its methods take the arguments of the
+    functions of the same name, after the trainer: `(hp, state, ...)`."""
 
     def __call__(self, key: jax.Array, hp: Hyperparams) -> TrainOutput:
         return train(self, key, hp)
@@ -98,19 +93,19 @@ class UpdateRandomness(NamedTuple):
     epoch_keys: jax.Array  # [update_epochs]: each epoch's shuffle
 
 
-def draw_update_randomness(trainer: Trainer, key: jax.Array) -> UpdateRandomness:
+def draw_update_randomness(trainer: TrainerParts, key: jax.Array) -> UpdateRandomness:
     """An update's randomness from `key` in one draw of random bits (`purejaxppo.ppo.randomness`):
     one threefry loop per update where separate splits and draws made five."""
-    config, spec, words = trainer.config, trainer.spec, key_words(key)
+    config, setup, words = trainer.config, trainer.env, key_words(key)
     shapes = [
         (words,),
-        *rollout_noise_bit_shapes(spec, config.num_steps, config.num_envs, words),
+        *rollout_noise_bit_shapes(setup, config.num_steps, config.num_envs, words),
         (config.update_epochs, words),
     ]
     next_bits, action_bits, env_key_bits, epoch_key_bits = draw_bits(key, shapes)
     return UpdateRandomness(
         next_key=carried_key_from_bits(next_bits, key),
-        rollout=rollout_noise_from_bits(spec, action_bits, env_key_bits, key),
+        rollout=rollout_noise_from_bits(setup, action_bits, env_key_bits, key),
         epoch_keys=keys_from_bits(epoch_key_bits, key),
     )
 
@@ -126,30 +121,32 @@ def make_train(
     backend is read."""
     if tuning is None:
         tuning = Tuning.for_backend(jax.default_backend(), config.batch_size)
-    spec = make_env(config.env if env is None else env, env_params)
-    return Trainer(config, spec, make_network(config, spec, tuning), tuning)
+    setup = make_env(config.env if env is None else env, env_params)
+    return Trainer(config, setup, make_network(config, setup, tuning), tuning)
 
 
-def init_state(trainer: Trainer, key: jax.Array, hp: Hyperparams) -> TrainState:
+def init_state(trainer: TrainerParts, key: jax.Array, hp: Hyperparams) -> TrainState:
     """Initialise network parameters, optimizer state and `num_envs` envs."""
     # One draw: the state's key, a key per env, the network's module key and kernel bits.
     words, num_envs = key_words(key), trainer.config.num_envs
-    example_obs = jax.ShapeDtypeStruct((1, *trainer.spec.obs_shape), jnp.float32)
+    example_obs = jax.ShapeDtypeStruct((1, *trainer.env.obs_shape), jnp.float32)
     network_shapes = init_bits_shapes(trainer.network, example_obs, words)
     key_bits, env_key_bits, *network_bits = draw_bits(
         key, [(words,), (num_envs, words), *network_shapes]
     )
-    runner = reset_envs_with_keys(trainer.spec, keys_from_bits(env_key_bits, key))
+    runner = reset_envs_with_keys(trainer.env, keys_from_bits(env_key_bits, key))
     params = init_network_from_bits(trainer.network, network_bits, runner.obs[:1], like=key)
     opt_state = make_optimizer(hp, hp.learning_rate).init(params)
-    norm = init_normalizer(trainer.spec.obs_shape, trainer.config.num_envs)
+    norm = init_normalizer(trainer.env.obs_shape, trainer.config.num_envs)
     rnn_state = initial_rnn_state(trainer.network, trainer.config.num_envs)
     state_key = carried_key_from_bits(key_bits, key)  # typed, or raw as the caller's key
     zero = jnp.zeros((), jnp.int32)
     return TrainState(params, opt_state, runner, rnn_state, norm, state_key, zero)
 
 
-def update_step(trainer: Trainer, hp: Hyperparams, state: TrainState) -> tuple[TrainState, Metrics]:
+def update_step(
+    trainer: TrainerParts, hp: Hyperparams, state: TrainState
+) -> tuple[TrainState, Metrics]:
     """One PPO update: rollout -> rewards -> gae -> update -> observation statistics -> metrics."""
     config = trainer.config
     randomness = draw_update_randomness(trainer, state.key)
@@ -219,34 +216,29 @@ def summarize_update(
 ) -> Metrics:
     """Reduce one update's `[T, N]` data to scalars."""
     ended = episode_ends(transition)
-    episodes = jnp.sum(ended, dtype=jnp.int32)
-    denom = jnp.maximum(episodes, 1)
-    mean_return = jnp.sum(jnp.where(ended, transition.episode_return, 0.0)) / denom
-    mean_length = jnp.sum(jnp.where(ended, transition.episode_length, 0)) / denom
     residual_var = jnp.var(target - transition.value)
     explained_variance = 1.0 - residual_var / jnp.maximum(jnp.var(target), 1e-8)
-    loss = info.loss
-    return Metrics(
-        episode_return=jnp.where(episodes > 0, mean_return, jnp.nan),
-        episode_length=jnp.where(episodes > 0, mean_length, jnp.nan),
-        episodes=episodes,
-        **loss._asdict(),  # the loss diagnostics, by the same names
+    return metrics_of(
+        episode_return=mean_over_finished(transition.episode_return, ended),
+        episode_length=mean_over_finished(transition.episode_length, ended),
+        episodes=jnp.sum(ended),
+        **info.loss._asdict(),  # the loss diagnostics, by the same names
         explained_variance=explained_variance,
-        learning_rate=jnp.asarray(schedules.learning_rate, jnp.float32),
-        ent_coef=jnp.asarray(schedules.ent_coef, jnp.float32),
+        learning_rate=schedules.learning_rate,
+        ent_coef=schedules.ent_coef,
         epochs=info.epochs,
         grad_norm=info.grad_norm,
     )
 
 
 def run_updates(
-    trainer: Trainer, hp: Hyperparams, state: TrainState, num_updates: int
+    trainer: TrainerParts, hp: Hyperparams, state: TrainState, num_updates: int
 ) -> tuple[TrainState, Metrics]:
     """`num_updates` update steps in one `lax.scan`; metrics are `[num_updates]`."""
     return jax.lax.scan(lambda s, _: update_step(trainer, hp, s), state, None, num_updates)
 
 
-def train(trainer: Trainer, key: jax.Array, hp: Hyperparams) -> TrainOutput:
+def train(trainer: TrainerParts, key: jax.Array, hp: Hyperparams) -> TrainOutput:
     """The whole run: init, then `config.num_updates` updates."""
     state = init_state(trainer, key, hp)
     state, metrics = run_updates(trainer, hp, state, trainer.config.num_updates)

@@ -6,10 +6,11 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from purejaxppo.config import PPOConfig
-from purejaxppo.envs.spec import EnvRunner
+from purejaxppo.envs.setup import EnvRunner
 from purejaxppo.ppo.normalize import Normalizer, RunningStats
 
 
@@ -130,36 +131,42 @@ def policy_of(config: PPOConfig, state: TrainState) -> Policy:
     return Policy(state.params, state.norm.obs if config.normalize_obs else None)
 
 
-class Metrics(NamedTuple):
-    """Scalars per update (`[U]` after a scan; `[R, U]` for R runs).
+Metrics = NamedTuple(
+    "Metrics",
+    [
+        ("episode_return", jax.Array),
+        ("episode_length", jax.Array),
+        ("episodes", jax.Array),
+        *((name, jax.Array) for name in LossInfo._fields),  # the loss diagnostics, by name
+        ("explained_variance", jax.Array),
+        ("learning_rate", jax.Array),
+        ("ent_coef", jax.Array),
+        ("epochs", jax.Array),
+        ("grad_norm", jax.Array),
+    ],
+)
+Metrics.__doc__ = """Scalars per update (`[U]` after a scan; `[R, U]` for R runs).
 
-    `episode_return` / `episode_length` are means over the episodes that *ended* in that
-    update, NaN where `episodes == 0`.
-    """
-
-    episode_return: jax.Array
-    episode_length: jax.Array
-    episodes: jax.Array
-    total_loss: jax.Array
-    policy_loss: jax.Array
-    value_loss: jax.Array
-    entropy: jax.Array
-    approx_kl: jax.Array
-    clip_fraction: jax.Array
-    explained_variance: jax.Array
-    learning_rate: jax.Array
-    ent_coef: jax.Array
-    epochs: jax.Array  # epochs kept (fewer than update_epochs after a target-KL stop)
-    grad_norm: jax.Array
+`episode_return` / `episode_length` are means over the episodes that *ended* in that update,
+NaN where `episodes == 0`; then `LossInfo`'s diagnostics under their own names; `epochs` is
+the number of epochs kept (fewer than update_epochs after a target-KL stop)."""
 
 
 METRIC_NAMES = Metrics._fields
 
 
-# The host-side dtype of each metric (what `summarize_update` makes): int32 counts, else float32.
+# The dtype of each metric, on the device (`metrics_of`) and on the host: int32 counts (of
+# episodes, of epochs kept), else float32.
 METRIC_DTYPES: dict[str, type] = {
-    name: np.int32 if name == "episodes" else np.float32 for name in Metrics._fields
+    name: np.int32 if name in ("episodes", "epochs") else np.float32 for name in Metrics._fields
 }
+
+
+def metrics_of(**values: Any) -> Metrics:
+    """`Metrics` of one update from its scalars by name (every name, no other), each as its
+    `METRIC_DTYPES` dtype."""
+    named = Metrics(**values)._asdict()
+    return Metrics(**{name: jnp.asarray(x, METRIC_DTYPES[name]) for name, x in named.items()})
 
 
 def empty_metrics(num_runs: int) -> Metrics:

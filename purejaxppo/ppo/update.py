@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import chex
 import jax
@@ -14,11 +14,9 @@ import optax
 
 from purejaxppo.config import Hyperparams, PPOConfig
 from purejaxppo.ppo.loss import ppo_objective, standardize_advantages
+from purejaxppo.ppo.parts import TrainerParts
 from purejaxppo.ppo.permutation import random_permutation
 from purejaxppo.ppo.types import Batch, LearnerState, LossInfo, Schedules, Transition, UpdateInfo
-
-if TYPE_CHECKING:  # the trainer imports this module
-    from purejaxppo.ppo.trainer import Trainer
 
 # One optimizer step: (learner, minibatch) -> (learner, (loss diagnostics, gradient norm)).
 MinibatchStep = Callable[[LearnerState, Batch], tuple[LearnerState, tuple[LossInfo, jax.Array]]]
@@ -114,7 +112,7 @@ def gradient_slices(config: PPOConfig, max_slice: int | None) -> int:
 
 
 def minibatch_gradient(
-    trainer: Trainer, hp: Hyperparams, params: Any, minibatch: Batch, slices: int = 1
+    trainer: TrainerParts, hp: Hyperparams, params: Any, minibatch: Batch, slices: int = 1
 ) -> tuple[LossInfo, Any]:
     """The loss diagnostics and gradient of one minibatch `[b, ...]`.
 
@@ -141,7 +139,7 @@ def minibatch_gradient(
 
 
 def minibatch_step(
-    trainer: Trainer,
+    trainer: TrainerParts,
     hp: Hyperparams,
     optimizer: optax.GradientTransformation,
     slices: int,
@@ -178,7 +176,7 @@ def run_epoch(
 
 
 def update_policy(
-    trainer: Trainer,
+    trainer: TrainerParts,
     hp: Hyperparams,
     learner: LearnerState,
     batch: Batch,

@@ -1,10 +1,10 @@
 """Steps-per-second profiling: compile time apart from run time, the env-only floor, memory.
 
-For each point of a grid (num_envs x num_seeds) it compiles `jit(vmap(train))` (as `train`
-does: `compile_for_runs`) and, beside
-it, an env-only program with the same env, the same num_envs x num_seeds and the same
-`lax.scan` shape (num_updates x num_steps) but random actions and no learner: the floor.
-`fraction_of_floor = sps / env_only_sps` tells how much the learner costs.
+For each point of a grid (num_envs x num_seeds) it compiles `jit(vmap(train))` (as
+`train_population` does: `compile_program`) and, beside it, an env-only program with the
+same env, the same num_envs x num_seeds and the same `lax.scan` shape (num_updates x
+num_steps) but random actions and no learner: the floor. `fraction_of_floor = sps /
+env_only_sps` tells how much the learner costs.
 """
 
 from __future__ import annotations
@@ -21,26 +21,22 @@ import jax
 import jax.numpy as jnp
 
 from purejaxppo.config import ConfigError, Hyperparams, PPOConfig, stack_hyperparams
-from purejaxppo.envs.spec import EnvSpec, reset_envs, step_envs
+from purejaxppo.envs.setup import EnvSetup, reset_envs, step_envs
 from purejaxppo.ppo.trainer import Trainer, make_train
 from purejaxppo.runs.chunked import compile_chunked, run_chunked
-from purejaxppo.runs.compile import compile_for_runs, compile_trainer_program
+from purejaxppo.runs.compile import CompiledRuns, compile_program, trainer_program
+from purejaxppo.runs.placement import LOCAL_RUNS
 from purejaxppo.runs.population import Population
 
 
-def compile_timed(
-    fn: Callable, args: Sequence[Any], compiler_options: dict[str, Any] | None = None
-) -> tuple[Callable, float]:
-    """`fn` compiled for the runs of `args` (`compile_for_runs`: vmapped over their leading
-    run axis) and the seconds it took (trace + lower + compile)."""
-    compiled = compile_for_runs(fn, args, compiler_options=compiler_options)
-    return compiled.program, compiled.compile_s
-
-
-def compile_trainer_timed(trainer: Trainer, args: Sequence[Any]) -> tuple[Callable, float]:
-    """The whole training of the runs of `args` (keys, hyperparams), compiled as `train`
-    compiles it (`compile_trainer_program`)."""
-    compiled = compile_trainer_program(trainer, trainer, args)
+def compile_trained(trainer: Trainer, args: Sequence[Any]) -> tuple[Callable, float]:
+    """The whole training of the runs of `args` (keys, hyperparams) on the default device,
+    compiled as `train_population` compiles it, and the seconds that took."""
+    compiled: CompiledRuns = compile_program(
+        trainer_program(trainer, trainer, LOCAL_RUNS),
+        args,
+        compiler_options=trainer.tuning.compiler_options_dict(),
+    )
     return compiled.program, compiled.compile_s
 
 
@@ -73,34 +69,34 @@ def time_alternating(
     return times
 
 
-def random_action(spec: EnvSpec, key: jax.Array, shape: tuple[int, ...]) -> jax.Array:
+def random_action(setup: EnvSetup, key: jax.Array, shape: tuple[int, ...]) -> jax.Array:
     """Uniform random actions `[*shape]` (discrete) or `[*shape, D]` within bounds."""
-    if spec.discrete:
-        return jax.random.randint(key, shape, 0, spec.action_dim)
+    if setup.discrete:
+        return jax.random.randint(key, shape, 0, setup.action_dim)
     return jax.random.uniform(
-        key, (*shape, spec.action_dim), minval=spec.action_low, maxval=spec.action_high
+        key, (*shape, setup.action_dim), minval=setup.action_low, maxval=setup.action_high
     )
 
 
-def make_env_only(spec: EnvSpec, config: PPOConfig) -> Callable[[jax.Array], jax.Array]:
+def make_env_only(setup: EnvSetup, config: PPOConfig) -> Callable[[jax.Array], jax.Array]:
     """One run of the floor: num_updates x num_steps env steps of N envs, random actions.
     Returns the reward sum so nothing is optimised away."""
 
     def env_only(key: jax.Array) -> jax.Array:
         key, key_reset = jax.random.split(key)
-        runner = reset_envs(spec, key_reset, config.num_envs)
+        runner = reset_envs(setup, key_reset, config.num_envs)
 
         def step(carry, inputs):
             runner, total = carry
             keys, action = inputs
-            runner, result = step_envs(spec, keys, runner, action)
+            runner, result = step_envs(setup, keys, runner, action)
             return (runner, total + result.reward.sum()), None
 
         def rollout(carry, key):
             # As lean as the trainer's rollout: keys and actions drawn for all steps at once.
             key_act, key_env = jax.random.split(key)
             keys = jax.random.split(key_env, (config.num_steps, config.num_envs))
-            actions = random_action(spec, key_act, (config.num_steps, config.num_envs))
+            actions = random_action(setup, key_act, (config.num_steps, config.num_envs))
             carry, _ = jax.lax.scan(step, carry, (keys, actions))
             return carry, None
 
@@ -158,8 +154,9 @@ def bench_point(
     hps = stack_hyperparams([hp] * num_seeds)
     # The trainer as `train` compiles it; the floor with XLA's defaults and kept vmapped,
     # its fastest setting.
-    train, compile_s = compile_trainer_timed(trainer, (keys, hps))
-    floor, floor_compile_s = compile_timed(make_env_only(trainer.spec, config), (keys,))
+    train, compile_s = compile_trained(trainer, (keys, hps))
+    floor_compiled = compile_program(LOCAL_RUNS.map(make_env_only(trainer.env, config)), (keys,))
+    floor, floor_compile_s = floor_compiled.program, floor_compiled.compile_s
     programs = [(train, (keys, hps)), (floor, (keys,))]
     chunked = None
     if options.chunk_updates is not None:

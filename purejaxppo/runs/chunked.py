@@ -3,16 +3,17 @@
     init ─► chunk(K) ─► chunk(K) ─► ... ─► chunk(remainder)
               │ metrics [R, K] to the host; callbacks: progress, logs, checkpoints, eval
 
-`chunk` is `run_updates(trainer, hp, state, K)` mapped over the run axis, so K chunks of an
-update each give the same state and metrics, bit for bit, as one call of `train` (tested).
-The state stays on the device between chunks and is donated to the next chunk; only the
-chunk's metrics `[R, K]` come back to the host. Between two chunks the loop asks
-`stop_requested()`, so a SIGINT/SIGTERM handler (`purejaxppo.runs.stop`) can stop it at a
-chunk boundary.
+A chunk is the population strategy's program (`purejaxppo.runs.strategy`): for independent
+runs `run_updates(trainer, hp, state, K)` mapped over the run axis, so K chunks of an update
+each give the same state and metrics, bit for bit, as one call of `train` (tested). The
+state stays on the device between chunks and is donated to the next chunk, with every run's
+hyperparameters and the strategy's carry; only the chunk's metrics `[R, K]` and the
+strategy's log come back to the host. Between two chunks the loop asks `stop_requested()`,
+so a SIGINT/SIGTERM handler (`purejaxppo.runs.stop`) can stop it at a chunk boundary.
 
 The run axis is placed and mapped by a `Placement` (`purejaxppo.runs.placement`): all runs
 on the default device, or split over a device mesh; every program is compiled by
-`compile_trainer_program`.
+`compile_program`.
 """
 
 from __future__ import annotations
@@ -29,19 +30,8 @@ import numpy as np
 from purejaxppo.config import ConfigError, Hyperparams
 from purejaxppo.ppo.trainer import Trainer
 from purejaxppo.ppo.types import Metrics, TrainState, empty_metrics
-from purejaxppo.runs.compile import (
-    CompiledRuns,
-    compile_population_program,
-    compile_trainer_program,
-)
-from purejaxppo.runs.pbt import (
-    PBTLog,
-    PBTPlan,
-    concat_logs,
-    initial_fitness,
-    log_to_host,
-    pbt_chunk,
-)
+from purejaxppo.runs.compile import compile_program, trainer_program
+from purejaxppo.runs.independent import IndependentRuns
 from purejaxppo.runs.placement import (
     LOCAL_RUNS,
     Placement,
@@ -51,6 +41,7 @@ from purejaxppo.runs.placement import (
 )
 from purejaxppo.runs.population import Population, Timing
 from purejaxppo.runs.processes import agreed_stop_code
+from purejaxppo.runs.strategy import Carried, ChunkCall, PopulationStrategy
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,7 +53,7 @@ class ChunkDone:
     chunk_metrics: Metrics  # this chunk's metrics, numpy [R, k]
     run_s: float  # seconds spent running chunks so far (this session)
     session_updates: int  # updates run in this session (excludes restored ones)
-    pbt_log: PBTLog | None = None  # this chunk's PBT steps, numpy [S, R] (None: no PBT)
+    log: Any = None  # this chunk's strategy log on the host, steps first (None: none)
 
 
 class ResumePoint(NamedTuple):
@@ -71,39 +62,36 @@ class ResumePoint(NamedTuple):
     state: TrainState  # placed as the program takes it
     metrics: Metrics  # numpy [R, updates_done]
     updates_done: int
-    hyperparams: Hyperparams | None = (
-        None  # host [R]: PBT's evolved values (None: the population's)
-    )
-    fitness: np.ndarray | None = None  # host [R]: PBT's last fitness
-    pbt_log: PBTLog | None = None  # numpy: the PBT steps so far
+    carried: Carried | None = None  # the strategy's values (None: the population's, fresh)
 
 
 @dataclasses.dataclass
 class ChunkedRun:
     """The state of a chunked run: `metrics` (numpy `[R, updates_done]`) grows by chunks,
-    and with PBT its `pbt_log` (numpy `[S, R]`) by steps."""
+    and the strategy's `log` (numpy, steps first) by its steps."""
 
     state: TrainState  # on the device(s), run axis padded
     metric_parts: list[Metrics]
     updates_done: int
     timing: Timing
-    hyperparams: Hyperparams  # every run's current values, placed (PBT changes them)
-    fitness: Any = None  # PBT's last fitness [R], placed (None: no PBT)
-    pbt_parts: list[PBTLog] = dataclasses.field(default_factory=list)
+    hyperparams: Hyperparams  # every run's current values, placed (a strategy may change them)
+    carry: Any = None  # the strategy's carry, placed (None: it carries nothing)
+    log_parts: list[Any] = dataclasses.field(default_factory=list)
     stopped: bool = False  # True if `stop_requested` ended it before num_updates
     stop_code: int = 0  # the agreed `stop_requested()` that stopped it (a signal number)
 
     @property
     def metrics(self) -> Metrics:
         if len(self.metric_parts) > 1:
-            self.metric_parts[:] = [concat_metrics(self.metric_parts)]
+            self.metric_parts[:] = [concat_steps(self.metric_parts, axis=-1)]
         return self.metric_parts[0]
 
     @property
-    def pbt_log(self) -> PBTLog | None:
-        if len(self.pbt_parts) > 1:
-            self.pbt_parts[:] = [concat_logs(self.pbt_parts)]
-        return self.pbt_parts[0] if self.pbt_parts else None
+    def log(self) -> Any:
+        """The strategy's log so far (None: it logs nothing)."""
+        if len(self.log_parts) > 1:
+            self.log_parts[:] = [concat_steps(self.log_parts, axis=0)]
+        return self.log_parts[0] if self.log_parts else None
 
 
 def chunk_sizes(num_updates: int, chunk_updates: int, updates_done: int = 0) -> list[int]:
@@ -127,22 +115,23 @@ def default_chunk_updates(num_updates: int, target_chunks: int = 20) -> int:
     return best if target / 2 <= best <= target * 2 else target
 
 
-def concat_metrics(parts: Sequence[Metrics]) -> Metrics:
-    return jax.tree.map(lambda *xs: np.concatenate(xs, axis=-1), *parts)
+def concat_steps(parts: Sequence[Any], axis: int) -> Any:
+    """Numpy trees joined along their update (metrics: last) or step (logs: first) axis."""
+    return jax.tree.map(lambda *xs: np.concatenate(xs, axis=axis), *parts)
 
 
 @dataclasses.dataclass(frozen=True)
 class ChunkedProgram:
     """Compiled init (None when resuming) and one compiled chunk per distinct chunk size,
-    each `(state, hps, fitness) -> (state, hps, fitness, metrics, pbt_log or None)`."""
+    each `(state, hps, carry) -> (state, hps, carry, metrics, log)` (`ChunkCall`)."""
 
     placement: Placement
+    strategy: PopulationStrategy
     init: Callable | None
-    chunks: dict[int, Callable]
+    chunks: dict[int, ChunkCall]
     chunk_updates: int
     num_updates: int
     compile_s: float
-    pbt: PBTPlan | None = None
 
 
 def compile_chunked(
@@ -151,65 +140,34 @@ def compile_chunked(
     chunk_updates: int,
     updates_done: int = 0,
     placement: Placement = LOCAL_RUNS,
-    pbt: PBTPlan | None = None,
+    strategy: PopulationStrategy | None = None,
 ) -> ChunkedProgram:
-    """Compile init (unless `updates_done > 0`) and the chunk programs; time it all. With
-    `pbt`, the chunks run population-based training (`purejaxppo.runs.pbt`)."""
+    """Compile init (unless `updates_done > 0`) and the chunk programs of `strategy`
+    (default: independent runs); time it all."""
+    strategy = IndependentRuns() if strategy is None else strategy
     num_updates = trainer.config.num_updates
     sizes = chunk_sizes(num_updates, chunk_updates, updates_done)
     num_runs = population.num_runs
     keys = place_runs(placement, population.keys, num_runs)
     hps = place_runs(placement, population.hyperparams, num_runs)
     init, compile_s = None, 0.0
+    init_runs = trainer_program(trainer, trainer.init, placement)
     if updates_done == 0:
-        compiled = compile_trainer_program(trainer, trainer.init, (keys, hps), placement)
+        compiled = compile_program(
+            init_runs, (keys, hps), compiler_options=trainer.tuning.compiler_options_dict()
+        )
         init, compile_s = compiled.program, compiled.compile_s
     # jit's abstract output carries the placement's shardings, which the chunks are built for.
-    single, start = trainer.tuning.single_run_unbatched, time.perf_counter()
-    abstract_state = jax.eval_shape(
-        jax.jit(placement.map(trainer.init, single_run_unbatched=single)), keys, hps
-    )
+    start = time.perf_counter()
+    abstract_state = jax.eval_shape(jax.jit(init_runs), keys, hps)
     compile_s += time.perf_counter() - start  # tracing, counted as in the programs' times
     chunks = {}
     for size in sorted(set(sizes)):
-        compiled, chunks[size] = compile_chunk(
-            trainer, placement, pbt, num_runs, size, (abstract_state, hps)
+        chunks[size], seconds = strategy.compile_chunk(
+            trainer, placement, num_runs, size, (abstract_state, hps)
         )
-        compile_s += compiled.compile_s
-    return ChunkedProgram(placement, init, chunks, chunk_updates, num_updates, compile_s, pbt)
-
-
-def compile_chunk(
-    trainer: Trainer,
-    placement: Placement,
-    pbt: PBTPlan | None,
-    num_runs: int,
-    size: int,
-    example_args: tuple[TrainState, Hyperparams],
-) -> tuple[CompiledRuns, Callable]:
-    """One chunk of `size` updates, compiled, and it called as every chunk is called."""
-    if pbt is None:
-
-        def run_chunk(state: TrainState, hp: Hyperparams):
-            return trainer.run_updates(hp, state, size)
-
-        compiled = compile_trainer_program(
-            trainer, run_chunk, example_args, placement, donate_argnums=(0,)
-        )
-
-        def plain(state: TrainState, hps: Hyperparams, fitness: Any) -> tuple:
-            state, metrics = compiled.program(state, hps)
-            return state, hps, fitness, metrics, None
-
-        return compiled, plain
-    fitness = place_runs(placement, initial_fitness(num_runs), num_runs)
-    compiled = compile_population_program(
-        pbt_chunk(trainer, pbt, num_runs, size, placement.map),
-        (*example_args, fitness),
-        donate_argnums=(0, 1, 2),
-        compiler_options=trainer.tuning.compiler_options_dict(),
-    )
-    return compiled, compiled.program
+        compile_s += seconds
+    return ChunkedProgram(placement, strategy, init, chunks, chunk_updates, num_updates, compile_s)
 
 
 def abstract_train_state(trainer: Trainer, population: Population) -> TrainState:
@@ -234,42 +192,40 @@ def stop_agreed(stop_requested: Callable[[], int]) -> int:
     return agreed_stop_code(int(stop_requested()))
 
 
-def start_run(program: ChunkedProgram, population: Population, resume: Any) -> ChunkedRun:
-    """The run before its first chunk: fresh from the compiled init, or from `resume`
-    (a `ResumePoint`, or a `(state, metrics, updates_done)` tuple)."""
-    placement, num_runs = program.placement, population.num_runs
+def start_run(
+    program: ChunkedProgram, population: Population, resume: ResumePoint | None
+) -> ChunkedRun:
+    """The run before its first chunk: fresh from the compiled init, or from `resume`."""
+    placement, num_runs, strategy = program.placement, population.num_runs, program.strategy
     if resume is None:
         if program.init is None:
-            raise ValueError("this program was compiled to resume: pass resume=(...)")
+            raise ValueError("this program was compiled to resume: pass resume=ResumePoint(...)")
         resume = ResumePoint(None, empty_metrics(num_runs), 0)
-    resume = ResumePoint(*resume)
-    hps = population.hyperparams if resume.hyperparams is None else resume.hyperparams
-    hps = place_runs(placement, hps, num_runs)
+    carried = resume.carried
+    if carried is None:
+        carried = Carried(population.hyperparams, strategy.initial_carry(num_runs), None)
+    hps = place_runs(placement, carried.hyperparams, num_runs)
     state = resume.state
     if state is None:
         state = program.init(place_runs(placement, population.keys, num_runs), hps)
-    fitness = None
-    if program.pbt is not None:
-        fitness = initial_fitness(num_runs) if resume.fitness is None else resume.fitness
-        fitness = place_runs(placement, np.asarray(fitness, np.float32), num_runs)
-    parts = [] if resume.pbt_log is None else [resume.pbt_log]
+    carry = None if carried.carry is None else place_runs(placement, carried.carry, num_runs)
+    logs = [] if carried.log is None else [carried.log]
     timing = Timing(program.compile_s, 0.0)
-    return ChunkedRun(state, [resume.metrics], resume.updates_done, timing, hps, fitness, parts)
+    return ChunkedRun(state, [resume.metrics], resume.updates_done, timing, hps, carry, logs)
 
 
 def run_chunked(
     program: ChunkedProgram,
     population: Population,
     *,
-    resume: Any = None,
+    resume: ResumePoint | None = None,
     on_chunk: Callable[[ChunkedRun, ChunkDone], None] | None = None,
     stop_requested: Callable[[], int] = lambda: 0,
     hyperparams_at: Callable[[int], Hyperparams | None] | None = None,
 ) -> ChunkedRun:
-    """Run the chunks of `program`. `resume` (a `ResumePoint`, or `(state, metrics,
-    updates_done)`) continues a run. `on_chunk(run, done)` is called after each chunk.
-    `stop_requested()` is asked (and agreed over processes) before each chunk: nonzero
-    stops the run, and `run.stop_code` keeps the agreed value.
+    """Run the chunks of `program`; `resume` continues a run. `on_chunk(run, done)` is
+    called after each chunk. `stop_requested()` is asked (and agreed over processes) before
+    each chunk: nonzero stops the run, and `run.stop_code` keeps the agreed value.
     `hyperparams_at(updates_done)`, if given, is asked before each chunk for the host `[R]`
     hyperparameters to train it with (None: keep the current ones)."""
     placement, num_runs = program.placement, population.num_runs
@@ -285,17 +241,17 @@ def run_chunked(
         if run.stop_code:
             run.stopped = True
             break
-        scheduled = None if hyperparams_at is None else hyperparams_at(run.updates_done)
-        if scheduled is not None:
-            run.hyperparams = place_runs(placement, scheduled, num_runs)
-        run.state, run.hyperparams, run.fitness, chunk_metrics, log = program.chunks[size](
-            run.state, run.hyperparams, run.fitness
+        changed = None if hyperparams_at is None else hyperparams_at(run.updates_done)
+        if changed is not None:
+            run.hyperparams = place_runs(placement, changed, num_runs)
+        run.state, run.hyperparams, run.carry, chunk_metrics, log = program.chunks[size](
+            run.state, run.hyperparams, run.carry
         )
         chunk_metrics = runs_to_host(placement, chunk_metrics, num_runs)
         run.metric_parts.append(chunk_metrics)
+        log = program.strategy.log_to_host(placement, log, num_runs)
         if log is not None:
-            log = log_to_host(placement, log, num_runs)
-            run.pbt_parts.append(log)
+            run.log_parts.append(log)
         run.updates_done += size
         session_updates += size
         run.timing = Timing(program.compile_s, time.perf_counter() - start)
@@ -310,21 +266,8 @@ def run_chunked(
     return run
 
 
-def train_chunked(
-    trainer: Trainer,
-    population: Population,
-    chunk_updates: int,
-    *,
-    resume: Any = None,
-    placement: Placement = LOCAL_RUNS,
-    on_chunk: Callable[[ChunkedRun, ChunkDone], None] | None = None,
-    stop_requested: Callable[[], int] = lambda: 0,
-) -> ChunkedRun:
-    """Compile and run: `population` in chunks of `chunk_updates` updates (the last may be
-    shorter). `resume` (a `ResumePoint` or `(state, metrics, updates_done)`) continues a
-    run. (Population-based training: `compile_chunked(..., pbt=)`, or the session.)"""
-    updates_done = 0 if resume is None else resume[2]
-    program = compile_chunked(trainer, population, chunk_updates, updates_done, placement)
-    return run_chunked(
-        program, population, resume=resume, on_chunk=on_chunk, stop_requested=stop_requested
-    )
+def carried_on_host(placement: Placement, run: ChunkedRun, num_runs: int) -> Carried:
+    """The strategy's values of `run` on the host (every process must call it)."""
+    hyperparams = runs_to_host(placement, run.hyperparams, num_runs)
+    carry = None if run.carry is None else runs_to_host(placement, run.carry, num_runs)
+    return Carried(hyperparams, carry, run.log)

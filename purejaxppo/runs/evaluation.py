@@ -1,10 +1,11 @@
 """Evaluating R runs' policies in one compiled program.
 
 `evaluate_runs` compiles the core's per-run `evaluate_policy` for the run axis the way every
-population program is compiled (`compile_trainer_program`: the trainer's backend tuning, the
-placement's `vmap` or `shard_map`, the memory check), so evaluation spreads over the same
-devices as training. Programs are kept per (trainer, placement, episodes, mode, step limit,
-argument shapes), so a periodic evaluation compiles once per session.
+population program is compiled (`compile_program` of a `trainer_program`: the trainer's
+backend tuning, the placement's `vmap` or `shard_map`, the memory check), so evaluation
+spreads over the same devices as training. Programs are kept per (trainer, placement,
+episodes, mode, step limit, argument shapes), so a periodic evaluation compiles once per
+session.
 """
 
 from __future__ import annotations
@@ -24,14 +25,13 @@ from purejaxppo.ppo.evaluate import (
 )
 from purejaxppo.ppo.trainer import Trainer
 from purejaxppo.ppo.types import Policy
-from purejaxppo.runs.compile import CompiledRuns, compile_trainer_program
+from purejaxppo.runs.compile import CompiledRuns, compile_program, trainer_program
 from purejaxppo.runs.placement import LOCAL_RUNS, Placement, place_runs, run_count, runs_to_host
 
 KEPT_PROGRAMS = 16
 """How many compiled evaluation programs are kept (the oldest is dropped first)."""
 
 _compiled: dict[tuple[Any, ...], CompiledRuns] = {}
-_compile_count = [0]
 
 
 def evaluate_runs(
@@ -50,7 +50,7 @@ def evaluate_runs(
     arrays, E = `num_episodes`. `max_steps` defaults to the env's time limit.
     """
     check_num_episodes(num_episodes)
-    settings = (int(num_episodes), bool(deterministic), resolve_max_steps(trainer.spec, max_steps))
+    settings = (int(num_episodes), bool(deterministic), resolve_max_steps(trainer.env, max_steps))
     policy_r = as_policy(policy_r)
     num_runs = policy_run_count(policy_r)
     args = place_runs(placement, (policy_r, jax.random.split(key, num_runs)), num_runs)
@@ -84,11 +84,9 @@ def compiled_evaluation(
 
         if len(_compiled) >= KEPT_PROGRAMS:
             _compiled.pop(next(iter(_compiled)))
-        _compiled[cache_key] = compile_trainer_program(trainer, one_run, args, placement)
-        _compile_count[0] += 1
+        _compiled[cache_key] = compile_program(
+            trainer_program(trainer, one_run, placement),
+            args,
+            compiler_options=trainer.tuning.compiler_options_dict(),
+        )
     return _compiled[cache_key]
-
-
-def evaluation_compiles() -> int:
-    """How many evaluation programs this process has compiled so far."""
-    return _compile_count[0]

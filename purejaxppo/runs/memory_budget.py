@@ -46,14 +46,14 @@ from __future__ import annotations
 
 import math
 import os
-from typing import Any
 
 import jax
 import jax.numpy as jnp
 
 from purejaxppo.config import ConfigError, PPOConfig
-from purejaxppo.envs.spec import EnvSpec
+from purejaxppo.envs.setup import EnvSetup
 from purejaxppo.ppo.types import Metrics
+from purejaxppo.runs.placement import Placement
 
 FLOAT_BYTES = 4
 HEADROOM = 0.8  # use at most this share of what the device has free
@@ -66,54 +66,48 @@ Adam's two moments it makes, and the orthogonal kernels' random bits, normal dra
 factorisations."""
 
 
-def bytes_per_env_step(config: PPOConfig, spec: EnvSpec) -> float:
-    obs = math.prod(spec.obs_shape)
-    act = 1 if spec.discrete else spec.action_dim
-    noise = spec.action_dim  # the rollout's sampling noise, drawn before its scan
+def bytes_per_env_step(config: PPOConfig, setup: EnvSetup) -> float:
+    obs = math.prod(setup.obs_shape)
+    act = 1 if setup.discrete else setup.action_dim
+    noise = setup.action_dim  # the rollout's sampling noise, drawn before its scan
     units = 2 * sum(config.hidden_sizes)  # actor and critic towers
     if config.network == "cnn":
-        units += 2 * 16 * math.prod(spec.obs_shape[:-1])  # 16-channel feature map per tower
+        units += 2 * 16 * math.prod(setup.obs_shape[:-1])  # 16-channel feature map per tower
     memory = 7 * config.gru_size if config.recurrent else 0  # GRU states, gates, gradients
     return FLOAT_BYTES * (4 * obs + 3 * act + noise + 16 + 0.75 * units + memory)
 
 
-def conv_map_units(config: PPOConfig, spec: EnvSpec) -> int:
+def conv_map_units(config: PPOConfig, setup: EnvSetup) -> int:
     """Units of one tower's 16-channel convolution feature map (0 without the CNN torso)."""
-    return 16 * math.prod(spec.obs_shape[:-1]) if config.network == "cnn" else 0
+    return 16 * math.prod(setup.obs_shape[:-1]) if config.network == "cnn" else 0
 
 
-def parameter_count(config: PPOConfig, spec: EnvSpec) -> int:
+def parameter_count(config: PPOConfig, setup: EnvSetup) -> int:
     """P, the floats of one run's network parameters: the leaves of its initialisation as
     shapes (`jax.eval_shape`), so a network too wide to allocate is counted at once."""
-    from purejaxppo.ppo.networks import initial_rnn_state, make_network
+    from purejaxppo.ppo.networks import make_network, param_shapes
     from purejaxppo.ppo.tuning import Tuning
 
-    network = make_network(config, spec, Tuning.plain())  # kernel choices change no shape
-
-    def init(key: jax.Array) -> Any:
-        obs = jnp.zeros((1, *spec.obs_shape), jnp.float32)
-        first = jnp.ones((1,), bool)
-        return network.init(key, initial_rnn_state(network, 1), obs, first, method="step")
-
-    shapes = jax.eval_shape(init, jax.random.key(0))
+    network = make_network(config, setup, Tuning.plain())  # kernel choices change no shape
+    shapes = param_shapes(network, jax.ShapeDtypeStruct((1, *setup.obs_shape), jnp.float32))
     return sum(math.prod(leaf.shape) for leaf in jax.tree.leaves(shapes))
 
 
-def init_bytes(config: PPOConfig, spec: EnvSpec) -> int:
+def init_bytes(config: PPOConfig, setup: EnvSetup) -> int:
     """The peak of one run's initialisation, its network's (`INIT_COPIES`)."""
-    return INIT_COPIES * FLOAT_BYTES * parameter_count(config, spec)
+    return INIT_COPIES * FLOAT_BYTES * parameter_count(config, setup)
 
 
-def update_bytes(config: PPOConfig, spec: EnvSpec) -> int:
+def update_bytes(config: PPOConfig, setup: EnvSetup) -> int:
     """The peak of one run's update: its env steps' and its network's (`UPDATE_COPIES`)."""
-    steps = config.batch_size * bytes_per_env_step(config, spec)
-    return int(steps + UPDATE_COPIES * FLOAT_BYTES * parameter_count(config, spec))
+    steps = config.batch_size * bytes_per_env_step(config, setup)
+    return int(steps + UPDATE_COPIES * FLOAT_BYTES * parameter_count(config, setup))
 
 
-def estimate_bytes(config: PPOConfig, spec: EnvSpec, num_runs: int) -> int:
+def estimate_bytes(config: PPOConfig, setup: EnvSetup, num_runs: int) -> int:
     """Modelled peak working set of `num_runs` runs trained in one call: the larger of the
     initialisation's and an update's."""
-    return num_runs * max(init_bytes(config, spec), update_bytes(config, spec))
+    return num_runs * max(init_bytes(config, setup), update_bytes(config, setup))
 
 
 def available_bytes() -> int:
@@ -138,25 +132,25 @@ def host_available_bytes() -> int:
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
 
 
-def check_fits(config: PPOConfig, spec: EnvSpec, num_runs: int, free: int | None = None) -> None:
+def check_fits(config: PPOConfig, setup: EnvSetup, num_runs: int, free: int | None = None) -> None:
     """Raise `ConfigError` before compiling if the population cannot fit in memory, saying
     what to reduce: `hidden_sizes` where the network's parameters and optimizer state are
     most of a run's memory (one run's alone may not fit), else the runs or the envs."""
-    need = estimate_bytes(config, spec, num_runs)
+    need = estimate_bytes(config, setup, num_runs)
     free = available_bytes() if free is None else free
     if need <= HEADROOM * free:
         return
     where = f"{free / 2**30:.1f} GiB is free on {jax.devices()[0].platform}"
-    init = init_bytes(config, spec)
+    init = init_bytes(config, setup)
     if init > HEADROOM * free:
         raise ConfigError(
             f"hidden_sizes = {config.hidden_sizes}: one run's network of "
-            f"{parameter_count(config, spec):,} parameters needs about {init / 2**30:.1f} GiB "
+            f"{parameter_count(config, setup):,} parameters needs about {init / 2**30:.1f} GiB "
             f"to initialise and train, but {where}: use smaller hidden_sizes"
         )
-    per_run = estimate_bytes(config, spec, 1)
+    per_run = estimate_bytes(config, setup, 1)
     fit = int(HEADROOM * free // max(per_run, 1))
-    network = init >= update_bytes(config, spec)  # the network, not the env steps, is the peak
+    network = init >= update_bytes(config, setup)  # the network, not the env steps, is the peak
     advice = "smaller hidden_sizes or fewer runs" if network else "fewer runs or envs"
     raise ConfigError(
         f"{num_runs} run(s) x {config.num_envs} envs x {config.num_steps} steps need about "
@@ -164,32 +158,32 @@ def check_fits(config: PPOConfig, spec: EnvSpec, num_runs: int, free: int | None
     )
 
 
-def runner_floats(spec: EnvSpec) -> int:
+def runner_floats(setup: EnvSetup) -> int:
     """Floats (and ints) of one env's runner: env state, observation, return and length,
     from the shapes of a reset (`jax.eval_shape`: nothing runs)."""
-    from purejaxppo.envs.spec import reset_envs
+    from purejaxppo.envs.setup import reset_envs
 
-    shapes = jax.eval_shape(lambda key: reset_envs(spec, key, 1), jax.random.key(0))
+    shapes = jax.eval_shape(lambda key: reset_envs(setup, key, 1), jax.random.key(0))
     return sum(math.prod(leaf.shape) for leaf in jax.tree.leaves(shapes))
 
 
-def bytes_per_episode(config: PPOConfig, spec: EnvSpec) -> float:
+def bytes_per_episode(config: PPOConfig, setup: EnvSetup) -> float:
     """Evaluation memory of one episode (one env played to its end), as modelled above."""
-    obs = math.prod(spec.obs_shape)
+    obs = math.prod(setup.obs_shape)
     memory = 7 * config.gru_size if config.recurrent else 0
-    units = sum(config.hidden_sizes) + 2 * conv_map_units(config, spec)
-    return FLOAT_BYTES * (runner_floats(spec) + obs + units + memory + 11)
+    units = sum(config.hidden_sizes) + 2 * conv_map_units(config, setup)
+    return FLOAT_BYTES * (runner_floats(setup) + obs + units + memory + 11)
 
 
-def evaluation_bytes(config: PPOConfig, spec: EnvSpec, num_runs: int, episodes: int) -> int:
+def evaluation_bytes(config: PPOConfig, setup: EnvSetup, num_runs: int, episodes: int) -> int:
     """Modelled working set of evaluating `num_runs` policies on `episodes` episodes each."""
-    per_run = FLOAT_BYTES * parameter_count(config, spec)
-    return int(num_runs * (per_run + episodes * bytes_per_episode(config, spec)))
+    per_run = FLOAT_BYTES * parameter_count(config, setup)
+    return int(num_runs * (per_run + episodes * bytes_per_episode(config, setup)))
 
 
 def check_evaluation_fits(
     config: PPOConfig,
-    spec: EnvSpec,
+    setup: EnvSetup,
     num_runs: int,
     episodes: int,
     name: str = "episodes",
@@ -197,12 +191,12 @@ def check_evaluation_fits(
 ) -> None:
     """Raise `ConfigError` before compiling if `episodes` per run (the field or flag `name`)
     of `num_runs` runs cannot be evaluated in memory, with the most episodes that fit."""
-    need = evaluation_bytes(config, spec, num_runs, episodes)
+    need = evaluation_bytes(config, setup, num_runs, episodes)
     free = available_bytes() if free is None else free
     if need <= HEADROOM * free:
         return
-    room = HEADROOM * free / num_runs - FLOAT_BYTES * parameter_count(config, spec)
-    fit = max(0, int(room // bytes_per_episode(config, spec)))
+    room = HEADROOM * free / num_runs - FLOAT_BYTES * parameter_count(config, setup)
+    fit = max(0, int(room // bytes_per_episode(config, setup)))
     advice = (
         f"at most {fit} episodes per run fit: lower it to {fit}"
         if fit
@@ -246,3 +240,16 @@ def check_compiled_fits(compiled, free: int | None = None) -> None:
             f"the compiled program needs {need / 2**30:.1f} GiB of working memory, "
             f"{free / 2**30:.1f} GiB is free: use fewer runs or envs"
         )
+
+
+def check_population_fits(
+    config: PPOConfig, setup: EnvSetup, num_runs: int, placement: Placement, eval_episodes: int = 0
+) -> None:
+    """The population's training and metrics, and its periodic evaluation of `eval_episodes`
+    per run (0: none), fit in memory on `placement`'s devices: arithmetic, so 10^8 runs are
+    refused at once."""
+    runs_per_device = placement.padded(num_runs) // placement.num_devices
+    check_fits(config, setup, runs_per_device)
+    check_metrics_fit(config, num_runs)
+    if eval_episodes:
+        check_evaluation_fits(config, setup, runs_per_device, eval_episodes, "eval_episodes")

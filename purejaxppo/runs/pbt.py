@@ -2,7 +2,9 @@
 runs) and explore (their searched hyperparameters are perturbed), every `PBTConfig.every`
 updates, with no host round trip.
 
-`exploit_and_explore` is the pure step on a population `[R]`. `pbt_chunk` is the
+`PBTStrategy` is its `PopulationStrategy` (`purejaxppo.runs.strategy`); its carry is the
+last fitness `[R]`, its log a `PBTLog`. `exploit_and_explore` (`purejaxppo.runs.pbt_step`)
+is the pure step on a population `[R]`. `pbt_chunk` is the
 population-level program of a chunk: segments of `every` updates, each run's segment mapped
 over the run axis by the placement (vmap, or shard_map over a mesh: no collectives there),
 each followed by the exploit step on the whole population, the one place where runs meet
@@ -15,7 +17,7 @@ and nothing to carry or checkpoint beyond the update count the runs already hold
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
 import jax
@@ -23,37 +25,19 @@ import jax.numpy as jnp
 import numpy as np
 
 from purejaxppo.config import Hyperparams
+from purejaxppo.metrics import mean_over_finished
 from purejaxppo.ppo.evaluate import evaluate_policy
 from purejaxppo.ppo.trainer import Trainer
 from purejaxppo.ppo.types import Metrics, TrainState, policy_of
-from purejaxppo.runs.pbt_spec import PBTConfig
-from purejaxppo.runs.search import search_bounds
-from purejaxppo.runs.spec import RunSpec
+from purejaxppo.runs.compile import compile_program
+from purejaxppo.runs.pbt_settings import PBTConfig
+from purejaxppo.runs.pbt_step import Exploited, exploit_and_explore
+from purejaxppo.runs.placement import Placement, place_runs
+from purejaxppo.runs.search import SearchRange, search_bounds
+from purejaxppo.runs.strategy import Carried, ChunkCall
 
 # A fixed salt: the PBT stream differs from the runs' own streams of the same seed.
 PBT_STREAM = 0x5EED_0BB7
-
-
-@dataclasses.dataclass(frozen=True)
-class PBTPlan:
-    """What the compiled chunks need to run population-based training."""
-
-    config: PBTConfig
-    bounds: tuple[tuple[str, float, float], ...]  # (name, low, high) of each searched name
-    seed: int  # the PBT stream's seed (the population's first seed)
-
-    def steps_done(self, updates_done: int, num_updates: int) -> int:
-        """Exploit steps taken after `updates_done` updates (none at the very end)."""
-        every = self.config.every
-        return len(range(every, min(updates_done, num_updates - 1) + 1, every))
-
-
-def pbt_plan(spec: RunSpec) -> PBTPlan | None:
-    """The PBT plan of `spec`, or None when its population-based training is off."""
-    if not spec.pbt.enabled:
-        return None
-    bounds = tuple((name, *bound) for name, bound in sorted(search_bounds(spec.search).items()))
-    return PBTPlan(spec.pbt, bounds, spec.seed)
 
 
 def initial_fitness(num_runs: int) -> np.ndarray:
@@ -73,19 +57,6 @@ def log_to_host(placement: Any, log: PBTLog, num_runs: int) -> PBTLog:
     return jax.tree.map(rows, host)
 
 
-def concat_logs(parts: Sequence[PBTLog]) -> PBTLog:
-    return jax.tree.map(lambda *xs: np.concatenate(xs, axis=0), *parts)
-
-
-class Exploited(NamedTuple):
-    """The population after one exploit-and-explore step (every leaf `[R, ...]`)."""
-
-    state: TrainState
-    hyperparams: Hyperparams
-    parents: jax.Array  # int32 [R]: the run each run continues (itself if not replaced)
-    replaced: jax.Array  # bool [R]: this run was in the bottom fraction and copied a parent
-
-
 class PBTLog(NamedTuple):
     """What each exploit step did, `[S, R]` for S steps (`update`, `active`: `[S]`)."""
 
@@ -95,81 +66,6 @@ class PBTLog(NamedTuple):
     replaced: Any  # bool
     hyperparams: Any  # Hyperparams of [S, R]: every run's values after the step
     active: Any  # bool: False for a step at the run's very end, which is skipped
-
-
-def rank_runs(fitness: jax.Array) -> jax.Array:
-    """Run indices `[R]` from the fittest down; ties go to the lower run index, NaN last."""
-    fitness = jnp.where(jnp.isnan(fitness), -jnp.inf, fitness)
-    return jnp.argsort(-fitness, stable=True)
-
-
-def choose_parents(
-    pbt: PBTConfig, fitness: jax.Array, key: jax.Array
-) -> tuple[jax.Array, jax.Array]:
-    """`(parents [R], replaced [R])`: each run of the bottom `pbt.replaced(R)` draws a parent
-    uniformly from the top as many; every other run is its own parent."""
-    num_runs = fitness.shape[0]
-    count = pbt.replaced(num_runs)
-    order = rank_runs(fitness)
-    top, bottom = order[:count], order[num_runs - count :]
-    drawn = top[jax.random.randint(key, (count,), 0, count)]
-    own = jnp.arange(num_runs, dtype=jnp.int32)
-    parents = own.at[bottom].set(drawn.astype(jnp.int32))
-    replaced = jnp.zeros(num_runs, bool).at[bottom].set(True)
-    return parents, replaced
-
-
-def inherit_state(state: TrainState, parents: jax.Array) -> TrainState:
-    """What a replaced run takes from its parent: parameters, optimizer state and the
-    observation / return statistics. Its envs, GRU carries, per-env discounted returns, key
-    and update count stay its own."""
-
-    def take(tree: Any) -> Any:
-        return jax.tree.map(lambda leaf: leaf[parents], tree)
-
-    norm = state.norm._replace(obs=take(state.norm.obs), ret=take(state.norm.ret))
-    return state._replace(params=take(state.params), opt_state=take(state.opt_state), norm=norm)
-
-
-def explore_hyperparams(
-    pbt: PBTConfig,
-    bounds: Sequence[tuple[str, float, float]],
-    hyperparams: Hyperparams,
-    parents: jax.Array,
-    replaced: jax.Array,
-    key: jax.Array,
-) -> Hyperparams:
-    """Every run takes its parent's hyperparameters; a replaced run's searched ones are then
-    multiplied by `pbt.perturb[0]` or `[1]` (a fair coin per name) and clipped to `bounds`."""
-    inherited = jax.tree.map(lambda leaf: leaf[parents], hyperparams)
-    changes = {}
-    low_factor, high_factor = pbt.perturb
-    for index, (name, low, high) in enumerate(bounds):
-        coin = jax.random.bernoulli(jax.random.fold_in(key, index), 0.5, parents.shape)
-        factor = jnp.where(coin, high_factor, low_factor).astype(jnp.float32)
-        value = getattr(inherited, name)
-        perturbed = jnp.clip(value * factor, np.float32(low), np.float32(high))
-        changes[name] = jnp.where(replaced, perturbed, value).astype(value.dtype)
-    return inherited.replace(**changes)
-
-
-def exploit_and_explore(
-    pbt: PBTConfig,
-    bounds: Sequence[tuple[str, float, float]],
-    fitness: jax.Array,
-    state: TrainState,
-    hyperparams: Hyperparams,
-    key: jax.Array,
-) -> Exploited:
-    """One PBT step on a population of R runs (fitness `[R]`, every leaf `[R, ...]`): the
-    bottom fraction copies runs of the top fraction (`choose_parents`, `inherit_state`) and
-    perturbs their searched hyperparameters within `bounds` (`explore_hyperparams`). Runs
-    not replaced come out bit for bit as they went in."""
-    key_parents, key_explore = jax.random.split(key)
-    parents, replaced = choose_parents(pbt, fitness, key_parents)
-    new_state = inherit_state(state, parents)
-    new_hps = explore_hyperparams(pbt, bounds, hyperparams, parents, replaced, key_explore)
-    return Exploited(new_state, new_hps, parents, replaced)
 
 
 def episode_fitness(metrics: Metrics) -> jax.Array:
@@ -195,10 +91,7 @@ def run_segment(
         return state, metrics, episode_fitness(metrics)
     policy = policy_of(trainer.config, state)
     result = evaluate_policy(trainer, policy, eval_key, pbt.eval_episodes, True)
-    finished = result.finished.astype(jnp.float32)
-    count = jnp.sum(finished)
-    mean = jnp.sum(result.returns * finished) / jnp.maximum(count, 1.0)
-    return state, metrics, jnp.where(count > 0, mean, jnp.nan)
+    return state, metrics, mean_over_finished(result.returns, result.finished)
 
 
 def step_key(seed: int, update: jax.Array) -> jax.Array:
@@ -208,7 +101,7 @@ def step_key(seed: int, update: jax.Array) -> jax.Array:
 
 def pbt_chunk(
     trainer: Trainer,
-    plan: PBTPlan,
+    plan: PBTStrategy,
     num_runs: int,
     size: int,
     map_runs: Callable[[Callable[..., Any]], Callable[..., Any]],
@@ -217,9 +110,10 @@ def pbt_chunk(
     (state, hps, fitness, metrics [R, size], log)`, every leaf with the (padded) run axis
     first and `log` a `PBTLog` of `[S, R]` for the chunk's S = size // every steps.
 
-    `map_runs` maps a per-run function over the run axis (the placement's). Only the first
-    `num_runs` rows are ranked and copied from; padding rows continue themselves. A step
-    that would fall on the last update is skipped (it could only change the final state)."""
+    `map_runs` maps a per-run function over the run axis (the placement's). Each segment
+    ends with `exploit_and_explore` of the first `num_runs` rows (padding rows continue
+    themselves). A step that would fall on the last update is skipped (it could only change
+    the final state)."""
     pbt, bounds, seed = plan.config, plan.bounds, plan.seed
     steps, tail = divmod(size, pbt.every)
     segment_runs = map_runs(
@@ -234,15 +128,10 @@ def pbt_chunk(
         key_eval, key_step = jax.random.split(step_key(seed, update))
         state, metrics, fitness = segment_runs(state, hps, jnp.broadcast_to(key_eval, (padded,)))
         fitness = jnp.where(jnp.isnan(fitness), last_fitness, fitness)
-        # As `exploit_and_explore` on the real runs; the padding rows continue themselves.
-        key_parents, key_explore = jax.random.split(key_step)
-        real_parents, real_replaced = choose_parents(pbt, fitness[:num_runs], key_parents)
+        exploited = exploit_and_explore(pbt, bounds, fitness, state, hps, key_step, num_runs)
         active = update < trainer.config.num_updates
-        own = jnp.arange(padded, dtype=jnp.int32)
-        parents = jnp.where(active, own.at[:num_runs].set(real_parents), own)
-        replaced = active & jnp.zeros(padded, bool).at[:num_runs].set(real_replaced)
-        state = inherit_state(state, parents)
-        hps = explore_hyperparams(pbt, bounds, hps, parents, replaced, key_explore)
+        kept = Exploited(state, hps, jnp.arange(padded, dtype=jnp.int32), jnp.zeros(padded, bool))
+        state, hps, parents, replaced = jax.lax.cond(active, lambda: exploited, lambda: kept)
         log = PBTLog(update, fitness, parents, replaced, hps, active)
         return (state, hps, fitness[parents]), (metrics, log)
 
@@ -316,3 +205,54 @@ def pbt_from_tree(tree: dict) -> tuple[Hyperparams, np.ndarray, PBTLog | None]:
         logged = Hyperparams(**{k: np.asarray(v) for k, v in tree["log"]["hyperparams"].items()})
         log = PBTLog(**fields, hyperparams=logged)
     return hyperparams, np.asarray(tree["fitness"]), log
+
+
+# --- the strategy --------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class PBTStrategy:
+    """Population-based training as a `PopulationStrategy`: the carry is every run's last
+    fitness `[R]`, the log a `PBTLog`, the checkpoint `pbt_tree`'s form."""
+
+    config: PBTConfig
+    bounds: tuple[tuple[str, float, float], ...]  # (name, low, high) of each searched name
+    seed: int  # the PBT stream's seed (the population's first seed)
+
+    def steps_done(self, updates_done: int, num_updates: int) -> int:
+        """Exploit steps taken after `updates_done` updates (none at the very end)."""
+        every = self.config.every
+        return len(range(every, min(updates_done, num_updates - 1) + 1, every))
+
+    def compile_chunk(
+        self, trainer: Trainer, placement: Placement, num_runs: int, size: int, example_args: tuple
+    ) -> tuple[ChunkCall, float]:
+        fitness = place_runs(placement, initial_fitness(num_runs), num_runs)
+        compiled = compile_program(
+            pbt_chunk(trainer, self, num_runs, size, placement.map),
+            (*example_args, fitness),
+            donate_argnums=(0, 1, 2),
+            compiler_options=trainer.tuning.compiler_options_dict(),
+        )
+        return compiled.program, compiled.compile_s
+
+    def initial_carry(self, num_runs: int) -> np.ndarray:
+        return initial_fitness(num_runs)
+
+    def log_to_host(self, placement: Placement, log: PBTLog, num_runs: int) -> PBTLog:
+        return log_to_host(placement, log, num_runs)
+
+    def to_checkpoint(self, carried: Carried) -> dict:
+        return pbt_tree(carried.hyperparams, carried.carry, carried.log)
+
+    def abstract_checkpoint(self, num_runs: int, updates_done: int, num_updates: int) -> dict:
+        return abstract_pbt_tree(num_runs, self.steps_done(updates_done, num_updates))
+
+    def from_checkpoint(self, tree: dict | None) -> Carried | None:
+        return None if tree is None else Carried(*pbt_from_tree(tree))
+
+
+def pbt_strategy(config: PBTConfig, search: Mapping[str, SearchRange], seed: int) -> PBTStrategy:
+    """The strategy of `config` over the searched names' ranges, its stream seeded by `seed`."""
+    bounds = tuple((name, *bound) for name, bound in sorted(search_bounds(search).items()))
+    return PBTStrategy(config, bounds, seed)

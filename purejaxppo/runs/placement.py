@@ -23,6 +23,7 @@ blocks of the local devices, and `to_host` gives every process the full results.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
@@ -34,9 +35,33 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from purejaxppo.errors import ConfigError
-from purejaxppo.runs.compile import map_over_runs
 
 RUN_AXIS = "runs"
+
+
+def map_over_runs(
+    fn: Callable[..., Any], *, single_run_unbatched: bool = False
+) -> Callable[..., Any]:
+    """`jax.vmap(fn)`: every argument and output leaf with a leading run axis `[R, ...]`.
+
+    With `single_run_unbatched`, for R = 1 (every argument leaf `[1, ...]`) `fn` is traced on
+    the run itself and a run axis is put back on its outputs: the same computation, without
+    `vmap`'s batching of every scan in the program, which costs trace time and gives XLA
+    more to compile. Rounding may differ from the vmapped program's (XLA fuses and sums the
+    two programs differently).
+    """
+    batched = jax.vmap(fn)
+
+    @functools.wraps(fn)
+    def mapped(*args: Any) -> Any:
+        leaves = jax.tree.leaves(args)
+        one_run = bool(leaves) and all(np.shape(leaf)[:1] == (1,) for leaf in leaves)
+        if not (single_run_unbatched and one_run):
+            return batched(*args)
+        output = fn(*jax.tree.map(lambda leaf: leaf[0], args))
+        return jax.tree.map(lambda leaf: jnp.expand_dims(leaf, 0), output)
+
+    return mapped
 
 
 # --- padding ----------------------------------------------------------------------------
@@ -183,7 +208,7 @@ class Placement(Protocol):
 
     def map(self, fn: Callable[..., Any], *, single_run_unbatched: bool = False) -> Callable:
         """`fn` mapped over the leading run axis of every argument and output (not jitted:
-        `compile_for_runs` does that); a single run traced without vmap where
+        `compile_program` does that); a single run traced without vmap where
         `single_run_unbatched` and the placement allows it."""
 
     def to_host(self, tree: Any) -> Any:

@@ -9,22 +9,14 @@ from collections.abc import Mapping, Sequence
 
 import jax
 import numpy as np
-from jax.sharding import Mesh
 
-from purejaxppo.config import ConfigError, Hyperparams, stack_hyperparams, validate_hyperparams
+from purejaxppo.config import Hyperparams, stack_hyperparams
 from purejaxppo.ppo.trainer import Trainer
 from purejaxppo.ppo.types import TrainOutput
-from purejaxppo.runs.compile import compile_trainer_program
-from purejaxppo.runs.placement import (
-    LOCAL_RUNS,
-    MeshRuns,
-    Placement,
-    place_runs,
-    run_mesh,
-    runs_to_host,
-)
-from purejaxppo.runs.search import SearchRange, check_search, draw_search
-from purejaxppo.runs.spec import check_sweep
+from purejaxppo.runs.compile import compile_program, trainer_program
+from purejaxppo.runs.placement import LOCAL_RUNS, Placement, place_runs, runs_to_host
+from purejaxppo.runs.search import SearchRange, draw_search
+from purejaxppo.runs.spec import RunSpec, check_population
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,7 +25,7 @@ class Population:
 
     `keys` `[R]` and `hyperparams` (fields `[R]`) are what `jax.vmap(train)` takes.
     `swept[r]` holds only the swept names and their values for run r; `searched[r]` its
-    drawn values of the searched names (at the start, before any PBT step).
+    drawn values of the searched names (at the start, before a strategy changes them).
     """
 
     seeds: tuple[int, ...]
@@ -48,8 +40,8 @@ class Population:
         return len(self.seeds)
 
     def run_hyperparams(self, run: int, hyperparams: Hyperparams | None = None) -> dict:
-        """Run `run`'s hyperparameters by name, from `hyperparams` (fields `[R]`, e.g. PBT's
-        evolved ones; default the population's start values), as the decimals float32 holds
+        """Run `run`'s hyperparameters by name, from `hyperparams` (fields `[R]`, e.g. those a
+        strategy evolved; default the population's start values), as the decimals float32 holds
         (2.5e-4, not 2.5000001e-4)."""
         values = self.hyperparams if hyperparams is None else hyperparams
         return {
@@ -76,26 +68,34 @@ def build_population(
 ) -> Population:
     """Every combination of swept values x `num_seeds` seeds (`seed`, `seed + 1`, ...); with
     a `search`, seed index i of every setting draws its own value of each searched name
-    (`draw_search`).
+    (`draw_search`). The rules of a run's description (`check_population`) are checked
+    first, as a `RunSpec` checks them.
 
     Each setting uses the same seeds and searched values, so settings are compared on common
     random numbers.
     """
-    sweep = {name: tuple(values) for name, values in (sweep or {}).items()}
-    search = dict(search or {})
-    if num_seeds < 1:
-        raise ConfigError(f"num_seeds must be a positive integer, got {num_seeds}")
-    validate_hyperparams(base)
-    for name, values in sweep.items():
-        check_sweep(name, values, base)
-    for name, search_range in search.items():
-        check_search(name, search_range, base)
+    swept, searched = check_population(base, seed, num_seeds, sweep or {}, search or {})
+    return draw_population(base, seed, num_seeds, swept, searched)
+
+
+def population_of(spec: RunSpec) -> Population:
+    """The `Population` of a run's description (checked when it was made)."""
+    return draw_population(spec.hyperparams, spec.seed, spec.num_seeds, spec.sweep, spec.search)
+
+
+def draw_population(
+    base: Hyperparams,
+    seed: int,
+    num_seeds: int,
+    sweep: Mapping[str, tuple[float, ...]],
+    search: Mapping[str, SearchRange],
+) -> Population:
+    """`build_population` of checked values."""
     drawn = draw_search(search, seed, num_seeds)
     combos = [dict(zip(sweep, c, strict=True)) for c in itertools.product(*sweep.values())]
     settings, seeds, swept, searched = [], [], [], []
     for combo in combos:
         setting = base.replace(**combo)
-        validate_hyperparams(setting)
         for index in range(num_seeds):
             values = {name: float(drawn[name][index]) for name in search}
             settings.append(setting.replace(**values))
@@ -117,24 +117,21 @@ class Timing:
 def train_population(
     trainer: Trainer, population: Population, placement: Placement = LOCAL_RUNS
 ) -> tuple[TrainOutput, Timing]:
-    """Compile the whole training of every run of `population` for `placement`
-    (`compile_trainer_program`), run it once, and time both apart. On one device the output stays
-    there; over a mesh it comes back to the host (numpy, padding dropped, keys as key data,
-    the full output on every process)."""
+    """The one call that trains a population: the whole training of every run compiled for
+    `placement` (all runs on the default device, or `make_placement()`'s mesh of every
+    device of every process), run once, compile and run timed apart. On one device the
+    output stays there; over a mesh it comes back to the host (numpy, padding dropped, keys
+    as key data, the full output on every process)."""
     num_runs = population.num_runs
     args = place_runs(placement, (population.keys, population.hyperparams), num_runs)
-    compiled = compile_trainer_program(trainer, trainer, args, placement)
+    compiled = compile_program(
+        trainer_program(trainer, trainer, placement),
+        args,
+        compiler_options=trainer.tuning.compiler_options_dict(),
+    )
     start = time.perf_counter()
     output = jax.block_until_ready(compiled.program(*args))
     timing = Timing(compiled.compile_s, time.perf_counter() - start)
     if placement is not LOCAL_RUNS:
         output = runs_to_host(placement, output, num_runs)
     return output, timing
-
-
-def train_sharded(
-    trainer: Trainer, population: Population, mesh: Mesh | None = None
-) -> TrainOutput:
-    """`train_population` over `mesh` (default: every device of every process); the host
-    (numpy) output `[R, ...]`, `state.key` as key data."""
-    return train_population(trainer, population, MeshRuns(run_mesh() if mesh is None else mesh))[0]

@@ -79,7 +79,7 @@ def check_backend_not_started() -> None:
         raise RuntimeError(
             "initialize_distributed must be called before anything starts the XLA backend "
             "(any jax computation, jax.devices(), or importing gymnax, e.g. through "
-            "purejaxppo.envs.spec / purejaxppo.ppo.trainer / make_train); call it first"
+            "purejaxppo.envs.setup / purejaxppo.ppo.trainer / make_train); call it first"
         )
 
 

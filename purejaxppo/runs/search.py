@@ -34,10 +34,10 @@ class SearchRange:
     """`log` or `uniform`."""
 
     low: float
-    """Smallest value drawn (and the floor PBT's perturbations are clipped to)."""
+    """Smallest value drawn (and the floor a strategy's changes are clipped to)."""
 
     high: float
-    """Largest value drawn (and the ceiling of PBT's perturbations)."""
+    """Largest value drawn (and the ceiling of a strategy's changes)."""
 
     def to_text(self) -> str:
         """`kind:low:high`, the form `--search NAME=...` takes."""
@@ -121,7 +121,7 @@ def draw_search(
 
 
 def search_bounds(search: Mapping[str, SearchRange]) -> dict[str, tuple[float, float]]:
-    """Each searched name's (low, high): where PBT's perturbations are clipped to; within the
+    """Each searched name's (low, high): where a strategy's changes are clipped to; within the
     hyperparameter's valid range, since both ends were checked against it."""
     bounds = {}
     for name, search_range in search.items():

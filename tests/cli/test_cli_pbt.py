@@ -78,8 +78,8 @@ def test_pbt_run_writes_its_log_plots_and_best_and_reruns_from_config(tmp_path, 
     best = summary["best"]
     assert best["final_return"] == max(v for v in summary["final_return"]["per_run"] if v)
     assert len(best["lineage"]) == 4 and best["lineage"][-1] == best["run"]
-    assert [s["from_update"] for s in best["schedule"]] == [0, 2, 4, 6]
-    assert best["hyperparams"]["learning_rate"] == best["schedule"][-1]["learning_rate"]
+    assert [s["from_update"] for s in best["changes"]] == [0, 2, 4, 6]
+    assert best["hyperparams"]["learning_rate"] == best["changes"][-1]["learning_rate"]
     assert len(summary["health"]) == 4 and all(isinstance(h, list) for h in summary["health"])
     config = json.loads((out / "config.json").read_text())
     assert config["search"] == {"learning_rate": {"kind": "log", "low": 1e-4, "high": 1e-2}}
@@ -96,9 +96,9 @@ def test_pbt_run_writes_its_log_plots_and_best_and_reruns_from_config(tmp_path, 
     assert main(["train", "--replay-best", str(out), "--out", str(replay), "--no-progress"]) == 0
     document = json.loads((replay / "config.json").read_text())
     assert document["num_seeds"] == 1 and document["seed"] == best["seed"]
-    assert document["search"] == {} and document["pbt"]["every"] == 0
-    schedule = best["schedule"]
-    assert [entry[0] for entry in document["schedule"]] == [2, 4, 6]
+    assert document["search"] == {} and "pbt" not in document  # independent runs
+    schedule = best["changes"]
+    assert [entry[0] for entry in document["changes"]] == [2, 4, 6]
     assert document["hyperparams"]["learning_rate"] == pytest.approx(schedule[0]["learning_rate"])
     with (replay / "metrics.csv").open() as f:
         used = [float(row["learning_rate"]) for row in csv.DictReader(f)]

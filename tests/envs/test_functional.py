@@ -122,7 +122,7 @@ def test_readme_example_and_scalar_actions_train():
     )
     line = make_train(config, env=line_env.make_line_env())
     scalar = make_train(tiny_config("LineScalar"), env=scalar_action_env())
-    assert scalar.spec.scalar_action and scalar.spec.action_dim == 1
+    assert scalar.env.scalar_action and scalar.env.action_dim == 1
     key, hp = jax.random.key(0), Hyperparams(learning_rate=3e-3)
 
     def run(key):

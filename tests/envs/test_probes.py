@@ -8,6 +8,7 @@ from conftest import probe_config
 
 from purejaxppo import Hyperparams, make_train
 from purejaxppo.envs import probes
+from purejaxppo.ppo.networks import act
 
 # Each test trains 120 updates: learning tests, skipped by the quick suite.
 pytestmark = pytest.mark.slow
@@ -23,7 +24,7 @@ def train_probe(env, seed=0):
 
 
 def value_at(trainer, params, obs):
-    return np.asarray(trainer.network.apply(params, jnp.asarray(obs)[:, None], method="value"))
+    return np.asarray(act(trainer.network, params, None, jnp.asarray(obs)[:, None], None).value)
 
 
 def test_constant_reward_value():
@@ -42,7 +43,7 @@ def test_one_step_discounting():
 
 
 def policy_at(trainer, params, obs):
-    return trainer.network.apply(params, jnp.asarray(obs)[:, None], method="policy")
+    return act(trainer.network, params, None, jnp.asarray(obs)[:, None], None).dist
 
 
 @pytest.mark.parametrize("continuous", [False, True], ids=["discrete", "continuous"])

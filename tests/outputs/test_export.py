@@ -25,7 +25,7 @@ def initial_policy(config: PPOConfig, obs_stats=None) -> tuple:
 
 def random_obs(trainer, batch=33, scale=2.0):
     rng = np.random.default_rng(0)
-    return (scale * rng.normal(size=(batch, *trainer.spec.obs_shape))).astype(np.float32)
+    return (scale * rng.normal(size=(batch, *trainer.env.obs_shape))).astype(np.float32)
 
 
 def library_actions(trainer, policy, obs, first=None, rnn_state=None):

@@ -94,9 +94,9 @@ def test_best_run_carries_its_lineage_and_schedule():
     metrics = metrics._replace(episode_return=metrics.episode_return * np.arange(1, 5)[::-1, None])
     best = best_run(population, metrics, made_up_log(), ("learning_rate",))  # run 0 is best
     assert best["run"] == 0 and best["lineage"] == [0, 3, 0]
-    assert [entry["from_update"] for entry in best["schedule"]] == [0, 10, 20]
-    assert [entry["run"] for entry in best["schedule"]] == [0, 3, 0]
-    lrs = [entry["learning_rate"] for entry in best["schedule"]]
+    assert [entry["from_update"] for entry in best["changes"]] == [0, 10, 20]
+    assert [entry["run"] for entry in best["changes"]] == [0, 3, 0]
+    lrs = [entry["learning_rate"] for entry in best["changes"]]
     assert lrs[0] == population.searched[0]["learning_rate"]
     assert lrs[1:] == pytest.approx([8e-4, 1e-3])  # run 3's after step 1, run 0's after step 2
     assert best["hyperparams"] == {"learning_rate": lrs[-1]}

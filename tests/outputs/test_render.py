@@ -22,7 +22,7 @@ from purejaxppo import FunctionalEnv, Hyperparams, PPOConfig, make_env, make_tra
 from purejaxppo.cli.main import main
 from purejaxppo.errors import ConfigError
 from purejaxppo.outputs import render
-from purejaxppo.ppo.evaluate import evaluate_policy, record_first_episodes
+from purejaxppo.ppo.evaluate import evaluate_policy, fresh_episodes, record_first_episodes
 from purejaxppo.ppo.types import Policy
 
 
@@ -51,7 +51,7 @@ def test_recorded_episodes_are_the_evaluations_episodes(cartpole, deterministic)
     trainer, policy = cartpole
     key = jax.random.key(3)
     record = jax.jit(
-        lambda p, k: record_first_episodes(trainer, p, k, 4, deterministic), static_argnums=()
+        lambda p, k: record_first_episodes(trainer, p, fresh_episodes(trainer, k, 4), deterministic)
     )(policy, key)
     evaluated = evaluate_policy(trainer, policy, key, 4, deterministic)
     for field in ("returns", "lengths", "finished"):
@@ -127,7 +127,7 @@ def test_drawings_of_every_kind(config, tmp_path):
 def test_an_env_without_a_drawing_or_a_time_limit_is_refused():
     trainer, _ = initial_policy(PPOConfig(env="MemoryChain-bsuite", num_envs=4, num_steps=8))
     with pytest.raises(ConfigError, match=r"^MemoryChain-bsuite has no drawing: render draws "):
-        render.check_drawable(trainer.spec)
+        render.check_drawable(trainer.env)
     endless = FunctionalEnv(
         "endless",
         lambda key: (jnp.zeros(2), jnp.zeros(())),
@@ -172,12 +172,12 @@ def test_an_unwritable_movie_path_is_refused_in_one_line(tmp_path, monkeypatch):
     render.check_movie_path(tmp_path / "new" / "x.gif")  # writable: and nothing was made
     assert sorted(p.name for p in tmp_path.iterdir()) == ["afile", "dir.gif"]
 
-    spec = make_env("DeepSea-bsuite")
+    setup = make_env("DeepSea-bsuite")
     states = [types.SimpleNamespace(row=0, column=0)] * 2
     monkeypatch.setattr(Image.Image, "save", refuse)
     path = tmp_path / "movie" / "x.gif"
     with pytest.raises(OSError, match=r"Read-only file system: '.*x\.gif'$") as failed:
-        render.write_animation(spec, states, ["a", "b"], path)
+        render.write_animation(setup, states, ["a", "b"], path)
     assert failed.value.filename == str(path)
 
 
@@ -195,7 +195,7 @@ def test_the_drawings_without_their_extra_are_refused_with_the_install_line(monk
     with pytest.raises(
         ConfigError, match=r"rendering needs pygame: pip install 'purejaxppo\[render\]'"
     ):
-        render.check_drawable(trainer.spec)
+        render.check_drawable(trainer.env)
 
 
 TINY = [

@@ -9,19 +9,20 @@ import pytest
 from conftest import probe_config
 from flax import struct
 
-from purejaxppo import ConfigError, make_train
+from purejaxppo import ConfigError, Hyperparams, make_train
 from purejaxppo.envs import probes
-from purejaxppo.envs.spec import reset_envs
+from purejaxppo.envs.setup import reset_envs
 from purejaxppo.ppo.evaluate import (
     EvalResult,
+    FreshEpisodes,
     evaluate_policy,
     play_first_episodes,
     resolve_max_steps,
     summarize_eval,
 )
-from purejaxppo.ppo.networks import init_network
 from purejaxppo.presets import PRESETS
-from purejaxppo.runs.evaluation import evaluate_runs, evaluation_compiles
+from purejaxppo.runs import evaluation
+from purejaxppo.runs.evaluation import evaluate_runs
 
 PROBE = probe_config(num_steps=4, num_updates=1)  # only its network shape matters here
 
@@ -34,8 +35,7 @@ def evaluate_jit(trainer, params, key, num_episodes, deterministic, max_steps=No
 def random_params(trainer, seed, scale=0.5):
     """Network params of the right structure filled with N(0, scale^2) by numpy (no jax init,
     whose orthogonal initialiser costs seconds to compile on this CPU)."""
-    obs = jnp.zeros((1, *trainer.spec.obs_shape))
-    shapes = jax.eval_shape(lambda k: init_network(trainer.network, k, obs), jax.random.key(0))
+    shapes = jax.eval_shape(lambda k: trainer.init(k, Hyperparams()).params, jax.random.key(0))
     rng = np.random.default_rng(seed)
     return jax.tree.map(lambda x: jnp.asarray(scale * rng.normal(size=x.shape), x.dtype), shapes)
 
@@ -88,10 +88,10 @@ def test_env_without_time_limit_requires_max_steps():
     trainer = make_train(PROBE, env=probes.ConstantReward(), env_params=NoTimeLimit())
     params = random_params(trainer, 0)
     with pytest.raises(ConfigError, match="max_steps"):
-        resolve_max_steps(trainer.spec, None)
+        resolve_max_steps(trainer.env, None)
     with pytest.raises(ConfigError, match="max_steps"):
         evaluate_policy(trainer, params, jax.random.key(0), 2, True)
-    assert resolve_max_steps(trainer.spec, 7) == 7
+    assert resolve_max_steps(trainer.env, 7) == 7
     with pytest.raises(ConfigError, match="num_episodes"):
         evaluate_policy(trainer, params, jax.random.key(0), 0, True, 7)
 
@@ -151,12 +151,12 @@ def test_only_each_envs_first_episode_counts():
     # Short episodes end, auto-reset and go on while the longest is still running; the later
     # episodes (other lengths, other returns) must not change what was recorded.
     trainer = make_train(PROBE, env=RandomLength())
-    runner = reset_envs(trainer.spec, jax.random.key(4), 32)
+    runner = reset_envs(trainer.env, jax.random.key(4), 32)
     first_length = np.asarray(runner.obs[:, 0]).astype(np.int32)
     assert first_length.min() < first_length.max()  # so some envs play several episodes
-    play = jax.jit(play_first_episodes, static_argnums=(0, 4, 5))
-    params = random_params(trainer, 0)
-    result = play(trainer, params, runner, jax.random.key(5), False, 1000)
+    episodes = FreshEpisodes(runner, jax.random.key(5), 1000)
+    play = jax.jit(lambda params: play_first_episodes(trainer, params, episodes, False))
+    result = play(random_params(trainer, 0))
     np.testing.assert_array_equal(result.lengths, first_length)
     np.testing.assert_array_equal(result.returns, first_length.astype(np.float32))
     assert np.all(result.finished)
@@ -182,7 +182,7 @@ def test_trained_cartpole_scores_near_500_deterministically(cartpole):
     np.testing.assert_array_equal(result.returns, result.lengths)  # reward 1 a step
 
 
-def test_evaluate_runs_equals_evaluate_policy_per_run():
+def test_evaluate_runs_equals_evaluate_policy_per_run(monkeypatch):
     trainer = make_train(PRESETS["cartpole"][0])
     runs = [random_params(trainer, seed) for seed in (7, 8)]
     params_r = jax.tree.map(lambda *x: jnp.stack(x), *runs)
@@ -196,11 +196,17 @@ def test_evaluate_runs_equals_evaluate_policy_per_run():
             np.testing.assert_array_equal(getattr(batched, name)[run], getattr(single, name))
     assert not np.array_equal(batched.returns[0], batched.returns[1])  # the runs differ
     # Same (trainer, num_episodes, deterministic): no new compilation for new keys/params.
-    compiled = evaluation_compiles()
+    compiles, compile_program = [], evaluation.compile_program
+
+    def counted(*args, **options):
+        compiles.append(1)
+        return compile_program(*args, **options)
+
+    monkeypatch.setattr(evaluation, "compile_program", counted)
     evaluate_runs(trainer, jax.tree.map(lambda x: x + 0.01, params_r), key, 8, False)
-    assert evaluation_compiles() == compiled
+    assert not compiles
     evaluate_runs(trainer, params_r, key, 4, False)  # other settings: one more program
-    assert evaluation_compiles() == compiled + 1
+    assert len(compiles) == 1
 
 
 def test_summarize_eval_uses_finished_episodes_per_run():

@@ -8,9 +8,21 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from purejaxppo import PPOConfig, make_train
-from purejaxppo.ppo.kernels import dense_dot_general, dense_product, orthogonal_matrices
-from purejaxppo.ppo.networks import init_network
+from purejaxppo import Hyperparams, PPOConfig, make_train
+from purejaxppo.ppo.kernels import (
+    dense_dot_general,
+    dense_product,
+    orthogonal_bits_shape,
+    orthogonal_matrices_from_bits,
+)
+from purejaxppo.ppo.networks import act
+from purejaxppo.ppo.randomness import draw_bits
+
+
+def orthogonal_matrices(key, shapes, scales):
+    """Orthogonal arrays of `shapes` times `scales` from `key`'s bits, drawn as init draws them."""
+    (bits,) = draw_bits(key, [orthogonal_bits_shape(shapes)])
+    return orthogonal_matrices_from_bits(bits, shapes, scales)
 
 
 def orthogonal_init(scale):
@@ -40,8 +52,7 @@ def test_orthogonal_init_is_random_and_unbiased():
 def test_batched_init_makes_no_lapack_call(recurrent):
     config = PPOConfig(num_envs=4, num_steps=8, total_timesteps=32, recurrent=recurrent)
     trainer = make_train(config)
-    obs = jnp.zeros((1, 4))
-    init = jax.vmap(lambda k: init_network(trainer.network, k, obs))
+    init = jax.vmap(lambda k: trainer.init(k, Hyperparams()).params)
     closed = jax.make_jaxpr(init)(jax.random.split(jax.random.key(0), 3))
     names = primitive_names(closed.jaxpr)
     assert "dot_general" in names  # the walk sees inside nested jaxprs
@@ -71,9 +82,9 @@ def test_orthogonal_matrices_of_mixed_shapes_are_each_orthogonal_and_scaled():
     assert not np.allclose(np.asarray(mats[1])[:4] / 2.0, np.asarray(mats[0]))
 
 
-def test_init_network_fills_every_declared_kernel():
+def test_init_fills_every_declared_kernel():
     trainer = make_train(PPOConfig(num_envs=4, num_steps=8, total_timesteps=32))
-    params = init_network(trainer.network, jax.random.key(0), jnp.zeros((1, 4)))
+    params = jax.jit(trainer.init)(jax.random.key(0), Hyperparams()).params
     leaves = jax.tree_util.tree_leaves_with_path(params)
     kernels = {jax.tree_util.keystr(p): np.asarray(x) for p, x in leaves if "kernel" in str(p)}
     assert len(kernels) == 6  # two towers x three layers, all plain arrays
@@ -136,10 +147,10 @@ def test_the_towers_differentiate_through_dense_product():
     `Dense` stopped calling `dot_general=`, they would fall back to plain autodiff)."""
     trainer = make_train(PPOConfig(num_envs=4, num_steps=8, total_timesteps=32))
     obs = jnp.ones((16, 4))
-    params = init_network(trainer.network, jax.random.key(0), obs)
+    params = jax.jit(trainer.init)(jax.random.key(0), Hyperparams()).params
 
     def loss(params):
-        dist, value = trainer.network.apply(params, obs)
+        _, dist, value = act(trainer.network, params, None, obs, None)
         return jnp.sum(dist.logits) + jnp.sum(value)
 
     jaxpr = str(jax.make_jaxpr(jax.grad(loss))(params))

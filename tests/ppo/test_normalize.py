@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 
 from purejaxppo import Hyperparams, PPOConfig, make_train
-from purejaxppo.ppo.loss import ppo_loss
 from purejaxppo.ppo.normalize import (
     discounted_returns,
     init_normalizer,
@@ -18,10 +17,10 @@ from purejaxppo.ppo.normalize import (
     normalize_obs,
     scale_rewards,
 )
-from purejaxppo.ppo.rollout import collect_rollout, draw_rollout_noise, policy_input
+from purejaxppo.ppo.rollout import collect_rollout, policy_input
 from purejaxppo.ppo.trainer import draw_update_randomness, update_step
 from purejaxppo.ppo.types import Actors, policy_of
-from purejaxppo.ppo.update import make_batch
+from purejaxppo.ppo.update import make_batch, minibatch_gradient
 
 CONFIG = PPOConfig(
     env="Pendulum-v1",
@@ -119,13 +118,13 @@ def _first_epoch_kl(trainer, state, normalize_batch: bool) -> tuple[float, float
             trainer,
             state.params,
             Actors(state.runner, state.rnn_state),
-            draw_rollout_noise(trainer.spec, state.key, 16, CONFIG.num_envs),
+            draw_update_randomness(trainer, state.key).rollout,
             stats,
         )[1]
         obs = policy_input(stats, transition.obs) if normalize_batch else transition.obs
         zeros = jnp.zeros_like(transition.value)
         batch = make_batch(CONFIG, transition._replace(obs=obs), zeros, zeros, state.rnn_state)
-        _, info = ppo_loss(trainer, HP, state.params, batch)
+        info, _ = minibatch_gradient(trainer, HP, state.params, batch)
         return info.approx_kl, info.clip_fraction
 
     kl, clip_fraction = kl_and_clip_fraction(state)

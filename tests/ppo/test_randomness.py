@@ -17,7 +17,6 @@ from purejaxppo.ppo.randomness import (
     noise_from_bits,
     uniform_from_bits,
 )
-from purejaxppo.ppo.rollout import draw_rollout_noise
 from purejaxppo.ppo.trainer import draw_update_randomness, make_train, update_step
 
 CONFIG = PPOConfig(env="CartPole-v1", num_envs=4, num_steps=8, total_timesteps=4 * 8 * 3)
@@ -105,11 +104,12 @@ def test_update_randomness_is_one_draw_cut_in_order():
     assert not np.array_equal(other.rollout.action, a.rollout.action)
 
 
-def test_draw_rollout_noise_matches_its_shapes():
+def test_rollout_noise_matches_its_shapes():
     trainer = make_train(CONFIG.replace(env="Pendulum-v1"))
-    noise = draw_rollout_noise(trainer.spec, jax.random.key(0), 5, 3)
-    assert noise.action.shape == (5, 3, 1) and noise.action.dtype == jnp.float32
-    assert noise.env_keys.shape == (5, 3)
+    noise = draw_update_randomness(trainer, jax.random.key(0)).rollout
+    T, N = CONFIG.num_steps, CONFIG.num_envs
+    assert noise.action.shape == (T, N, 1) and noise.action.dtype == jnp.float32
+    assert noise.env_keys.shape == (T, N)
 
 
 # Primitives that each hash with the key's implementation (threefry: one 5-round loop).
@@ -137,7 +137,7 @@ def test_an_update_hashes_once_besides_the_env_and_the_shuffles():
     hp = Hyperparams()
     state = trainer.init(jax.random.key(0), hp)
     in_update = _count_threefry(jax.make_jaxpr(lambda s: update_step(trainer, hp, s))(state))
-    spec = trainer.spec
+    spec = trainer.env
     env_step = jax.vmap(lambda k, s: spec.env.step(k, s, 0, spec.params))
     keys = jax.random.split(jax.random.key(0), CONFIG.num_envs)
     in_env = _count_threefry(jax.make_jaxpr(env_step)(keys, state.runner.env_state))
@@ -180,7 +180,7 @@ def test_init_hashes_once_besides_the_env_reset():
     trainer = make_train(CONFIG)
     init = jax.make_jaxpr(lambda k: trainer.init(k, Hyperparams()))(jax.random.key(0))
     in_init = _count_threefry(init, {"random_bits", "random_split", "threefry2x32"})
-    spec = trainer.spec
+    spec = trainer.env
     reset = jax.vmap(lambda k: spec.env.reset(k, spec.params))
     keys = jax.random.split(jax.random.key(0), CONFIG.num_envs)
     in_reset = _count_threefry(jax.make_jaxpr(reset)(keys))

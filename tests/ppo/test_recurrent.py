@@ -12,11 +12,15 @@ import pytest
 from purejaxppo import Hyperparams, PPOConfig, make_train
 from purejaxppo.config import ConfigError
 from purejaxppo.ppo.evaluate import summarize_eval
-from purejaxppo.ppo.loss import ppo_loss
-from purejaxppo.ppo.networks import RecurrentActorCritic, act, unroll
-from purejaxppo.ppo.rollout import collect_rollout, draw_rollout_noise
+from purejaxppo.ppo.networks import act, replay
+from purejaxppo.ppo.rollout import collect_rollout
+from purejaxppo.ppo.trainer import draw_update_randomness
 from purejaxppo.ppo.types import Actors, policy_of
-from purejaxppo.ppo.update import make_batch, shuffle_sequences_into_minibatches
+from purejaxppo.ppo.update import (
+    make_batch,
+    minibatch_gradient,
+    shuffle_sequences_into_minibatches,
+)
 from purejaxppo.runs.evaluation import evaluate_runs
 from purejaxppo.runs.population import build_population
 
@@ -46,19 +50,18 @@ def _rollout(trainer, seed=0):
     its start `rnn_state0` matters."""
     state = jax.jit(trainer.init)(jax.random.key(seed), HP)
     run = jax.jit(collect_rollout, static_argnums=0)
-    spec, params = trainer.spec, state.params
-    envs = state.runner.obs.shape[0]
-    noise = draw_rollout_noise(spec, state.key, 32, envs)
+    params = state.params
+    noise = draw_update_randomness(trainer, state.key).rollout  # [T, N] = [32, 16]
     actors, _ = run(trainer, params, Actors(state.runner, state.rnn_state), noise)
     assert not np.any(np.asarray(actors.runner.episode_length) == 0)
     rnn_state0 = actors.rnn_state
-    noise = draw_rollout_noise(spec, jax.random.key(seed + 1), 32, envs)
+    noise = draw_update_randomness(trainer, jax.random.key(seed + 1)).rollout
     actors, tr = run(trainer, params, actors, noise)
     return state, rnn_state0, actors.rnn_state, tr
 
 
 def test_network_interface_and_memory_reset(trainer):
-    assert isinstance(trainer.network, RecurrentActorCritic)
+    assert trainer.network.rnn_size == CONFIG.gru_size
     state, *_ = _rollout(trainer)
     obs = jnp.ones((3, 3))
     h = jax.random.normal(jax.random.key(1), (3, 32))
@@ -76,16 +79,16 @@ def test_replayed_sequences_reproduce_the_rollout(trainer):
     state, rnn_state0, _, tr = _rollout(trainer)
     first = np.asarray(tr.first)
     assert first[1:].sum() >= 16  # episodes of 6 steps restart within the rollout
-    dist, value = unroll(trainer.network, state.params, rnn_state0, tr.obs, tr.first)
-    np.testing.assert_allclose(dist.log_prob(tr.action), tr.log_prob, rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(value, tr.value, rtol=1e-5, atol=1e-5)
     zeros = jnp.zeros_like(tr.value)
     batch = make_batch(CONFIG, tr, zeros, zeros, rnn_state0)
-    _, info = ppo_loss(trainer, HP, state.params, batch)
+    dist, value = replay(trainer.network, state.params, batch)
+    np.testing.assert_allclose(dist.log_prob(tr.action), tr.log_prob, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(value, tr.value, rtol=1e-5, atol=1e-5)
+    info, _ = minibatch_gradient(trainer, HP, state.params, batch)
     assert float(info.approx_kl) < 1e-6 and float(info.clip_fraction) == 0.0
     # Without the stored rnn_state the replay differs (the fresh policy head is nearly
     # uniform, so the values show it): the check can fail.
-    _, value_wrong = unroll(trainer.network, state.params, 0 * rnn_state0, tr.obs, tr.first)
+    _, value_wrong = replay(trainer.network, state.params, batch._replace(rnn_state=0 * rnn_state0))
     assert np.abs(np.asarray(value_wrong) - np.asarray(tr.value)).max() > 1e-3
 
 
@@ -158,11 +161,12 @@ def test_recurrent_continuous_policy_replays_and_trains():
     )
     trainer = make_train(config)
     state = jax.jit(trainer.init)(jax.random.key(0), HP)
-    noise = draw_rollout_noise(trainer.spec, jax.random.key(1), 8, 4)
+    noise = draw_update_randomness(trainer, jax.random.key(1)).rollout  # [8, 4]
     run = jax.jit(collect_rollout, static_argnums=0)
     net, params = trainer.network, state.params
     _, tr = run(trainer, params, Actors(state.runner, state.rnn_state), noise)
-    dist, value = unroll(net, params, state.rnn_state, tr.obs, tr.first)
+    zeros = jnp.zeros_like(tr.value)
+    dist, value = replay(net, params, make_batch(config, tr, zeros, zeros, state.rnn_state))
     chex.assert_shape([dist.log_prob(tr.action), dist.entropy(), value], (8, 4))
     np.testing.assert_allclose(dist.log_prob(tr.action), tr.log_prob, rtol=1e-5, atol=1e-5)
     out = jax.jit(trainer)(jax.random.key(0), HP)

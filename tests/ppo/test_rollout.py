@@ -10,10 +10,11 @@ import pytest
 
 from purejaxppo import Hyperparams, PPOConfig, make_train
 from purejaxppo.config import stack_hyperparams
-from purejaxppo.envs.spec import reset_envs
-from purejaxppo.ppo.networks import init_network, initial_rnn_state
+from purejaxppo.envs.setup import reset_envs
+from purejaxppo.ppo.networks import act, initial_rnn_state
 from purejaxppo.ppo.normalize import RunningStats
-from purejaxppo.ppo.rollout import collect_rollout, draw_rollout_noise
+from purejaxppo.ppo.rollout import collect_rollout
+from purejaxppo.ppo.trainer import draw_update_randomness
 from purejaxppo.ppo.types import Actors
 
 SMALL = PPOConfig(env="CartPole-v1", num_envs=4, num_steps=32, total_timesteps=4 * 32 * 6)
@@ -24,13 +25,14 @@ def trainer():
     return make_train(SMALL)
 
 
-def test_rollout_shapes_and_auto_reset(trainer):
+def test_rollout_shapes_and_auto_reset():
     steps, envs = 200, 3
-    runner = reset_envs(trainer.spec, jax.random.key(0), envs)
-    params = init_network(trainer.network, jax.random.key(1), runner.obs)
+    trainer = make_train(SMALL.replace(num_steps=steps, num_envs=envs))
+    runner = reset_envs(trainer.env, jax.random.key(0), envs)
+    params = jax.jit(trainer.init)(jax.random.key(1), Hyperparams()).params
     rollout = jax.jit(collect_rollout, static_argnums=0)
     actors = Actors(runner, initial_rnn_state(trainer.network, envs))
-    noise = draw_rollout_noise(trainer.spec, jax.random.key(2), steps, envs)
+    noise = draw_update_randomness(trainer, jax.random.key(2)).rollout
     actors, tr = rollout(trainer, params, actors, noise)
     runner = actors.runner
     chex.assert_shape([tr.obs], (steps, envs, 4))
@@ -49,7 +51,7 @@ def test_rollout_shapes_and_auto_reset(trainer):
     lengths = np.asarray(tr.episode_length)
     assert lengths[t + 1, n] == 1 if not ended[t + 1, n] else True
     # The bootstrap value uses the pre-reset observation, not the reset one.
-    final_obs_value = trainer.network.apply(params, obs[t + 1, n][None], method="value")
+    final_obs_value = act(trainer.network, params, None, obs[t + 1, n][None], None).value
     assert not np.allclose(tr.next_value[t, n], final_obs_value[0])
     # Without an episode end, next_value[t] is the value of obs[t + 1].
     t2, n2 = np.argwhere(~ended[:-1])[0]
@@ -137,16 +139,18 @@ def test_values_after_the_scan_equal_values_in_it(env, recurrent, normalized):
     """The rollout gives the same transition whether its values come from the acting pass or
     from one pass after the scan (`Tuning.values_after_scan`): feed-forward and recurrent
     networks, discrete and continuous actions, raw and normalised observations."""
-    config = SMALL.replace(env=env, recurrent=recurrent, num_minibatches=2)
-    trainer = make_train(config)
     steps, envs = 64, 4
-    runner = reset_envs(trainer.spec, jax.random.key(0), envs)
-    params = init_network(trainer.network, jax.random.key(1), runner.obs)
+    config = SMALL.replace(
+        env=env, recurrent=recurrent, num_minibatches=2, num_steps=steps, num_envs=envs
+    )
+    trainer = make_train(config)
+    runner = reset_envs(trainer.env, jax.random.key(0), envs)
+    params = jax.jit(trainer.init)(jax.random.key(1), Hyperparams()).params
     actors = Actors(runner, initial_rnn_state(trainer.network, envs))
-    shape = trainer.spec.obs_shape
+    shape = trainer.env.obs_shape
     stats = RunningStats(jnp.full(shape, 0.3), jnp.full(shape, 2.0), jnp.float32(10.0))
     obs_stats = stats if normalized else None
-    noise = draw_rollout_noise(trainer.spec, jax.random.key(2), steps, envs)
+    noise = draw_update_randomness(trainer, jax.random.key(2)).rollout
 
     def rollout(values_after_scan: bool):
         tuning = dataclasses.replace(trainer.tuning, values_after_scan=values_after_scan)

@@ -9,6 +9,7 @@ from conftest import probe_config
 
 from purejaxppo import Hyperparams, make_train
 from purejaxppo.envs.probes import TruncatedConstant
+from purejaxppo.ppo.networks import act
 
 GAMMA = 0.9
 LIMIT = 8
@@ -31,7 +32,7 @@ def learned_value(env) -> float:
     trainer = make_train(CONFIG, env=env)
     params = jax.jit(trainer)(jax.random.key(0), HP).state.params
     obs = 0.1 * jax.random.normal(jax.random.key(1), (256, 1))
-    return float(jnp.mean(trainer.network.apply(params, obs, method="value")))
+    return float(jnp.mean(act(trainer.network, params, None, obs, None).value))
 
 
 def test_truncation_bootstraps_to_infinite_horizon_value():

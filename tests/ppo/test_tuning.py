@@ -14,7 +14,7 @@ import pytest
 
 from purejaxppo import Hyperparams, PPOConfig, make_train
 from purejaxppo.ppo.distributions import Categorical
-from purejaxppo.ppo.networks import init_network
+from purejaxppo.ppo.networks import act
 from purejaxppo.ppo.tuning import CPU_SMALL_SAMPLES, Tuning
 from purejaxppo.ppo.update import gradient_slices
 
@@ -71,19 +71,19 @@ def test_make_train_stores_the_tuning_and_the_network_takes_its_kernels():
     assert plain.tuning == Tuning.plain()
     fast = make_train(CONFIG, tuning=Tuning.for_backend("cpu", CONFIG.batch_size))
     obs = jnp.ones((16, 4))
-    params = init_network(fast.network, jax.random.key(0), obs)
+    params = jax.jit(fast.init)(jax.random.key(0), Hyperparams()).params
 
     def custom_vjps(trainer) -> int:
         def loss(params):
-            dist, value = trainer.network.apply(params, obs)
+            _, dist, value = act(trainer.network, params, None, obs, None)
             return jnp.sum(dist.log_prob(jnp.zeros(16, jnp.int32))) + jnp.sum(value)
 
         return str(jax.make_jaxpr(jax.grad(loss))(params)).count("custom_vjp_call")
 
     assert custom_vjps(fast) == 6  # two towers x three layers through `dense_product`
     assert custom_vjps(plain) == 0
-    assert fast.network.apply(params, obs, method="policy").column_log_softmax
-    assert not plain.network.apply(params, obs, method="policy").column_log_softmax
+    assert act(fast.network, params, None, obs, None).dist.column_log_softmax
+    assert not act(plain.network, params, None, obs, None).dist.column_log_softmax
 
 
 def test_categorical_is_a_pytree_of_its_logits_only():

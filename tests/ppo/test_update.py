@@ -12,13 +12,13 @@ import pytest
 
 from purejaxppo import Hyperparams, PPOConfig, make_train
 from purejaxppo.config import stack_hyperparams
-from purejaxppo.envs.spec import reset_envs
+from purejaxppo.envs.setup import reset_envs
 from purejaxppo.metrics import final_returns
 from purejaxppo.ppo.gae import compute_gae
-from purejaxppo.ppo.networks import init_network, initial_rnn_state
-from purejaxppo.ppo.rollout import collect_rollout, draw_rollout_noise
+from purejaxppo.ppo.networks import act, initial_rnn_state
+from purejaxppo.ppo.rollout import collect_rollout
 from purejaxppo.ppo.schedules import learning_rate_at
-from purejaxppo.ppo.trainer import summarize_update
+from purejaxppo.ppo.trainer import draw_update_randomness, summarize_update
 from purejaxppo.ppo.types import (
     Actors,
     LearnerState,
@@ -70,16 +70,13 @@ def test_optimizer_steps_by_the_learning_rate_of_the_update():
 
 
 def _transition(returns, ended):
+    """A transition of zeros but its episode ends `ended` `[T, N]` (returns `returns`,
+    length 7)."""
     ended = jnp.asarray(ended)
-    zeros = jnp.zeros(ended.shape)
-    return Transition(
-        obs=zeros[..., None],
+    zeros = Transition(*([jnp.zeros(ended.shape)] * len(Transition._fields)))
+    return zeros._replace(
+        obs=zeros.obs[..., None],
         first=jnp.zeros_like(ended),
-        action=zeros,
-        log_prob=zeros,
-        value=zeros,
-        next_value=zeros,
-        reward=zeros,
         terminated=ended,
         truncated=jnp.zeros_like(ended),
         episode_return=jnp.asarray(returns, jnp.float32),
@@ -118,16 +115,16 @@ def test_gaussian_actions_clipped_for_env_log_prob_unclipped():
     trainer = make_train(
         PPOConfig(env="Pendulum-v1", num_envs=8, num_steps=16, total_timesteps=128)
     )
-    runner = reset_envs(trainer.spec, jax.random.key(0), 8)
-    params = init_network(trainer.network, jax.random.key(1), runner.obs)
+    runner = reset_envs(trainer.env, jax.random.key(0), 8)
+    params = jax.jit(trainer.init)(jax.random.key(1), Hyperparams()).params
     params["params"]["log_std"] = jnp.full_like(params["params"]["log_std"], 2.0)  # std 7.4
     actors = Actors(runner, initial_rnn_state(trainer.network, 8))
-    noise = draw_rollout_noise(trainer.spec, jax.random.key(2), 16, 8)
+    noise = draw_update_randomness(trainer, jax.random.key(2)).rollout  # [16, 8]
     actors, tr = collect_rollout(trainer, params, actors, noise)
     runner = actors.runner
     actions = np.asarray(tr.action)
     assert np.abs(actions).max() > 2.0  # the stored action is the unclipped sample
-    dist = trainer.network.apply(params, tr.obs, method="policy")
+    dist = act(trainer.network, params, None, tr.obs, None).dist
     np.testing.assert_allclose(tr.log_prob, dist.log_prob(tr.action), rtol=1e-5)
     # The env saw the clipped action: Pendulum keeps the torque it applied in `last_u`
     # (no episode ends within 16 of its 200 steps).
@@ -197,7 +194,7 @@ def test_sliced_gradient_passes_equal_one_pass_per_minibatch():
     trainer = make_train(config)
     hp = Hyperparams()
     state = trainer.init(jax.random.key(0), hp)
-    noise = draw_rollout_noise(trainer.spec, jax.random.key(1), 32, config.num_envs)
+    noise = draw_update_randomness(trainer, jax.random.key(1)).rollout
     _, tr = collect_rollout(trainer, state.params, Actors(state.runner, None), noise)
     advantage, target = compute_gae(
         tr.reward, tr.value, tr.next_value, tr.terminated, tr.truncated, hp.gamma, hp.gae_lambda

@@ -8,7 +8,7 @@ import signal
 import chex
 import jax
 import pytest
-from small_runs import CONFIG, assert_bit_identical
+from small_runs import CONFIG, assert_bit_identical, run_in_chunks
 
 from purejaxppo import Hyperparams
 from purejaxppo.outputs.checkpoint import (
@@ -21,7 +21,6 @@ from purejaxppo.runs.chunked import (
     chunk_sizes,
     default_chunk_updates,
     run_chunked,
-    train_chunked,
 )
 from purejaxppo.runs.population import build_population
 from purejaxppo.runs.stop import StopOnSignals
@@ -53,7 +52,7 @@ def test_default_chunk_updates_is_the_divisor_rule_and_quick_for_huge_runs():
 
 @pytest.mark.slow
 def test_chunked_equals_one_chunk_and_the_fused_train(trainer, population, uninterrupted):
-    chunked = train_chunked(trainer, population, 3)  # chunks of 3, 3, 1
+    chunked = run_in_chunks(trainer, population, 3)  # chunks of 3, 3, 1
     assert chunked.updates_done == CONFIG.num_updates and not chunked.stopped
     assert_bit_identical(
         (chunked.state.params, chunked.metrics),
@@ -72,7 +71,7 @@ def test_one_run_chunked_equals_the_vmapped_train(trainer):
     """A single run, whose init and chunk programs are traced without vmap on the CPU, trains
     in chunks (3, 3, 1) as the vmapped single call does, to float32 rounding."""
     one = build_population(Hyperparams(), seed=5, num_seeds=1)
-    chunked = train_chunked(trainer, one, 3)
+    chunked = run_in_chunks(trainer, one, 3)
     assert chunked.metrics.total_loss.shape == (1, CONFIG.num_updates)
     vmapped = jax.jit(jax.vmap(trainer))(one.keys, one.hyperparams)
     # The two programs round differently, and 7 updates grow those differences to ~1e-5.
@@ -102,7 +101,7 @@ def test_stop_save_restore_resume_is_bit_identical(
         tmp_path, abstract_train_state(trainer, population), population.num_runs
     )
     assert restored.updates_done == 4 and restored.meta["env"] == CONFIG.env
-    resumed = train_chunked(trainer, population, 2, resume=(restored.state, restored.metrics, 4))
+    resumed = run_in_chunks(trainer, population, 2, resume=(restored.state, restored.metrics, 4))
     assert resumed.updates_done == CONFIG.num_updates
     assert_bit_identical(
         (resumed.state, resumed.metrics), (uninterrupted.state, uninterrupted.metrics)

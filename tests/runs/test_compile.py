@@ -1,4 +1,4 @@
-"""The trainer's programs are compiled through `compile_trainer_program` with the options of
+"""The trainer's programs are compiled through `compile_program` with the options of
 its backend tuning, and those options change no result (the optimised compile against
 XLA's defaults on a short run)."""
 
@@ -12,7 +12,7 @@ from purejaxppo import Hyperparams, PPOConfig, make_train
 from purejaxppo.config import stack_hyperparams
 from purejaxppo.ppo.tuning import CPU_SMALL_SAMPLES, Tuning
 from purejaxppo.runs import bench
-from purejaxppo.runs import compile as compiling
+from purejaxppo.runs import placement as placing
 from purejaxppo.runs.chunked import compile_chunked
 from purejaxppo.runs.placement import LOCAL_RUNS
 from purejaxppo.runs.population import Population, train_population
@@ -100,7 +100,7 @@ def test_map_over_runs_traces_a_single_run_without_vmap():
         seen.append((x.shape, type(x).__name__ == "BatchTracer"))
         return {"draw": jax.random.uniform(key, x.shape) + x, "total": x.sum()}
 
-    mapped = compiling.map_over_runs(fn, single_run_unbatched=True)
+    mapped = placing.map_over_runs(fn, single_run_unbatched=True)
     for runs in (1, 3):
         keys = jax.random.split(jax.random.key(7), runs)
         x = jax.numpy.arange(runs * 2, dtype=jax.numpy.float32).reshape(runs, 2)
@@ -111,7 +111,7 @@ def test_map_over_runs_traces_a_single_run_without_vmap():
         chex.assert_trees_all_equal_shapes_and_dtypes(out, expected)
         chex.assert_trees_all_close(out, expected)
     seen.clear()
-    jax.jit(compiling.map_over_runs(fn, single_run_unbatched=False))(keys[:1], x[:1])
+    jax.jit(placing.map_over_runs(fn, single_run_unbatched=False))(keys[:1], x[:1])
     assert seen == [((2,), True)], "a single run keeps the vmap when asked to"
 
 

@@ -9,7 +9,7 @@ import pytest
 from purejaxppo import ConfigError, Hyperparams, PPOConfig, make_train
 from purejaxppo.cli.main import main
 from purejaxppo.config import stack_hyperparams
-from purejaxppo.envs.spec import make_env
+from purejaxppo.envs.setup import make_env
 from purejaxppo.ppo.evaluate import evaluate_policy
 from purejaxppo.ppo.types import Metrics, policy_of
 from purejaxppo.runs.memory_budget import (
@@ -51,15 +51,15 @@ def test_model_tracks_xla_memory_analysis(env, num_envs, runs, hidden, minibatch
     hps = stack_hyperparams([Hyperparams()] * runs)
     analysis = jax.jit(jax.vmap(trainer)).lower(keys, hps).compile().memory_analysis()
     xla = analysis.temp_size_in_bytes + analysis.output_size_in_bytes
-    model = estimate_bytes(config, trainer.spec, runs)
+    model = estimate_bytes(config, trainer.env, runs)
     assert xla / 1.5 < model < xla * 2, (model, xla)
 
 
 def test_population_that_cannot_fit_is_refused():
     trainer = make_train(PPOConfig(num_envs=4096, total_timesteps=4096 * 128))
     with pytest.raises(ConfigError, match=r"need about .* GiB, but 1.0 GiB is free"):
-        check_fits(trainer.config, trainer.spec, num_runs=64, free=2**30)
-    check_fits(trainer.config, trainer.spec, num_runs=1, free=2**30)  # one run fits
+        check_fits(trainer.config, trainer.env, num_runs=64, free=2**30)
+    check_fits(trainer.config, trainer.env, num_runs=1, free=2**30)  # one run fits
 
 
 def test_metrics_of_too_many_updates_are_refused():
@@ -116,7 +116,7 @@ def test_parameter_count_is_the_networks(config):
     trainer = make_train(config)
     state = jax.eval_shape(trainer.init, jax.random.key(0), Hyperparams())
     leaves = jax.tree.leaves(state.params)
-    assert parameter_count(config, trainer.spec) == sum(leaf.size for leaf in leaves)
+    assert parameter_count(config, trainer.env) == sum(leaf.size for leaf in leaves)
 
 
 def test_a_network_too_wide_is_refused_naming_hidden_sizes():
@@ -154,7 +154,7 @@ def test_evaluation_model_tracks_xla_memory_analysis(env, hidden, gru, episodes)
 
     analysis = jax.jit(play).lower(policy, jax.random.key(0)).compile().memory_analysis()
     xla = analysis.temp_size_in_bytes + analysis.output_size_in_bytes
-    model = evaluation_bytes(config, trainer.spec, 1, episodes)
+    model = evaluation_bytes(config, trainer.env, 1, episodes)
     assert xla / 1.5 < model < xla * 2, (model, xla)
 
 

@@ -9,8 +9,8 @@ import pytest
 from small_runs import CONFIG, assert_bit_identical
 
 from purejaxppo import ConfigError, Hyperparams, LoopOptions, RunSpec, TrainSession
-from purejaxppo.runs.pbt import choose_parents, exploit_and_explore, rank_runs
-from purejaxppo.runs.pbt_spec import PBTConfig
+from purejaxppo.runs.pbt_settings import PBTConfig
+from purejaxppo.runs.pbt_step import choose_parents, exploit_and_explore, rank_runs
 from purejaxppo.runs.population import build_population
 from purejaxppo.runs.search import SearchRange
 
@@ -78,6 +78,25 @@ def test_exactly_the_bottom_fraction_copies_the_top(state8, population8):
         assert out.hyperparams.clip_eps[run] == hps.clip_eps[parents[run]]
 
 
+def test_padding_rows_continue_themselves_and_change_nothing(state8, population8):
+    """The step the compiled chunks run over a padded run axis: with `num_runs` = 6 of 8
+    rows, the first 6 come out as a step on those 6 alone; rows 6 and 7 stay as they were."""
+    hps, key = population8.hyperparams, jax.random.key(4)
+    first6 = jax.tree.map(lambda leaf: leaf[:6], (state8, hps))
+    alone = exploit_and_explore(PBT, BOUNDS, FITNESS[:6], *first6, key)
+    padded = exploit_and_explore(PBT, BOUNDS, FITNESS, state8, hps, key, num_runs=6)
+    assert np.asarray(padded.parents).tolist() == [*np.asarray(alone.parents).tolist(), 6, 7]
+    assert np.asarray(padded.replaced).tolist() == [*np.asarray(alone.replaced).tolist(), 0, 0]
+    assert_bit_identical(
+        jax.tree.map(lambda leaf: leaf[:6], (padded.state, padded.hyperparams)),
+        (alone.state, alone.hyperparams),
+    )
+    assert_bit_identical(
+        jax.tree.map(lambda leaf: leaf[6:], (padded.state, padded.hyperparams)),
+        jax.tree.map(lambda leaf: leaf[6:], (state8, hps)),
+    )
+
+
 def test_perturbations_are_clipped_to_the_search_range(state8, population8):
     hps = population8.hyperparams.replace(learning_rate=jnp.full(8, 2e-2, jnp.float32))
     pbt = PBTConfig(every=2, fraction=0.5, perturb=(1.5, 2.0))  # 3e-2 or 4e-2: over the top
@@ -137,7 +156,7 @@ def pbt_spec(num_updates=6):
     config = CONFIG.replace(total_timesteps=CONFIG.batch_size * num_updates)
     return RunSpec(
         "pbt", config, seed=0, num_seeds=4, search={"learning_rate": LR_RANGE},
-        pbt=PBTConfig(every=1, fraction=0.25),
+        strategy=PBTConfig(every=1, fraction=0.25),
     )  # fmt: skip
 
 
@@ -146,7 +165,7 @@ def test_pbt_chunks_run_the_steps_and_resume_bit_identically(tmp_path):
 
     spec = pbt_spec()
     whole = TrainSession.open(spec, LoopOptions(chunk_updates=2)).run()
-    log = whole.pbt_log
+    log = whole.log
     assert log.update.tolist() == [1, 2, 3, 4, 5]  # after every update but the last
     assert log.parents.shape == (5, 4) and log.replaced.sum(axis=1).tolist() == [1] * 5
     lr = np.asarray(log.hyperparams.learning_rate)
@@ -164,8 +183,8 @@ def test_pbt_chunks_run_the_steps_and_resume_bit_identically(tmp_path):
     resumed_session = TrainSession.open(spec, LoopOptions(chunk_updates=2), tmp_path, resume=True)
     resumed = resumed_session.run()
     assert_bit_identical(
-        (resumed.state, resumed.metrics, resumed.hyperparams, resumed.pbt_log),
-        (whole.state, whole.metrics, whole.hyperparams, whole.pbt_log),
+        (resumed.state, resumed.metrics, resumed.hyperparams, resumed.log),
+        (whole.state, whole.metrics, whole.hyperparams, whole.log),
     )
 
 
@@ -175,7 +194,7 @@ def test_pbt_chunks_run_the_steps_and_resume_bit_identically(tmp_path):
         ({"search": {}}, "pbt every = 1: PBT evolves the searched hyperparameters"),
         ({"num_seeds": 3}, r"pbt fraction = 0.25 of 3 runs replaces none: train at least 4"),
         ({"sweep": {"clip_eps": (0.1, 0.2)}}, "a swept grid would not stay a grid"),
-        ({"pbt": PBTConfig(every=6)}, "pbt every = 6 updates, but the run has 6"),
+        ({"strategy": PBTConfig(every=6)}, "pbt every = 6 updates, but the run has 6"),
     ],
 )
 def test_impossible_pbt_settings_are_refused(changes, message):
@@ -188,7 +207,7 @@ def test_impossible_pbt_settings_are_refused(changes, message):
 def test_chunks_must_hold_whole_pbt_steps():
     import dataclasses
 
-    spec = dataclasses.replace(pbt_spec(), pbt=PBTConfig(every=2))
+    spec = dataclasses.replace(pbt_spec(), strategy=PBTConfig(every=2))
     with pytest.raises(ConfigError, match="chunk_updates = 3 must be a multiple of pbt every = 2"):
         TrainSession.open(spec, LoopOptions(chunk_updates=3))
     assert TrainSession.open(spec).loop.chunk_updates % 2 == 0
@@ -198,21 +217,24 @@ def test_eval_fitness_ranks_by_deterministic_episodes_inside_the_chunk():
     import dataclasses
 
     pbt = PBTConfig(every=2, fitness="eval", eval_episodes=4)
-    spec = dataclasses.replace(pbt_spec(), pbt=pbt)
+    spec = dataclasses.replace(pbt_spec(), strategy=pbt)
     run = TrainSession.open(spec, LoopOptions(chunk_updates=2)).run()
-    fitness = np.asarray(run.pbt_log.fitness)
-    assert run.pbt_log.update.tolist() == [2, 4]
+    fitness = np.asarray(run.log.fitness)
+    assert run.log.update.tolist() == [2, 4]
     # The mean of 4 CartPole episodes (whole returns from 8 to 500; the time limit of 500
     # steps ends every one): in [8, 500], a multiple of 1/4.
     assert np.all((fitness >= 8) & (fitness <= 500)), fitness
     np.testing.assert_array_equal(fitness * 4, np.round(fitness * 4))
-    assert run.pbt_log.replaced.sum(axis=1).tolist() == [1, 1]
+    assert run.log.replaced.sum(axis=1).tolist() == [1, 1]
 
 
 @pytest.mark.parametrize(
     ("schedule", "message"),
     [
-        (((3, {"clip_eps": 0.1}), (2, {"clip_eps": 0.3})), "schedule update 2 must be .* after 3"),
+        (
+            ((3, {"clip_eps": 0.1}), (2, {"clip_eps": 0.3})),
+            "change at update 2: the update must be .* after 3",
+        ),
         (((6, {"clip_eps": 0.1}),), "before the run's 6 updates"),
         (((2, {"learning_rate": 1e-3}),), "'learning_rate' is not a traced hyperparameter left"),
         (((2, {"num_envs": 8}),), "'num_envs' is not a traced hyperparameter"),
@@ -224,7 +246,7 @@ def test_bad_schedules_are_refused(schedule, message):
     import dataclasses
 
     with pytest.raises(ConfigError, match=message):
-        dataclasses.replace(pbt_spec(), pbt=PBTConfig(), schedule=schedule)
+        dataclasses.replace(pbt_spec(), strategy=PBTConfig(), changes=schedule)
 
 
 def test_a_schedule_changes_the_values_between_chunks():
@@ -232,13 +254,16 @@ def test_a_schedule_changes_the_values_between_chunks():
 
     spec = dataclasses.replace(
         pbt_spec(),
-        pbt=PBTConfig(),
+        strategy=PBTConfig(),
         search={},
-        schedule=((2, {"clip_eps": 0.3}), (4, {"ent_coef": 0.0})),
+        changes=((2, {"clip_eps": 0.3}), (4, {"ent_coef": 0.0})),
     )
     assert TrainSession.open(spec).loop.chunk_updates == 1  # the default: 6 // 20, at least 1
     session = TrainSession.open(spec, LoopOptions(chunk_updates=2))
-    with pytest.raises(ConfigError, match=r"chunk_updates = 3 must divide the schedule's updates"):
+    with pytest.raises(
+        ConfigError,
+        match=r"chunk_updates = 3 must divide the updates of the hyperparameter changes",
+    ):
         TrainSession.open(spec, LoopOptions(chunk_updates=3))
     run = session.run()
     clip = np.asarray(run.hyperparams.clip_eps)

@@ -101,9 +101,10 @@ def worker_devices(out_dir: Path) -> None:
     }
     (out_dir / "report.json").write_text(json.dumps(report))
     np.savez(out_dir / "four.npz", **flatten(to_host(output)))
-    from purejaxppo.runs.population import train_sharded
+    from purejaxppo.runs.placement import MeshRuns
+    from purejaxppo.runs.population import train_population
 
-    six_output = train_sharded(trainer, six, mesh)
+    six_output = train_population(trainer, six, MeshRuns(mesh))[0]
     np.savez(out_dir / "six.npz", **flatten(six_output))
     np.savez(out_dir / "eval.npz", **evaluated_both_ways(trainer, six_output.state, mesh))
     from purejaxppo.runs.placement import MeshRuns
@@ -115,22 +116,22 @@ def pbt_run(placement=None) -> dict[str, np.ndarray]:
     """6 runs with a searched learning rate and a PBT step after updates 1 and 2, on
     `placement` (default: one device): the final state, metrics and PBT log on the host."""
     from purejaxppo.runs.chunked import compile_chunked, run_chunked
-    from purejaxppo.runs.pbt import pbt_plan
-    from purejaxppo.runs.pbt_spec import PBTConfig
+    from purejaxppo.runs.pbt_settings import PBTConfig
     from purejaxppo.runs.placement import LOCAL_RUNS, runs_to_host
+    from purejaxppo.runs.population import population_of
     from purejaxppo.runs.search import SearchRange
     from purejaxppo.runs.spec import RunSpec
+    from purejaxppo.runs.strategies import strategy_for
 
     placement = placement or LOCAL_RUNS
     search = {"learning_rate": SearchRange("log", 1e-4, 3e-2)}
-    spec = RunSpec("pbt", TINY, num_seeds=6, search=search, pbt=PBTConfig(every=1))
-    population = spec.population()
-    program = compile_chunked(
-        tiny_trainer(), population, 3, placement=placement, pbt=pbt_plan(spec)
-    )
+    spec = RunSpec("pbt", TINY, num_seeds=6, search=search, strategy=PBTConfig(every=1))
+    population = population_of(spec)
+    strategy = strategy_for(spec.strategy, spec.search, spec.seed)
+    program = compile_chunked(tiny_trainer(), population, 3, placement=placement, strategy=strategy)
     run = run_chunked(program, population)
     state = runs_to_host(placement, run.state, population.num_runs)
-    log = run.pbt_log._asdict() | {"lr": run.pbt_log.hyperparams.learning_rate}
+    log = run.log._asdict() | {"lr": run.log.hyperparams.learning_rate}
     del log["hyperparams"]
     return (
         flatten(state) | flatten(run.metrics) | {f"pbt.{k}": np.asarray(v) for k, v in log.items()}
@@ -169,11 +170,11 @@ def worker_process(out_dir: Path, port: int, process_id: int) -> None:
     index, count = initialize_distributed(f"127.0.0.1:{port}", 2, process_id)
     assert (index, count) == (process_id, 2)
     assert (jax.local_device_count(), jax.device_count()) == (2, 4), jax.devices()
-    from purejaxppo.runs.population import train_sharded
-
-    output = train_sharded(tiny_trainer(), population(2))
-    np.savez(out_dir / f"process{process_id}.npz", **flatten(output))
     from purejaxppo.runs.placement import make_placement
+    from purejaxppo.runs.population import train_population
+
+    output = train_population(tiny_trainer(), population(2), make_placement())[0]
+    np.savez(out_dir / f"process{process_id}.npz", **flatten(output))
 
     np.savez(out_dir / f"pbt{process_id}.npz", **pbt_run(make_placement()))
 

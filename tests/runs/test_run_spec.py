@@ -1,21 +1,21 @@
 """A run's description: the seed and sweep rules, once; one JSON document that reads back to
 the same spec and options; partial documents take the defaults, unknown fields are named."""
 
+import dataclasses
 import json
 
 import pytest
 
 from purejaxppo import ConfigError, Hyperparams, PPOConfig
 from purejaxppo.ppo.tuning import Tuning
-from purejaxppo.runs.spec import (
+from purejaxppo.runs.document import (
     DOCUMENT_EXTRA_KEYS,
     DOCUMENT_FIELDS,
-    MAX_SEED,
-    LoopOptions,
-    RunSpec,
     read_run_document,
     run_document,
 )
+from purejaxppo.runs.spec import MAX_SEED, LoopOptions, RunSpec
+from purejaxppo.runs.strategy import Independent
 
 CONFIG = PPOConfig(num_envs=4, num_steps=8, total_timesteps=4 * 8 * 3)
 
@@ -123,7 +123,7 @@ def test_unknown_keys_anywhere_in_the_document_are_named_at_once():
         "unknown pbt field(s) often",
         "sweep: unknown hyperparameter(s) 'lr'",
         "search gamma: unknown key(s) 'step' (known: kind, low, high)",
-        "schedule at update 2: unknown hyperparameter(s) 'entropy'",
+        "change at update 2: unknown hyperparameter(s) 'entropy'",
     ):
         assert expected in message
     assert "\n" not in message
@@ -131,8 +131,15 @@ def test_unknown_keys_anywhere_in_the_document_are_named_at_once():
 
 def test_the_keys_run_writers_add_are_accepted_and_no_others():
     """config.json and checkpoint metadata carry `run_document`'s `extra` keys beside the
-    run's fields: each writer's keys read back; a key no writer writes is refused."""
-    spec = RunSpec("x", CONFIG, num_seeds=2, schedule=((1, {"gamma": 0.9}),))
+    run's fields (a strategy's object too, when the run has one): each writer's keys read
+    back; a key no writer writes is refused."""
+    from purejaxppo.runs.pbt_settings import PBTConfig
+    from purejaxppo.runs.search import SearchRange
+
+    spec = RunSpec(
+        "x", CONFIG, num_seeds=4, search={"learning_rate": SearchRange("log", 1e-4, 1e-3)},
+        strategy=PBTConfig(every=1), changes=((1, {"gamma": 0.9}),),
+    )  # fmt: skip
     written = run_document(
         spec,
         LoopOptions(),
@@ -145,5 +152,13 @@ def test_the_keys_run_writers_add_are_accepted_and_no_others():
     )
     assert set(written) == set(DOCUMENT_FIELDS) | set(DOCUMENT_EXTRA_KEYS)
     assert read_run_document(json.loads(json.dumps(written)), "here")[0] == spec
+    alone = run_document(
+        dataclasses.replace(spec, search={}, strategy=Independent()), LoopOptions()
+    )
+    assert "pbt" not in alone  # independent runs write no strategy object
+    older = {k: v for k, v in written.items() if k != "changes"} | {
+        "schedule": [[1, {"gamma": 0.9}]]
+    }
+    assert read_run_document(older, "older")[0] == spec  # an earlier version's key
     with pytest.raises(ConfigError, match=r"^here: unknown key\(s\) 'argvs' \(known: "):
         read_run_document(written | {"argvs": []}, "here")

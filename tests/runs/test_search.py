@@ -7,10 +7,11 @@ import pytest
 from small_runs import CONFIG
 
 from purejaxppo import ConfigError, Hyperparams, RunSpec
-from purejaxppo.runs.pbt_spec import PBTConfig
-from purejaxppo.runs.population import build_population
+from purejaxppo.runs.document import read_run_document, run_document
+from purejaxppo.runs.pbt_settings import PBTConfig
+from purejaxppo.runs.population import build_population, population_of
 from purejaxppo.runs.search import SearchRange, draw_search, parse_search_range
-from purejaxppo.runs.spec import LoopOptions, read_run_document, run_document
+from purejaxppo.runs.spec import LoopOptions
 
 LR = SearchRange("log", 1e-5, 3e-2)
 
@@ -125,11 +126,11 @@ def test_the_run_document_keeps_search_and_pbt():
         CONFIG,
         num_seeds=8,
         search={"learning_rate": LR, "ent_coef": SearchRange("uniform", 0.0, 0.05)},
-        pbt=PBTConfig(every=2, fraction=0.25, perturb=(0.5, 2.0)),
+        strategy=PBTConfig(every=2, fraction=0.25, perturb=(0.5, 2.0)),
     )
     document = run_document(spec, LoopOptions())
     read, _ = read_run_document(document, "doc")
     assert read == spec
-    assert read.population().searched == spec.population().searched
+    assert population_of(read).searched == population_of(spec).searched
     with pytest.raises(ConfigError, match="doc: unknown pbt field"):
         read_run_document(document | {"pbt": {"every": 2, "often": 1}}, "doc")

@@ -22,7 +22,7 @@ def test_minatar_image_observations_train(network):
         network=network,
     )
     trainer = make_train(config)
-    assert trainer.spec.obs_shape == (10, 10, 4) and trainer.spec.discrete
+    assert trainer.env.obs_shape == (10, 10, 4) and trainer.env.discrete
     out = jax.jit(trainer)(jax.random.key(0), Hyperparams())
     chex.assert_shape(out.state.runner.obs, (4, 10, 10, 4))
     assert np.all(np.isfinite(np.asarray(out.metrics.total_loss)))

@@ -28,7 +28,7 @@ from purejaxppo.errors import ConfigError
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
-class EnvSpec:
+class EnvSetup:
     """A gymnax env with its params and what the learner needs to know of its spaces."""
 
     env: Environment
@@ -67,8 +67,8 @@ class EnvStep(NamedTuple):
     episode_length: jax.Array
 
 
-def make_env(env: str | Environment, env_params: Any = None) -> EnvSpec:
-    """Build an `EnvSpec` from an env name (`CartPole-v1`, `brax:ant`, ...; see
+def make_env(env: str | Environment, env_params: Any = None) -> EnvSetup:
+    """Build an `EnvSetup` from an env name (`CartPole-v1`, `brax:ant`, ...; see
     `purejaxppo.envs.suites`) or a user's gymnax-1.0 `Environment` instance.
 
     Raises `ConfigError` for an unknown name, a suite that is not installed, an unsupported
@@ -85,7 +85,7 @@ def make_env(env: str | Environment, env_params: Any = None) -> EnvSpec:
     space = instance.action_space(params)
     common = {"env": instance, "params": params, "name": instance.name, "obs_shape": obs_shape}
     if isinstance(space, spaces.Discrete):
-        return EnvSpec(**common, discrete=True, action_dim=int(space.n), obs_classes=obs_classes)
+        return EnvSetup(**common, discrete=True, action_dim=int(space.n), obs_classes=obs_classes)
     if isinstance(space, spaces.Box):
         shape = tuple(int(d) for d in space.shape)
         if len(shape) > 1:
@@ -96,7 +96,7 @@ def make_env(env: str | Environment, env_params: Any = None) -> EnvSpec:
         dim = shape[0] if shape else 1
         low = np.broadcast_to(np.asarray(space.low, np.float32), (dim,)).copy()
         high = np.broadcast_to(np.asarray(space.high, np.float32), (dim,)).copy()
-        return EnvSpec(
+        return EnvSetup(
             **common,
             discrete=False,
             action_dim=dim,
@@ -133,34 +133,34 @@ def observation_layout(env: Environment, params: Any) -> tuple[tuple[int, ...], 
     return shape, classes
 
 
-def env_action(spec: EnvSpec, action: jax.Array) -> jax.Array:
+def env_action(setup: EnvSetup, action: jax.Array) -> jax.Array:
     """Map a policy action to what the env takes: continuous samples are clipped to bounds."""
-    if spec.discrete:
+    if setup.discrete:
         return action
-    action = jnp.clip(action, spec.action_low, spec.action_high)
-    return action[..., 0] if spec.scalar_action else action
+    action = jnp.clip(action, setup.action_low, setup.action_high)
+    return action[..., 0] if setup.scalar_action else action
 
 
-def reset_envs(spec: EnvSpec, key: jax.Array, num_envs: int) -> EnvRunner:
+def reset_envs(setup: EnvSetup, key: jax.Array, num_envs: int) -> EnvRunner:
     """Reset `num_envs` envs with independent keys."""
-    return reset_envs_with_keys(spec, jax.random.split(key, num_envs))
+    return reset_envs_with_keys(setup, jax.random.split(key, num_envs))
 
 
-def reset_envs_with_keys(spec: EnvSpec, keys: jax.Array) -> EnvRunner:
+def reset_envs_with_keys(setup: EnvSetup, keys: jax.Array) -> EnvRunner:
     """Reset N envs, env i with `keys[i]` (`[N]` keys)."""
     num_envs = keys.shape[0]
-    obs, env_state = jax.vmap(spec.env.reset, in_axes=(0, None))(keys, spec.params)
+    obs, env_state = jax.vmap(setup.env.reset, in_axes=(0, None))(keys, setup.params)
     zeros = jnp.zeros((num_envs,), jnp.float32)
-    return EnvRunner(env_state, observe(spec, obs), zeros, jnp.zeros((num_envs,), jnp.int32))
+    return EnvRunner(env_state, observe(setup, obs), zeros, jnp.zeros((num_envs,), jnp.int32))
 
 
 def step_envs(
-    spec: EnvSpec, keys: jax.Array, runner: EnvRunner, action: jax.Array
+    setup: EnvSetup, keys: jax.Array, runner: EnvRunner, action: jax.Array
 ) -> tuple[EnvRunner, EnvStep]:
     """Step N envs once with keys `[N]` (auto-resetting finished ones); update episode stats."""
-    step = jax.vmap(spec.env.step, in_axes=(0, 0, 0, None))
+    step = jax.vmap(setup.env.step, in_axes=(0, 0, 0, None))
     obs, env_state, reward, terminated, truncated, info = step(
-        keys, runner.env_state, env_action(spec, action), spec.params
+        keys, runner.env_state, env_action(setup, action), setup.params
     )
     reward = reward.astype(jnp.float32)
     episode_return = runner.episode_return + reward
@@ -170,21 +170,21 @@ def step_envs(
         reward=reward,
         terminated=terminated,
         truncated=truncated,
-        final_obs=observe(spec, info["final_observation"]),
+        final_obs=observe(setup, info["final_observation"]),
         episode_return=episode_return,
         episode_length=episode_length,
     )
     runner = EnvRunner(
         env_state,
-        observe(spec, obs),
+        observe(setup, obs),
         jnp.where(done, 0.0, episode_return),
         jnp.where(done, 0, episode_length),
     )
     return runner, result
 
 
-def observe(spec: EnvSpec, obs: jax.Array) -> jax.Array:
+def observe(setup: EnvSetup, obs: jax.Array) -> jax.Array:
     """Env observations `[N, ...]` as the network takes them: float32 `[N, *obs_shape]`."""
-    if spec.obs_classes is not None:
-        return jax.nn.one_hot(obs, spec.obs_classes, dtype=jnp.float32)
+    if setup.obs_classes is not None:
+        return jax.nn.one_hot(obs, setup.obs_classes, dtype=jnp.float32)
     return obs.astype(jnp.float32)
