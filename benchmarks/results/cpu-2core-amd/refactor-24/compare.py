@@ -3,14 +3,19 @@ grid point, the median over processes and the process range of the fraction of t
 SPS and compile time; a point counts as slower only if its after-median lies below the
 before-range by more than that range's width.
 
-    python benchmarks/results/cpu-2core-amd/refactor-24/compare.py > .../refactor-24/results.md
+    python benchmarks/results/cpu-2core-amd/refactor-24/compare.py DIR > DIR/results.md
+
+DIR holds `before/bench.json` and `after/bench.json` (`back-to-back`: the two grids one after
+the other, 3 processes each; `interleaved`: single-process grids, before and after taking
+turns, 3 each).
 """
 
 import json
 import statistics
+import sys
 from pathlib import Path
 
-HERE = Path(__file__).parent
+HERE = Path(sys.argv[1])
 FIGURES = (
     ("fraction_of_floor", 100, "{:.1f}%", True),
     ("sps", 1, "{:,.0f}", True),
