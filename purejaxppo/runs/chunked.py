@@ -203,8 +203,9 @@ def start_run(
         resume = ResumePoint(None, empty_metrics(num_runs), 0)
     carried = resume.carried
     if carried is None:
-        carried = Carried(population.hyperparams, strategy.initial_carry(num_runs), None)
-    hps = place_runs(placement, carried.hyperparams, num_runs)
+        carried = Carried(None, strategy.initial_carry(num_runs), None)
+    hyperparams = population.hyperparams if carried.hyperparams is None else carried.hyperparams
+    hps = place_runs(placement, hyperparams, num_runs)
     state = resume.state
     if state is None:
         state = program.init(place_runs(placement, population.keys, num_runs), hps)

@@ -72,7 +72,7 @@ leaves have the chunk's steps first."""
 class Carried(NamedTuple):
     """What a strategy keeps of a run on the host (every leaf numpy)."""
 
-    hyperparams: Any  # Hyperparams `[R]`: every run's current values
+    hyperparams: Any  # Hyperparams `[R]`: every run's current values (None: the population's)
     carry: Any  # the strategy's carry `[R, ...]` (None: it carries nothing)
     log: Any  # its log so far, steps first (None: nothing logged)
 
