@@ -1,5 +1,5 @@
 """A small chunked run shared by the chunked-loop, checkpoint and session tests: its config,
-module-scoped fixtures (`conftest.py` registers this module as a plugin, so every test can
+session-scoped fixtures (`conftest.py` registers this module as a plugin, so every test can
 name them) and a bit-identity check."""
 
 import jax
@@ -15,19 +15,31 @@ CONFIG = PPOConfig(
 )
 
 
-@pytest.fixture(scope="module")
-def trainer():
+# Session-scoped, as every module only reads them (a worker builds them once); the private
+# names keep `uninterrupted` and `program2` on this trainer where a module has its own `trainer`.
+@pytest.fixture(scope="session")
+def _small_trainer():
     return make_train(CONFIG)
 
 
-@pytest.fixture(scope="module")
-def population():
+@pytest.fixture(scope="session")
+def _small_population():
     return build_population(Hyperparams(), seed=3, num_seeds=2, sweep={"clip_eps": [0.1, 0.3]})
 
 
-@pytest.fixture(scope="module")
-def uninterrupted(trainer, population):
-    return run_in_chunks(trainer, population, CONFIG.num_updates)
+@pytest.fixture(scope="session")
+def trainer(_small_trainer):
+    return _small_trainer
+
+
+@pytest.fixture(scope="session")
+def population(_small_population):
+    return _small_population
+
+
+@pytest.fixture(scope="session")
+def uninterrupted(_small_trainer, _small_population):
+    return run_in_chunks(_small_trainer, _small_population, CONFIG.num_updates)
 
 
 def run_in_chunks(trainer, population, chunk_updates, resume=None, **options):
@@ -39,10 +51,10 @@ def run_in_chunks(trainer, population, chunk_updates, resume=None, **options):
     return run_chunked(program, population, resume=resume, **options)
 
 
-@pytest.fixture(scope="module")
-def program2(trainer, population):
-    """Chunks of 2 updates (and the last of 1), compiled once for the module."""
-    return compile_chunked(trainer, population, 2)
+@pytest.fixture(scope="session")
+def program2(_small_trainer, _small_population):
+    """Chunks of 2 updates (and the last of 1), compiled once for the session."""
+    return compile_chunked(_small_trainer, _small_population, 2)
 
 
 def assert_bit_identical(a, b):

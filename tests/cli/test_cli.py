@@ -7,12 +7,24 @@ import sys
 
 import numpy as np
 import pytest
+from fast_compile import trainers_compiled_fast
 from suite_helpers import forbid_compiling
 
 from purejaxppo import PPOConfig
 from purejaxppo.cli.main import main
 from purejaxppo.cli.parser import build_parser
 from purejaxppo.cli.train import resolve_train_request
+
+# Nothing here is compared bit for bit with a run compiled or chunked otherwise, nor must
+# learn a return: its trainers compile fast.
+pytestmark = pytest.mark.usefixtures("compiled_fast")
+
+
+@pytest.fixture
+def compiled_fast():
+    """The trainers this test makes compile fast (`fast_compile.trainers_compiled_fast`)."""
+    with trainers_compiled_fast():
+        yield
 
 
 @pytest.mark.parametrize(
@@ -264,11 +276,13 @@ def test_a_hundred_million_seeds_are_refused_at_once(monkeypatch, capsys):
 
 def test_a_partial_config_file_trains_with_the_defaults(tmp_path):
     path = tmp_path / "partial.json"
-    path.write_text(json.dumps({"config": {"env": "CartPole-v1", "total_timesteps": 1024}}))
+    # 2048 steps: the programs of test_nan_loss_is_reported_with_its_update (the suite's
+    # compilation cache compiles them once).
+    path.write_text(json.dumps({"config": {"env": "CartPole-v1", "total_timesteps": 2048}}))
     out = tmp_path / "run"
     assert main(["train", "--config", str(path), "--out", str(out), "--no-progress"]) == 0
     written = json.loads((out / "config.json").read_text())
-    assert written["config"] == json.loads(json.dumps(PPOConfig(total_timesteps=1024).to_dict()))
+    assert written["config"] == json.loads(json.dumps(PPOConfig(total_timesteps=2048).to_dict()))
     assert written["tuning"]["backend"] == "cpu" and written["loop"]["chunk_updates"] == 1
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from fast_compile import fast_cpu_env, trainers_compiled_fast
 from suite_helpers import stop_after
 from tracker_files import tensorboard_scalars
 
@@ -34,6 +35,15 @@ TINY = [
     "2",
     "--no-progress",
 ]
+
+
+# The tests marked with it compile fast; not the SIGINT test, whose rows from a subprocess
+# compiled as the command line compiles must equal this process's byte for byte.
+@pytest.fixture
+def compiled_fast():
+    """The trainers this test makes compile fast (`fast_compile.trainers_compiled_fast`)."""
+    with trainers_compiled_fast():
+        yield
 
 
 def read_rows(path: Path) -> list[dict[str, str]]:
@@ -101,13 +111,15 @@ def test_sigint_saves_then_resume_matches_uninterrupted(tmp_path, capsys):
     )
 
 
+@pytest.mark.usefixtures("compiled_fast")
 def test_stop_before_the_first_chunk_ends_saves_no_checkpoint(tmp_path, monkeypatch, capsys):
     stop_after(monkeypatch, 0)
     out = tmp_path / "run"
-    args = [*TINY, "--total-timesteps", str(4 * 8 * 4), "--chunk-updates", "2"]
+    # 6 updates in chunks of 2: the programs of tests/cli/test_nothing_lost.py's runs.
+    args = [*TINY, "--total-timesteps", str(4 * 8 * 6), "--chunk-updates", "2"]
     assert main(["train", *args, "--out", str(out)]) == 128 + signal.SIGTERM
     err = capsys.readouterr().err
-    assert "stopped after 0 of 4 updates; no checkpoint was saved" in err
+    assert "stopped after 0 of 6 updates; no checkpoint was saved" in err
     assert json.loads((out / "summary.json").read_text())["updates_done"] == 0
     assert read_rows(out / "metrics.csv") == []
     assert not (out / "checkpoints").exists() or not list((out / "checkpoints").iterdir())
@@ -125,27 +137,37 @@ def test_resume_refuses_other_settings_and_missing_runs(tmp_path, capsys):
     assert "no checkpoint under" in capsys.readouterr().err
 
 
+# On the tests of `small_run`: one xdist worker trains it once.
+shares_small_run = pytest.mark.xdist_group("small_run")
+
+
 @pytest.fixture(scope="module")
 def small_run(tmp_path_factory):
+    """12 updates in chunks of 2, an evaluation every 4th chunk (after update 8 only)."""
     out = tmp_path_factory.mktemp("small") / "run"
-    args = [*TINY, "--total-timesteps", str(4 * 8 * 12), "--chunk-updates", "4"]
-    evaluation = ["--eval-every", "2", "--eval-episodes", "3"]
-    assert main(["train", *args, *evaluation, "--out", str(out), "--tensorboard"]) == 0
+    # The programs of tests/outputs/test_trackers.py's run: compiled once with the suite's cache.
+    args = [*TINY, "--total-timesteps", str(4 * 8 * 12), "--chunk-updates", "2"]
+    evaluation = ["--eval-every", "4", "--eval-episodes", "3"]
+    with trainers_compiled_fast():
+        assert main(["train", *args, *evaluation, "--out", str(out), "--tensorboard"]) == 0
     return out
 
 
+@shares_small_run
 def test_existing_run_needs_resume(small_run, capsys):
     assert main(["train", *TINY, "--out", str(small_run)]) == 2
     assert "already holds a checkpointed run: --resume" in capsys.readouterr().err
 
 
+@shares_small_run
 def test_periodic_evaluation_is_in_metrics(small_run):
     rows = read_rows(small_run / "metrics.csv")
     evaluated = [r for r in rows if r["eval_return"]]
-    assert sorted({int(r["update"]) for r in evaluated}) == [8]  # chunks 4, 8, 12: every 2nd
+    assert sorted({int(r["update"]) for r in evaluated}) == [8]  # the 4th of 6 chunks
     assert len(evaluated) == 2 and all(float(r["eval_return"]) >= 8 for r in evaluated)
 
 
+@shares_small_run
 def test_resume_of_a_finished_run_changes_nothing(small_run, capsys):
     files = ("metrics.csv", "summary.json", "config.json")
     before = {name: (small_run / name).read_bytes() for name in files}
@@ -154,6 +176,8 @@ def test_resume_of_a_finished_run_changes_nothing(small_run, capsys):
     assert {name: (small_run / name).read_bytes() for name in files} == before
 
 
+@shares_small_run
+@pytest.mark.usefixtures("compiled_fast")
 def test_eval_command_reads_the_checkpoint(small_run, tmp_path, capsys):
     # --out may name a directory: eval.json is written into it.
     assert main(["eval", str(small_run), "--episodes", "4", "--out", str(tmp_path)]) == 0
@@ -168,6 +192,7 @@ def test_eval_command_reads_the_checkpoint(small_run, tmp_path, capsys):
     assert main(["eval", str(small_run), "--episodes", "0"]) == 2
 
 
+@shares_small_run
 def test_tensorboard_has_one_tag_set_per_run(small_run):
     runs = sorted(p.name for p in (small_run / "tensorboard").iterdir())
     assert runs == ["run-0000-seed-0", "run-0001-seed-1"]
@@ -180,24 +205,48 @@ def test_tensorboard_has_one_tag_set_per_run(small_run):
         assert len(scalars["eval/return"]) == 1
 
 
-def test_sharded_run_checkpoints_unpadded_and_resumes_on_one_device(tmp_path, capsys):
+# 3 runs of 6 updates in chunks of 2: the runs of the sharded and the 2-process tests.
+THREE_RUNS = [*TINY, "--num-seeds", "3", "--total-timesteps", str(4 * 8 * 6)]
+THREE_RUNS += ["--chunk-updates", "2"]
+
+
+# On the tests of `one_device_run`: one xdist worker trains it once.
+shares_one_device_run = pytest.mark.xdist_group("one_device_run")
+
+
+@pytest.fixture(scope="module")
+def one_device_run(tmp_path_factory):
+    """`THREE_RUNS` in this 1-device process: what the sharded and the 2-process runs must
+    equal (trained once for both tests)."""
+    out = tmp_path_factory.mktemp("one_device") / "single"
+    with trainers_compiled_fast():
+        assert main(["train", *THREE_RUNS, "--out", str(out)]) == 0
+    return out
+
+
+@shares_one_device_run
+@pytest.mark.usefixtures("compiled_fast")
+def test_sharded_run_checkpoints_unpadded_and_resumes_on_one_device(tmp_path, capsys, request):
     """3 runs on 4 forced devices (padded to 4), checkpointed every chunk; the newest
     checkpoint removed, the run resumes in this 1-device process and ends where a 1-device
     run ends (float32 rounding apart); eval reads the sharded run's checkpoint."""
-    args = [*TINY, "--num-seeds", "3", "--total-timesteps", str(4 * 8 * 6)]
-    args += ["--chunk-updates", "2", "--checkpoint-every", "1"]
+    args = [*THREE_RUNS, "--checkpoint-every", "1"]
     sharded = tmp_path / "sharded"
-    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
-    env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=4"
-    proc = subprocess.run(
+    env = fast_cpu_env(dict(os.environ), devices=4)  # compared with a tolerance: rounding aside
+    proc = subprocess.Popen(
         [sys.executable, "-m", "purejaxppo", "train", *args, "--out", str(sharded)],
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
         env=env,
-        timeout=300,
     )
-    assert proc.returncode == 0, proc.stderr
-    assert "over 4 devices" in proc.stdout
+    try:
+        single = request.getfixturevalue("one_device_run")  # trained while the process runs
+        stdout, stderr = proc.communicate(timeout=300)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, stderr
+    assert "over 4 devices" in stdout
     assert sorted(p.name for p in (sharded / "checkpoints").iterdir()) == ["4", "6"]
     for path in sorted((sharded / "checkpoints" / "6").rglob("*"), reverse=True):
         path.rmdir() if path.is_dir() else path.unlink()
@@ -206,24 +255,23 @@ def test_sharded_run_checkpoints_unpadded_and_resumes_on_one_device(tmp_path, ca
     capsys.readouterr()
     assert main(["train", "--resume", str(sharded), "--no-progress"]) == 0
     assert "resuming after update 4" in capsys.readouterr().out
-    single = tmp_path / "single"
-    assert main(["train", *args, "--out", str(single)]) == 0
     names = ("total_loss", "grad_norm", "entropy")
     assert_metrics_close(sharded / "metrics.csv", single / "metrics.csv", 3 * 6, names)
     assert main(["eval", str(sharded), "--episodes", "2"]) == 0
     assert len(json.loads((sharded / "eval.json").read_text())["runs"]) == 3
 
 
-def test_two_processes_from_the_command_line(tmp_path, capsys):
+@shares_one_device_run
+@pytest.mark.usefixtures("compiled_fast")
+def test_two_processes_from_the_command_line(tmp_path, capsys, request):
     """`train` in 2 processes x 2 CPU devices (gloo on 127.0.0.1): both exit 0, process 0
     writes the outputs, and they match a 1-device run of the same 3 runs."""
-    args = [*TINY, "--num-seeds", "3", "--total-timesteps", str(4 * 8 * 4), "--chunk-updates", "2"]
+    args = THREE_RUNS
     out = tmp_path / "two"
     with socket.socket() as probe:  # a free port for the coordinator
         probe.bind(("127.0.0.1", 0))
         port = str(probe.getsockname()[1])
-    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
-    env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2"
+    env = fast_cpu_env(dict(os.environ), devices=2)  # compared with a tolerance: rounding aside
     hosts = ["--coordinator", f"127.0.0.1:{port}", "--num-processes", "2", "--out", str(out)]
     procs = [
         subprocess.Popen(
@@ -236,6 +284,7 @@ def test_two_processes_from_the_command_line(tmp_path, capsys):
         for i in range(2)
     ]
     try:
+        single = request.getfixturevalue("one_device_run")  # trained while they run
         results = [p.communicate(timeout=240) for p in procs]
     finally:
         for p in procs:
@@ -243,10 +292,8 @@ def test_two_processes_from_the_command_line(tmp_path, capsys):
     assert [p.returncode for p in procs] == [0, 0], results[0][1][-2000:] + results[1][1][-2000:]
     assert "over 4 devices (2 process(es))" in results[0][0]
     assert "training" not in results[1][0]  # process 1 prints and writes nothing
-    single = tmp_path / "single"
-    assert main(["train", *args, "--out", str(single)]) == 0
     names = ("total_loss", "grad_norm")
-    assert_metrics_close(out / "metrics.csv", single / "metrics.csv", 3 * 4, names)
+    assert_metrics_close(out / "metrics.csv", single / "metrics.csv", 3 * 6, names)
     assert main(["eval", str(out), "--episodes", "2"]) == 0  # its checkpoint, on 1 device
 
 
@@ -274,7 +321,8 @@ def test_compilation_cache_is_written_then_read_by_a_new_process(tmp_path):
     def run(out: str) -> tuple[int, int]:
         command = [sys.executable, "-c", CACHE_COUNTER, "train", *args]
         command += ["--out", str(tmp_path / out)]
-        done = subprocess.run(command, capture_output=True, text=True, timeout=240)
+        env = fast_cpu_env(dict(os.environ))  # the cache's counts, not its programs, matter
+        done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=240)
         assert done.returncode == 0, done.stderr[-2000:]
         code, hits, writes = done.stdout.split("cache ")[-1].split()
         assert code == "0"

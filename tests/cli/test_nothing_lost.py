@@ -17,6 +17,7 @@ from pathlib import Path
 
 import orbax.checkpoint as ocp
 import pytest
+from fast_compile import fast_cpu_env, trainers_compiled_fast
 from suite_helpers import forbid_compiling, stop_after
 
 from purejaxppo.cli.main import main
@@ -40,6 +41,18 @@ SIX = [
 ]
 
 
+# Nothing here is compared bit for bit with a run compiled or chunked otherwise, nor must
+# learn a return: its trainers compile fast.
+pytestmark = pytest.mark.usefixtures("compiled_fast")
+
+
+@pytest.fixture
+def compiled_fast():
+    """The trainers this test makes compile fast (`fast_compile.trainers_compiled_fast`)."""
+    with trainers_compiled_fast():
+        yield
+
+
 def files_of(directory: Path) -> dict[str, bytes]:
     """Every file under `directory` and its bytes."""
     return {
@@ -60,15 +73,35 @@ def stopped_run(out: Path, monkeypatch, chunks: int = 2, extra=()) -> None:
 def whole(tmp_path_factory):
     """`SIX`, uninterrupted."""
     out = tmp_path_factory.mktemp("whole") / "run"
-    assert main(["train", *SIX, "--out", str(out)]) == 0
+    with trainers_compiled_fast():
+        assert main(["train", *SIX, "--out", str(out)]) == 0
     return out
 
 
-def test_a_resumed_metrics_csv_equals_an_uninterrupted_one_byte_for_byte(
-    whole, tmp_path, monkeypatch, capsys
-):
+@pytest.fixture(scope="module")
+def stopped_once(tmp_path_factory):
+    """`SIX` stopped after 2 chunks (checkpoints 2 and 4), trained once for the module."""
+    out = tmp_path_factory.mktemp("stopped") / "run"
+    with pytest.MonkeyPatch.context() as patch, trainers_compiled_fast():
+        stopped_run(out, patch)
+    return out
+
+
+@pytest.fixture
+def stopped(stopped_once, tmp_path):
+    """A copy of `stopped_once` of this test's own, at `tmp_path / "run"`."""
     out = tmp_path / "run"
-    stopped_run(out, monkeypatch)
+    shutil.copytree(stopped_once, out)
+    return out
+
+
+# On the tests of the module's shared runs: one xdist worker trains each of them once.
+shares_runs = pytest.mark.xdist_group("nothing_lost")
+
+
+@shares_runs
+def test_a_resumed_metrics_csv_equals_an_uninterrupted_one_byte_for_byte(whole, stopped, capsys):
+    out = stopped
     assert main(["train", "--resume", str(out), "--no-progress"]) == 0
     assert "resuming after update 4" in capsys.readouterr().out
     assert (out / "metrics.csv").read_bytes() == (whole / "metrics.csv").read_bytes()
@@ -77,9 +110,9 @@ def test_a_resumed_metrics_csv_equals_an_uninterrupted_one_byte_for_byte(
     assert keys == sorted(keys) and len(keys) == 2 * 6  # (run, update) order
 
 
-def test_a_run_dir_in_use_is_refused_and_left_as_it_was(tmp_path, monkeypatch, capsys):
-    out = tmp_path / "run"
-    stopped_run(out, monkeypatch)
+@shares_runs
+def test_a_run_dir_in_use_is_refused_and_left_as_it_was(stopped, capsys):
+    out = stopped
     before = files_of(out)
     lock = acquire(out, "train")  # a live holder (another open file description)
     try:
@@ -174,6 +207,7 @@ def fail_saves_from(monkeypatch, first_failing: int) -> None:
     monkeypatch.setattr(ocp.CheckpointManager, "save", save)
 
 
+@shares_runs
 def test_a_failed_save_stops_the_run_in_one_line_and_resumes(whole, tmp_path, monkeypatch, capsys):
     out = tmp_path / "run"
     fail_saves_from(monkeypatch, 4)
@@ -220,6 +254,7 @@ def test_a_failed_write_of_metrics_is_one_line(tmp_path, monkeypatch, capsys):
     )
 
 
+@shares_runs
 def test_a_failed_write_stops_the_run_at_the_chunk_and_keeps_the_checkpoint(
     whole, tmp_path, monkeypatch, capsys
 ):
@@ -245,11 +280,9 @@ def damage_newest(out: Path) -> int:
     return newest
 
 
-def test_a_damaged_newest_checkpoint_falls_back_to_the_newest_intact_one(
-    whole, tmp_path, monkeypatch, capsys
-):
-    out = tmp_path / "run"
-    stopped_run(out, monkeypatch, chunks=2)  # checkpoints 2 and 4
+@shares_runs
+def test_a_damaged_newest_checkpoint_falls_back_to_the_newest_intact_one(whole, stopped, capsys):
+    out = stopped  # checkpoints 2 and 4
     assert damage_newest(out) == 4
     capsys.readouterr()
     assert main(["eval", str(out), "--episodes", "2"]) == 0
@@ -270,9 +303,9 @@ def test_a_damaged_newest_checkpoint_falls_back_to_the_newest_intact_one(
     assert checkpoint.saved_steps(out) == [6, 4]
 
 
-def test_every_checkpoint_damaged_is_one_line(tmp_path, monkeypatch, capsys):
-    out = tmp_path / "run"
-    stopped_run(out, monkeypatch, chunks=2)
+@shares_runs
+def test_every_checkpoint_damaged_is_one_line(stopped, capsys):
+    out = stopped
     damage_newest(out)
     shutil.rmtree(checkpoint.checkpoint_dir(out) / "2")
     capsys.readouterr()
@@ -312,7 +345,7 @@ def test_a_full_file_system(tmp_path):
     mnt.mkdir()
     run = [sys.executable, "-m", "purejaxppo", "train", *TINY, "--chunk-updates", "5"]
     run += ["--set", "hidden_sizes=256,256", "--total-timesteps", str(4 * 8 * 20)]
-    env = {**os.environ, "JAX_PLATFORMS": "cpu", "MNT": str(mnt)}
+    env = fast_cpu_env({**os.environ, "MNT": str(mnt)})  # a full disk, whatever the rounding
     done = subprocess.run(
         ["unshare", "-m", "sh", "-c", FULL_DISK, "sh", str(mnt), *run],
         capture_output=True, text=True, env=env, timeout=400,
@@ -332,13 +365,14 @@ def test_a_full_file_system(tmp_path):
 
 
 @pytest.mark.slow
-def test_two_trains_started_on_one_directory(tmp_path):
+def test_two_trains_started_on_one_directory(tmp_path, capsys):
     """Two `train --out RUN` at once: one trains (every row once), the other is refused in
-    one line naming it; then `--resume` of the run while it trains is refused too."""
+    one line naming it; then `--resume` of the run while it trains (from this process, a
+    third one) is refused too."""
     out = tmp_path / "run"
     long = [*TINY, "--total-timesteps", str(4 * 8 * 400), "--chunk-updates", "5"]
     command = [sys.executable, "-m", "purejaxppo", "train", *long, "--out", str(out)]
-    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    env = fast_cpu_env(dict(os.environ))  # the lock is tested, not the rounding
     procs = [
         subprocess.Popen(
             command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
@@ -350,8 +384,9 @@ def test_two_trains_started_on_one_directory(tmp_path):
         while not checkpoint.saved_steps(out):  # the first periodic checkpoint
             assert any(p.poll() is None for p in procs) and time.time() < deadline
             time.sleep(0.05)
-        resume = [sys.executable, "-m", "purejaxppo", "train", "--resume", str(out)]
-        refused_resume = subprocess.run(resume, capture_output=True, text=True, env=env)
+        capsys.readouterr()
+        resume_code = main(["train", "--resume", str(out)])
+        refused_resume = capsys.readouterr()
         results = [p.communicate(timeout=300) for p in procs]
     finally:
         for p in procs:
@@ -363,11 +398,11 @@ def test_two_trains_started_on_one_directory(tmp_path):
     assert refused.count("\n") == 1
     assert len((out / "metrics.csv").read_text().splitlines()) == 1 + 2 * 400
     # Refused as in use, or (if the run had finished) as having nothing left to train.
-    assert refused_resume.returncode in (0, 2), refused_resume.stderr
-    if refused_resume.returncode == 2:
-        assert "is in use by purejaxppo train" in refused_resume.stderr
+    assert resume_code in (0, 2), refused_resume.err
+    if resume_code == 2:
+        assert "is in use by purejaxppo train" in refused_resume.err
     else:
-        assert "nothing to train" in refused_resume.stdout
+        assert "nothing to train" in refused_resume.out
 
 
 @pytest.mark.slow

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
+from fast_compile import fast_cpu_env, trainers_compiled_fast
 from test_cli_long_runs import TINY, read_rows
 
 from purejaxppo.cli.main import main
@@ -29,7 +30,9 @@ class Train:
     """One `python -m purejaxppo train ...` process on the CPU, stdout and stderr to files
     (polled while it runs, read whole at the end)."""
 
-    def __init__(self, args: Sequence[str], logs: Path, devices: int = 1):
+    def __init__(
+        self, args: Sequence[str], logs: Path, devices: int = 1, compile_fast: bool = False
+    ):
         # Without the suite's shared compilation cache: these tests time signals against
         # compiling, which a cache hit from an earlier test would skip.
         cache_vars = ("JAX_COMPILATION_CACHE_DIR", "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS")
@@ -37,6 +40,8 @@ class Train:
         env["JAX_PLATFORMS"] = "cpu"
         if devices > 1:
             env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
+        if compile_fast:  # for a test whose signals come after compiling
+            env = fast_cpu_env(env, devices)
         logs.mkdir(parents=True, exist_ok=True)
         self.stdout_path, self.stderr_path = logs / "stdout", logs / "stderr"
         with self.stdout_path.open("w") as out, self.stderr_path.open("w") as err:
@@ -97,6 +102,13 @@ def wait_until(ready: Callable[[], bool], runs: Sequence[Train], timeout: float,
             )
         assert time.monotonic() < deadline, f"no {what} within {timeout} s"
         time.sleep(0.05)
+
+
+@pytest.fixture
+def compiled_fast():
+    """The trainers this test makes compile fast (`fast_compile.trainers_compiled_fast`)."""
+    with trainers_compiled_fast():
+        yield
 
 
 def saved_updates(out: Path) -> list[int]:
@@ -164,6 +176,7 @@ def test_a_second_ctrl_c_exits_at_once_with_one_line(tmp_path):
     assert not (out / "summary.json").exists()
 
 
+@pytest.mark.usefixtures("compiled_fast")
 def test_sigterm_to_one_of_two_processes_stops_both(tmp_path, capsys):
     """2 processes x 2 CPU devices; SIGTERM to process 1 once a checkpoint is on disk: both
     stop at the same chunk boundary and save, both exit 143, process 0 says how to go on;
@@ -177,7 +190,7 @@ def test_sigterm_to_one_of_two_processes_stops_both(tmp_path, capsys):
 
     def start(i: int) -> Callable[[], Train]:
         command = [*args, *hosts, "--process-id", str(i)]
-        return lambda: Train(command, tmp_path / f"logs{i}", devices=2)
+        return lambda: Train(command, tmp_path / f"logs{i}", devices=2, compile_fast=True)
 
     with training(start(0), start(1)) as runs:
         wait_until(lambda: saved_updates(out), runs, 180, "first checkpoint")

@@ -5,6 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from conftest import probe_config
+from suite_helpers import jit_fast
 
 from purejaxppo import Hyperparams, make_train
 from purejaxppo.envs import probes
@@ -19,7 +20,7 @@ HP = Hyperparams(learning_rate=3e-3, gamma=0.9, ent_coef=0.0)
 
 def train_probe(env, seed=0):
     trainer = make_train(PROBE, env=env)
-    out = jax.jit(trainer)(jax.random.key(seed), HP)
+    out = jit_fast(trainer)(jax.random.key(seed), HP)
     return trainer, out.state.params
 
 

@@ -4,6 +4,7 @@ import chex
 import jax
 import numpy as np
 import pytest
+from suite_helpers import jit_fast
 
 from purejaxppo import ConfigError, Hyperparams, PPOConfig, make_env, make_train
 
@@ -23,7 +24,7 @@ def test_minatar_image_observations_train(network):
     )
     trainer = make_train(config)
     assert trainer.env.obs_shape == (10, 10, 4) and trainer.env.discrete
-    out = jax.jit(trainer)(jax.random.key(0), Hyperparams())
+    out = jit_fast(trainer)(jax.random.key(0), Hyperparams())
     chex.assert_shape(out.state.runner.obs, (4, 10, 10, 4))
     assert np.all(np.isfinite(np.asarray(out.metrics.total_loss)))
     leaves = jax.tree.leaves(out.state.params)

@@ -3,6 +3,8 @@ deterministic actions (discrete exactly, continuous with observation normalisati
 recurrent with its carry); a disagreeing ONNX model is an error. A trained policy played
 without purejaxppo: tests/outputs/test_trained_policy.py."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -16,11 +18,20 @@ from purejaxppo.ppo.evaluate import select_action
 from purejaxppo.ppo.normalize import RunningStats
 from purejaxppo.ppo.types import Policy
 
+# On one xdist worker, so that the cache below serves both cases of each config.
+pytestmark = pytest.mark.xdist_group("export")
 
-def initial_policy(config: PPOConfig, obs_stats=None) -> tuple:
+
+@functools.cache  # the jax and onnx cases of a config share its trainer and initial params
+def initial_params(config: PPOConfig) -> tuple:
     trainer = make_train(config)
     state = jax.jit(trainer.init)(jax.random.key(1), Hyperparams())
-    return trainer, Policy(state.params, obs_stats)
+    return trainer, state.params
+
+
+def initial_policy(config: PPOConfig, obs_stats=None) -> tuple:
+    trainer, params = initial_params(config)
+    return trainer, Policy(params, obs_stats)
 
 
 def random_obs(trainer, batch=33, scale=2.0):

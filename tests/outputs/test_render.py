@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from fast_compile import trainers_compiled_fast
 from gymnax.environments import spaces
 from PIL import Image
 from suite_helpers import forbid_compiling
@@ -41,12 +42,17 @@ def gif_frames(path):
     return frames
 
 
+# On the tests of `cartpole`: one xdist worker compiles its init once.
+shares_cartpole = pytest.mark.xdist_group("render_cartpole")
+
+
 @pytest.fixture(scope="module")
 def cartpole():
     return initial_policy(PPOConfig())
 
 
 @pytest.mark.parametrize("deterministic", [True, False])
+@shares_cartpole
 def test_recorded_episodes_are_the_evaluations_episodes(cartpole, deterministic):
     trainer, policy = cartpole
     key = jax.random.key(3)
@@ -62,6 +68,7 @@ def test_recorded_episodes_are_the_evaluations_episodes(cartpole, deterministic)
     np.testing.assert_allclose(summed, record.result.returns)
 
 
+@shares_cartpole
 def test_a_gif_has_one_frame_per_step_and_a_title(cartpole, tmp_path):
     trainer, policy = cartpole
     path = tmp_path / "two.gif"
@@ -76,6 +83,7 @@ def test_a_gif_has_one_frame_per_step_and_a_title(cartpole, tmp_path):
     assert (top < 100).any() and (top == 255).mean() > 0.8
 
 
+@shares_cartpole
 def test_deterministic_repeats_and_sampled_or_another_seed_differ(cartpole):
     trainer, policy = cartpole
 
@@ -93,6 +101,7 @@ def test_deterministic_repeats_and_sampled_or_another_seed_differ(cartpole):
     assert len(same) != len(other) or (same[:n] != other[:n]).any()
 
 
+@shares_cartpole
 def test_mp4_is_written_with_ffmpeg(cartpole, tmp_path):
     import imageio_ffmpeg
 
@@ -125,7 +134,7 @@ def test_drawings_of_every_kind(config, tmp_path):
 
 
 def test_an_env_without_a_drawing_or_a_time_limit_is_refused():
-    trainer, _ = initial_policy(PPOConfig(env="MemoryChain-bsuite", num_envs=4, num_steps=8))
+    trainer = make_train(PPOConfig(env="MemoryChain-bsuite", num_envs=4, num_steps=8))
     with pytest.raises(ConfigError, match=r"^MemoryChain-bsuite has no drawing: render draws "):
         render.check_drawable(trainer.env)
     endless = FunctionalEnv(
@@ -191,11 +200,19 @@ def test_the_drawings_without_their_extra_are_refused_with_the_install_line(monk
 
     monkeypatch.delitem(sys.modules, "pygame", raising=False)
     monkeypatch.setattr(builtins, "__import__", without_pygame)
-    trainer, _ = initial_policy(PPOConfig())
+    trainer = make_train(PPOConfig())  # the check needs its env, not a compiled init
     with pytest.raises(
         ConfigError, match=r"rendering needs pygame: pip install 'purejaxppo\[render\]'"
     ):
         render.check_drawable(trainer.env)
+
+
+# The command-line tests below draw their runs: the training's float rounding is not tested.
+@pytest.fixture
+def compiled_fast():
+    """The trainers this test makes compile fast (`fast_compile.trainers_compiled_fast`)."""
+    with trainers_compiled_fast():
+        yield
 
 
 TINY = [
@@ -204,6 +221,7 @@ TINY = [
 ]  # fmt: skip
 
 
+@pytest.mark.usefixtures("compiled_fast")
 def test_render_command_samples_or_not_and_refuses_bad_flags(tmp_path, capsys):
     run = tmp_path / "run"
     assert main(["train", "--env", "DeepSea-bsuite", *TINY, "--out", str(run)]) == 0
@@ -227,6 +245,7 @@ def test_render_command_samples_or_not_and_refuses_bad_flags(tmp_path, capsys):
         assert message in capsys.readouterr().err
 
 
+@pytest.mark.usefixtures("compiled_fast")
 def test_render_every_is_refused_for_an_undrawable_env_before_compiling(
     tmp_path, monkeypatch, capsys
 ):

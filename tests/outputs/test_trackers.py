@@ -8,6 +8,7 @@ import sys
 
 import numpy as np
 import pytest
+from fast_compile import trainers_compiled_fast
 from suite_helpers import forbid_compiling, stop_after
 from tracker_files import tensorboard_events, tensorboard_scalars, wandb_runs
 
@@ -18,6 +19,22 @@ TINY = [
     "update_epochs=1", "--set", "num_minibatches=2", "--num-seeds", "2", "--no-progress",
     "--total-timesteps", str(4 * 8 * 12), "--chunk-updates", "2",
 ]  # fmt: skip
+
+
+# Nothing here is compared bit for bit with a run compiled or chunked otherwise, nor must
+# learn a return: its trainers compile fast.
+pytestmark = pytest.mark.usefixtures("compiled_fast")
+
+
+@pytest.fixture
+def compiled_fast():
+    """The trainers this test makes compile fast (`fast_compile.trainers_compiled_fast`)."""
+    with trainers_compiled_fast():
+        yield
+
+
+# On the tests of `tracked_run`: one xdist worker trains it once.
+shares_tracked_run = pytest.mark.xdist_group("tracked_run")
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +48,8 @@ def tracked_run(tmp_path_factory):
         patch.setenv("WANDB_MODE", "offline")
         patch.setenv("WANDB_SILENT", "true")
         patch.delenv("WANDB_DIR", raising=False)
-        assert main(["train", *TINY, *flags, *tracker, "--out", str(out)]) == 0
+        with trainers_compiled_fast():
+            assert main(["train", *TINY, *flags, *tracker, "--out", str(out)]) == 0
     return out
 
 
@@ -40,6 +58,7 @@ def metric_rows(out):
         return list(csv.DictReader(f))
 
 
+@shares_tracked_run
 def test_wandb_has_one_tracker_run_per_training_run_with_its_config(tracked_run):
     runs = wandb_runs(tracked_run)
     assert [r["name"] for r in runs] == ["run-run-0", "run-run-1"]
@@ -52,6 +71,7 @@ def test_wandb_has_one_tracker_run_per_training_run_with_its_config(tracked_run)
         assert config["population"]["runs"] == 2
 
 
+@shares_tracked_run
 def test_wandb_history_holds_the_csv_metrics_and_the_evaluations(tracked_run):
     rows = metric_rows(tracked_run)
     for index, run in enumerate(wandb_runs(tracked_run)):
@@ -70,12 +90,14 @@ def test_wandb_history_holds_the_csv_metrics_and_the_evaluations(tracked_run):
         assert evaluated == pytest.approx(in_csv, rel=1e-5)
 
 
+@shares_tracked_run
 def test_wandb_summary_holds_each_runs_final_return(tracked_run):
     stats = json.loads((tracked_run / "summary.json").read_text())["final_return"]
     tracked = [run["summary"]["final_return"] for run in wandb_runs(tracked_run)]
     assert tracked == pytest.approx(stats["per_run"], abs=1e-4) and stats["max"] > 0
 
 
+@shares_tracked_run
 def test_wandb_run_0_holds_the_gifs_and_the_final_plots(tracked_run):
     history = wandb_runs(tracked_run)[0]["history"]
     movies = [h for h in history if "render/run-0" in h]
@@ -86,6 +108,7 @@ def test_wandb_run_0_holds_the_gifs_and_the_final_plots(tracked_run):
     assert not [h for h in wandb_runs(tracked_run)[1]["history"] if "render/run-0" in h]
 
 
+@shares_tracked_run
 def test_the_gifs_are_in_the_run_directory_and_in_tensorboard(tracked_run):
     gifs = sorted(p.name for p in (tracked_run / "renders").iterdir())
     assert gifs == ["update-0000006.gif", "update-0000012.gif"]

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from conftest import probe_config
 from flax import struct
+from suite_helpers import jit_fast
 
 from purejaxppo import ConfigError, Hyperparams, make_train
 from purejaxppo.envs import probes
@@ -27,7 +28,7 @@ from purejaxppo.runs.evaluation import evaluate_runs
 PROBE = probe_config(num_steps=4, num_updates=1)  # only its network shape matters here
 
 
-@functools.partial(jax.jit, static_argnums=(0, 3, 4, 5))
+@functools.partial(jit_fast, static_argnums=(0, 3, 4, 5))
 def evaluate_jit(trainer, params, key, num_episodes, deterministic, max_steps=None):
     return evaluate_policy(trainer, params, key, num_episodes, deterministic, max_steps)
 

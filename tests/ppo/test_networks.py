@@ -7,6 +7,7 @@ import jax.extend
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from suite_helpers import jit_fast
 
 from purejaxppo import Hyperparams, PPOConfig, make_train
 from purejaxppo.ppo.kernels import (
@@ -84,7 +85,7 @@ def test_orthogonal_matrices_of_mixed_shapes_are_each_orthogonal_and_scaled():
 
 def test_init_fills_every_declared_kernel():
     trainer = make_train(PPOConfig(num_envs=4, num_steps=8, total_timesteps=32))
-    params = jax.jit(trainer.init)(jax.random.key(0), Hyperparams()).params
+    params = jit_fast(trainer.init)(jax.random.key(0), Hyperparams()).params
     leaves = jax.tree_util.tree_leaves_with_path(params)
     kernels = {jax.tree_util.keystr(p): np.asarray(x) for p, x in leaves if "kernel" in str(p)}
     assert len(kernels) == 6  # two towers x three layers, all plain arrays
@@ -147,7 +148,7 @@ def test_the_towers_differentiate_through_dense_product():
     `Dense` stopped calling `dot_general=`, they would fall back to plain autodiff)."""
     trainer = make_train(PPOConfig(num_envs=4, num_steps=8, total_timesteps=32))
     obs = jnp.ones((16, 4))
-    params = jax.jit(trainer.init)(jax.random.key(0), Hyperparams()).params
+    params = jax.eval_shape(trainer.init, jax.random.key(0), Hyperparams()).params  # traced only
 
     def loss(params):
         _, dist, value = act(trainer.network, params, None, obs, None)

@@ -7,6 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from suite_helpers import jit_fast
 
 from purejaxppo import Hyperparams, PPOConfig, make_train
 from purejaxppo.ppo.normalize import (
@@ -33,6 +34,13 @@ CONFIG = PPOConfig(
     normalize_reward=True,
 )
 HP = Hyperparams(gamma=0.9)
+
+
+@pytest.fixture(scope="module")
+def trained_steps():
+    """CONFIG's trainer with its jitted init and update step, traced once for the module."""
+    trainer = make_train(CONFIG)
+    return trainer, jit_fast(trainer.init), jit_fast(lambda s: update_step(trainer, HP, s))
 
 
 def test_merged_statistics_equal_numpy_over_all_batches():
@@ -76,13 +84,12 @@ def test_rewards_are_divided_by_the_running_std_of_returns():
         np.testing.assert_allclose(scaled, reward / std, rtol=1e-4)
 
 
-def test_training_statistics_equal_numpy_over_the_rollouts_seen():
+def test_training_statistics_equal_numpy_over_the_rollouts_seen(trained_steps):
     """Three updates: the obs and return statistics in the state equal numpy's over the raw
     observations and discounted returns of exactly those rollouts."""
-    trainer = make_train(CONFIG)
-    state = jax.jit(trainer.init)(jax.random.key(0), HP)
-    step = jax.jit(lambda s: update_step(trainer, HP, s))
-    rollout = jax.jit(
+    trainer, init, step = trained_steps
+    state = init(jax.random.key(0), HP)
+    rollout = jit_fast(
         lambda s: collect_rollout(
             trainer,
             s.params,
@@ -110,8 +117,11 @@ def test_training_statistics_equal_numpy_over_the_rollouts_seen():
     assert float(state.norm.obs.count) == 3 * CONFIG.batch_size
 
 
-def _first_epoch_kl(trainer, state, normalize_batch: bool) -> tuple[float, float]:
-    @jax.jit
+def _first_epoch_kl(trainer, state) -> dict[bool, tuple[float, float]]:
+    """The first epoch's KL and clip fraction on the rollout from `state`, its batch's
+    observations normalised (True) or raw (False): one program, which collects it once."""
+
+    @jit_fast
     def kl_and_clip_fraction(state):
         stats = policy_of(CONFIG, state).obs_stats
         transition = collect_rollout(
@@ -121,33 +131,36 @@ def _first_epoch_kl(trainer, state, normalize_batch: bool) -> tuple[float, float
             draw_update_randomness(trainer, state.key).rollout,
             stats,
         )[1]
-        obs = policy_input(stats, transition.obs) if normalize_batch else transition.obs
         zeros = jnp.zeros_like(transition.value)
-        batch = make_batch(CONFIG, transition._replace(obs=obs), zeros, zeros, state.rnn_state)
-        info, _ = minibatch_gradient(trainer, HP, state.params, batch)
-        return info.approx_kl, info.clip_fraction
+        results = {}
+        for normalize_batch in (True, False):
+            obs = policy_input(stats, transition.obs) if normalize_batch else transition.obs
+            tr = transition._replace(obs=obs)
+            batch = make_batch(CONFIG, tr, zeros, zeros, state.rnn_state)
+            info, _ = minibatch_gradient(trainer, HP, state.params, batch)
+            results[normalize_batch] = (info.approx_kl, info.clip_fraction)
+        return results
 
-    kl, clip_fraction = kl_and_clip_fraction(state)
-    return float(kl), float(clip_fraction)
+    return {k: (float(kl), float(c)) for k, (kl, c) in kl_and_clip_fraction(state).items()}
 
 
-def test_probability_ratio_is_one_on_the_first_epoch():
-    trainer = make_train(CONFIG)
-    state = jax.jit(trainer.init)(jax.random.key(2), HP)
-    step = jax.jit(lambda s: update_step(trainer, HP, s))
+def test_probability_ratio_is_one_on_the_first_epoch(trained_steps):
+    trainer, init, step = trained_steps
+    state = init(jax.random.key(2), HP)
     for _ in range(3):  # statistics far from the identity transform
         state, _ = step(state)
     assert float(jnp.max(jnp.abs(state.norm.obs.mean))) > 0.05
-    kl, clipped = _first_epoch_kl(trainer, state, normalize_batch=True)
+    kls = _first_epoch_kl(trainer, state)
+    kl, clipped = kls[True]
     assert kl < 1e-7 and clipped == 0.0
-    kl_raw, _ = _first_epoch_kl(trainer, state, normalize_batch=False)
+    kl_raw, _ = kls[False]
     assert kl_raw > 1e-5  # the check can fail: raw observations give another policy
 
 
 @pytest.fixture(scope="module")
 def plain_run():
     config = CONFIG.replace(normalize_obs=False, normalize_reward=False)
-    return config, jax.jit(make_train(config))(jax.random.key(0), HP)
+    return config, jit_fast(make_train(config))(jax.random.key(0), HP)
 
 
 def test_switched_off_statistics_stay_untouched(plain_run):
@@ -159,20 +172,20 @@ def test_switched_off_statistics_stay_untouched(plain_run):
 @pytest.mark.parametrize("switch", ["normalize_obs", "normalize_reward"])
 def test_each_switch_changes_training(plain_run, switch):
     config, plain = plain_run
-    switched = jax.jit(make_train(config.replace(**{switch: True})))(jax.random.key(0), HP)
+    switched = jit_fast(make_train(config.replace(**{switch: True})))(jax.random.key(0), HP)
     assert np.isfinite(switched.metrics.total_loss).all()
     assert not np.allclose(plain.metrics.value_loss, switched.metrics.value_loss)
 
 
-def test_statistics_survive_a_checkpoint_and_reach_evaluation(tmp_path):
+def test_statistics_survive_a_checkpoint_and_reach_evaluation(trained_steps, tmp_path):
     from purejaxppo.outputs.checkpoint import open_manager, restore_checkpoint, save_checkpoint
     from purejaxppo.runs.chunked import abstract_train_state
     from purejaxppo.runs.evaluation import evaluate_runs
     from purejaxppo.runs.population import build_population
 
-    trainer = make_train(CONFIG)
+    trainer = trained_steps[0]
     population = build_population(HP, seed=0, num_seeds=2)
-    out = jax.jit(jax.vmap(trainer, in_axes=(0, 0)))(population.keys, population.hyperparams)
+    out = jit_fast(jax.vmap(trainer, in_axes=(0, 0)))(population.keys, population.hyperparams)
     meta = {"format": 1, "updates_done": CONFIG.num_updates}
     save_checkpoint(open_manager(tmp_path), out.state, out.metrics, meta)
     restored = restore_checkpoint(tmp_path, abstract_train_state(trainer, population), 2)

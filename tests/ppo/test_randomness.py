@@ -6,6 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from jax.extend.core import ClosedJaxpr, Jaxpr
+from suite_helpers import jit_fast
 
 from purejaxppo.config import Hyperparams, PPOConfig
 from purejaxppo.ppo.permutation import random_permutation
@@ -135,7 +136,7 @@ def test_an_update_hashes_once_besides_the_env_and_the_shuffles():
     (its step and auto-reset, in the rollout's scan) and each epoch's shuffle."""
     trainer = make_train(CONFIG)
     hp = Hyperparams()
-    state = trainer.init(jax.random.key(0), hp)
+    state = jax.eval_shape(trainer.init, jax.random.key(0), hp)  # tracing needs shapes only
     in_update = _count_threefry(jax.make_jaxpr(lambda s: update_step(trainer, hp, s))(state))
     spec = trainer.env
     env_step = jax.vmap(lambda k, s: spec.env.step(k, s, 0, spec.params))
@@ -165,9 +166,9 @@ def test_a_state_keeps_its_key_type_through_updates(raw):
     trainer = make_train(CONFIG)
     hp = Hyperparams()
     key = jax.random.PRNGKey(0) if raw else jax.random.key(0)
-    state = trainer.init(key, hp)
+    state = jit_fast(trainer.init)(key, hp)
     assert jnp.issubdtype(state.key.dtype, jax.dtypes.prng_key) != raw
-    state, metrics = jax.jit(lambda s: trainer.run_updates(hp, s, 2))(state)
+    state, metrics = jit_fast(lambda s: trainer.run_updates(hp, s, 2))(state)
     assert state.key.dtype == key.dtype and state.key.shape == key.shape
     assert np.all(np.isfinite(np.asarray(metrics.total_loss)))
 

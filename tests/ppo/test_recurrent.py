@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from suite_helpers import jit_fast
 
 from purejaxppo import Hyperparams, PPOConfig, make_train
 from purejaxppo.config import ConfigError
@@ -45,55 +46,63 @@ def trainer():
     return make_train(CONFIG)
 
 
-def _rollout(trainer, seed=0):
+@pytest.fixture(scope="module")
+def rollout(trainer):
     """A second rollout, which starts mid-episode (32 steps = 5 episodes of 6 and 2 steps):
-    its start `rnn_state0` matters."""
-    state = jax.jit(trainer.init)(jax.random.key(seed), HP)
-    run = jax.jit(collect_rollout, static_argnums=0)
+    its start `rnn_state0` matters. Made once for the module: the tests only read it."""
+    state = jit_fast(trainer.init)(jax.random.key(0), HP)
+    run = jit_fast(collect_rollout, static_argnums=0)
     params = state.params
     noise = draw_update_randomness(trainer, state.key).rollout  # [T, N] = [32, 16]
     actors, _ = run(trainer, params, Actors(state.runner, state.rnn_state), noise)
     assert not np.any(np.asarray(actors.runner.episode_length) == 0)
     rnn_state0 = actors.rnn_state
-    noise = draw_update_randomness(trainer, jax.random.key(seed + 1)).rollout
+    noise = draw_update_randomness(trainer, jax.random.key(1)).rollout
     actors, tr = run(trainer, params, actors, noise)
     return state, rnn_state0, actors.rnn_state, tr
 
 
-def test_network_interface_and_memory_reset(trainer):
+def test_network_interface_and_memory_reset(trainer, rollout):
     assert trainer.network.rnn_size == CONFIG.gru_size
-    state, *_ = _rollout(trainer)
+    state, *_ = rollout
     obs = jnp.ones((3, 3))
     h = jax.random.normal(jax.random.key(1), (3, 32))
-    h_first, _, v_first = act(trainer.network, state.params, h, obs, jnp.ones(3, bool))
-    h_zero, _, v_zero = act(trainer.network, state.params, 0 * h, obs, jnp.zeros(3, bool))
+    step = jit_fast(lambda h, first: act(trainer.network, state.params, h, obs, first))
+    h_first, _, v_first = step(h, jnp.ones(3, bool))
+    h_zero, _, v_zero = step(0 * h, jnp.zeros(3, bool))
     np.testing.assert_allclose(h_first, h_zero)  # first: the old rnn_state is dropped
     np.testing.assert_allclose(v_first, v_zero)
-    h_kept, _, _ = act(trainer.network, state.params, h, obs, jnp.zeros(3, bool))
+    h_kept, _, _ = step(h, jnp.zeros(3, bool))
     assert not np.allclose(h_kept, h_zero)
 
 
-def test_replayed_sequences_reproduce_the_rollout(trainer):
+def test_replayed_sequences_reproduce_the_rollout(trainer, rollout):
     """Log-probabilities and values replayed from the stored start `rnn_state` (across episode
     resets) equal those of the rollout, so the ratio is 1 on the first epoch."""
-    state, rnn_state0, _, tr = _rollout(trainer)
+    state, rnn_state0, _, tr = rollout
     first = np.asarray(tr.first)
     assert first[1:].sum() >= 16  # episodes of 6 steps restart within the rollout
     zeros = jnp.zeros_like(tr.value)
     batch = make_batch(CONFIG, tr, zeros, zeros, rnn_state0)
-    dist, value = replay(trainer.network, state.params, batch)
-    np.testing.assert_allclose(dist.log_prob(tr.action), tr.log_prob, rtol=1e-5, atol=1e-5)
+
+    @jit_fast  # one program for the replays and the gradient (eagerly, each op compiles alone)
+    def replayed(params, batch, action):
+        dist, value = replay(trainer.network, params, batch)
+        info, _ = minibatch_gradient(trainer, HP, params, batch)
+        _, value_wrong = replay(trainer.network, params, batch._replace(rnn_state=0 * rnn_state0))
+        return dist.log_prob(action), value, info, value_wrong
+
+    log_prob, value, info, value_wrong = replayed(state.params, batch, tr.action)
+    np.testing.assert_allclose(log_prob, tr.log_prob, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(value, tr.value, rtol=1e-5, atol=1e-5)
-    info, _ = minibatch_gradient(trainer, HP, state.params, batch)
     assert float(info.approx_kl) < 1e-6 and float(info.clip_fraction) == 0.0
     # Without the stored rnn_state the replay differs (the fresh policy head is nearly
     # uniform, so the values show it): the check can fail.
-    _, value_wrong = replay(trainer.network, state.params, batch._replace(rnn_state=0 * rnn_state0))
     assert np.abs(np.asarray(value_wrong) - np.asarray(tr.value)).max() > 1e-3
 
 
-def test_minibatches_hold_whole_env_sequences(trainer):
-    _, rnn_state0, _, tr = _rollout(trainer)
+def test_minibatches_hold_whole_env_sequences(rollout):
+    _, rnn_state0, _, tr = rollout
     column = jnp.broadcast_to(jnp.arange(16.0), (32, 16))
     batch = make_batch(CONFIG, tr._replace(log_prob=column), column, column, rnn_state0)
     mb = shuffle_sequences_into_minibatches(batch, jax.random.key(3), 4)
@@ -137,7 +146,7 @@ def test_rnn_state_survives_a_checkpoint(tmp_path):
     config = CONFIG.replace(total_timesteps=16 * 32 * 2)
     trainer = make_train(config)
     population = build_population(HP, seed=0, num_seeds=2)
-    out = jax.jit(jax.vmap(trainer))(population.keys, population.hyperparams)
+    out = jit_fast(jax.vmap(trainer))(population.keys, population.hyperparams)
     chex.assert_shape(out.state.rnn_state, (2, 16, 32))
     assert float(jnp.abs(out.state.rnn_state).max()) > 0
     meta = {"updates_done": config.num_updates}
@@ -160,14 +169,19 @@ def test_recurrent_continuous_policy_replays_and_trains():
         num_minibatches=2,
     )
     trainer = make_train(config)
-    state = jax.jit(trainer.init)(jax.random.key(0), HP)
-    noise = draw_update_randomness(trainer, jax.random.key(1)).rollout  # [8, 4]
-    run = jax.jit(collect_rollout, static_argnums=0)
-    net, params = trainer.network, state.params
-    _, tr = run(trainer, params, Actors(state.runner, state.rnn_state), noise)
-    zeros = jnp.zeros_like(tr.value)
-    dist, value = replay(net, params, make_batch(config, tr, zeros, zeros, state.rnn_state))
-    chex.assert_shape([dist.log_prob(tr.action), dist.entropy(), value], (8, 4))
-    np.testing.assert_allclose(dist.log_prob(tr.action), tr.log_prob, rtol=1e-5, atol=1e-5)
-    out = jax.jit(trainer)(jax.random.key(0), HP)
+    state = jit_fast(trainer.init)(jax.random.key(0), HP)
+
+    @jit_fast  # the rollout and its replay in one program
+    def rollout_and_replay(state, key):
+        noise = draw_update_randomness(trainer, key).rollout  # [8, 4]
+        net, params = trainer.network, state.params
+        _, tr = collect_rollout(trainer, params, Actors(state.runner, state.rnn_state), noise)
+        zeros = jnp.zeros_like(tr.value)
+        dist, value = replay(net, params, make_batch(config, tr, zeros, zeros, state.rnn_state))
+        return tr, dist.log_prob(tr.action), dist.entropy(), value
+
+    tr, log_prob, entropy, value = rollout_and_replay(state, jax.random.key(1))
+    chex.assert_shape([log_prob, entropy, value], (8, 4))
+    np.testing.assert_allclose(log_prob, tr.log_prob, rtol=1e-5, atol=1e-5)
+    out = jit_fast(trainer)(jax.random.key(0), HP)
     assert np.all(np.isfinite(np.asarray(out.metrics.total_loss)))

@@ -7,6 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from suite_helpers import FAITHFUL_CPU_COMPILE, jit_fast
 
 from purejaxppo import Hyperparams, PPOConfig, make_train
 from purejaxppo.config import stack_hyperparams
@@ -17,7 +18,9 @@ from purejaxppo.ppo.rollout import collect_rollout
 from purejaxppo.ppo.trainer import draw_update_randomness
 from purejaxppo.ppo.types import Actors
 
-SMALL = PPOConfig(env="CartPole-v1", num_envs=4, num_steps=32, total_timesteps=4 * 32 * 6)
+# 5 updates: `test_stages_in_pieces_equal_one_call` runs them as 2, 1 and 2, so its two pieces
+# of 2 updates are one compiled program.
+SMALL = PPOConfig(env="CartPole-v1", num_envs=4, num_steps=32, total_timesteps=4 * 32 * 5)
 
 
 @pytest.fixture(scope="module")
@@ -25,12 +28,18 @@ def trainer():
     return make_train(SMALL)
 
 
+@pytest.fixture(scope="module")
+def train(trainer):
+    """One run of SMALL, compiled once for the module."""
+    return jit_fast(trainer)
+
+
 def test_rollout_shapes_and_auto_reset():
     steps, envs = 200, 3
     trainer = make_train(SMALL.replace(num_steps=steps, num_envs=envs))
     runner = reset_envs(trainer.env, jax.random.key(0), envs)
-    params = jax.jit(trainer.init)(jax.random.key(1), Hyperparams()).params
-    rollout = jax.jit(collect_rollout, static_argnums=0)
+    params = jit_fast(trainer.init)(jax.random.key(1), Hyperparams()).params
+    rollout = jit_fast(collect_rollout, static_argnums=0)
     actors = Actors(runner, initial_rnn_state(trainer.network, envs))
     noise = draw_update_randomness(trainer, jax.random.key(2)).rollout
     actors, tr = rollout(trainer, params, actors, noise)
@@ -58,8 +67,7 @@ def test_rollout_shapes_and_auto_reset():
     np.testing.assert_allclose(tr.next_value[t2, n2], tr.value[t2 + 1, n2], rtol=1e-5)
 
 
-def test_same_key_bit_identical(trainer):
-    train = jax.jit(trainer)
+def test_same_key_bit_identical(train):
     a = train(jax.random.key(3), Hyperparams())
     b = train(jax.random.key(3), Hyperparams())
     chex.assert_trees_all_equal(a, b)
@@ -67,12 +75,11 @@ def test_same_key_bit_identical(trainer):
     assert not np.array_equal(a.metrics.total_loss, c.metrics.total_loss)
 
 
-def test_vmap_over_seeds_equals_separate_runs(trainer):
+def test_vmap_over_seeds_equals_separate_runs(trainer, train):
     keys = jax.random.split(jax.random.key(5), 3)
-    batched = jax.jit(jax.vmap(trainer, in_axes=(0, None)))(keys, Hyperparams())
-    single = jax.jit(trainer)
+    batched = jit_fast(jax.vmap(trainer, in_axes=(0, None)))(keys, Hyperparams())
     for i in range(3):
-        alone = single(keys[i], Hyperparams())
+        alone = train(keys[i], Hyperparams())
         chex.assert_trees_all_close(
             jax.tree.map(lambda x, i=i: x[i], batched.state.params),
             alone.state.params,
@@ -84,18 +91,17 @@ def test_vmap_over_seeds_equals_separate_runs(trainer):
         )
 
 
-def test_vmap_over_learning_rates_equals_separate_runs_and_compiles_once(trainer):
+def test_vmap_over_learning_rates_equals_separate_runs_and_compiles_once(trainer, train):
     key = jax.random.key(6)
     rates = [1e-4, 1e-3, 3e-3]
     hp = stack_hyperparams([Hyperparams(learning_rate=r) for r in rates])
-    sweep = jax.jit(jax.vmap(trainer, in_axes=(None, 0)))
+    sweep = jit_fast(jax.vmap(trainer, in_axes=(None, 0)))
     batched = sweep(key, hp)
     sweep(key, hp.replace(learning_rate=hp.learning_rate * 2))  # new values, same shapes
     assert sweep._cache_size() == 1
-    single = jax.jit(trainer)
     finals = []
     for i, rate in enumerate(rates):
-        alone = single(key, Hyperparams(learning_rate=rate))
+        alone = train(key, Hyperparams(learning_rate=rate))
         chex.assert_trees_all_close(
             jax.tree.map(lambda x, i=i: x[i], batched.state.params),
             alone.state.params,
@@ -112,11 +118,13 @@ def test_vmap_over_learning_rates_equals_separate_runs_and_compiles_once(trainer
 def test_stages_in_pieces_equal_one_call(trainer):
     hp = Hyperparams()
     key = jax.random.key(7)
-    whole = jax.jit(trainer)(key, hp)
-    state = trainer.init(key, hp)
-    state, first = jax.jit(trainer.run_updates, static_argnums=2)(hp, state, 2)
-    state, one = jax.jit(trainer.update_step)(hp, state)
-    state, rest = jax.jit(trainer.run_updates, static_argnums=2)(hp, state, SMALL.num_updates - 3)
+    # Faithful compiles: the fast one's kernels round the pieces and the whole further apart.
+    whole = jit_fast(trainer, FAITHFUL_CPU_COMPILE)(key, hp)
+    state = jit_fast(trainer.init, FAITHFUL_CPU_COMPILE)(key, hp)
+    run_updates = jit_fast(trainer.run_updates, FAITHFUL_CPU_COMPILE, static_argnums=2)
+    state, first = run_updates(hp, state, 2)
+    state, one = jit_fast(trainer.update_step, FAITHFUL_CPU_COMPILE)(hp, state)
+    state, rest = run_updates(hp, state, SMALL.num_updates - 3)
     chex.assert_trees_all_close(state.params, whole.state.params, rtol=1e-6, atol=1e-7)
     joined = jax.tree.map(
         lambda a, b, c: np.concatenate([a, np.asarray(b)[None], c]), first, one, rest
@@ -145,7 +153,7 @@ def test_values_after_the_scan_equal_values_in_it(env, recurrent, normalized):
     )
     trainer = make_train(config)
     runner = reset_envs(trainer.env, jax.random.key(0), envs)
-    params = jax.jit(trainer.init)(jax.random.key(1), Hyperparams()).params
+    params = jit_fast(trainer.init)(jax.random.key(1), Hyperparams()).params
     actors = Actors(runner, initial_rnn_state(trainer.network, envs))
     shape = trainer.env.obs_shape
     stats = RunningStats(jnp.full(shape, 0.3), jnp.full(shape, 2.0), jnp.float32(10.0))
@@ -156,7 +164,8 @@ def test_values_after_the_scan_equal_values_in_it(env, recurrent, normalized):
         tuning = dataclasses.replace(trainer.tuning, values_after_scan=values_after_scan)
         tuned = make_train(config, tuning=tuning)
         assert tuned.tuning.values_after_scan is values_after_scan
-        run = jax.jit(collect_rollout, static_argnums=0)
+        # Faithful: the fast compile's kernels round the two rollouts further apart.
+        run = jit_fast(collect_rollout, FAITHFUL_CPU_COMPILE, static_argnums=0)
         return run(tuned, params, actors, noise, obs_stats)[1]
 
     in_scan, after = rollout(False), rollout(True)

@@ -6,6 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from conftest import probe_config
+from suite_helpers import jit_fast
 
 from purejaxppo import Hyperparams, make_train
 from purejaxppo.envs.probes import TruncatedConstant
@@ -30,7 +31,7 @@ class TimeLimitAsTermination(TruncatedConstant):
 
 def learned_value(env) -> float:
     trainer = make_train(CONFIG, env=env)
-    params = jax.jit(trainer)(jax.random.key(0), HP).state.params
+    params = jit_fast(trainer)(jax.random.key(0), HP).state.params
     obs = 0.1 * jax.random.normal(jax.random.key(1), (256, 1))
     return float(jnp.mean(act(trainer.network, params, None, obs, None).value))
 

@@ -11,6 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from suite_helpers import jit_fast
 
 from purejaxppo import Hyperparams, PPOConfig, make_train
 from purejaxppo.ppo.distributions import Categorical
@@ -71,7 +72,7 @@ def test_make_train_stores_the_tuning_and_the_network_takes_its_kernels():
     assert plain.tuning == Tuning.plain()
     fast = make_train(CONFIG, tuning=Tuning.for_backend("cpu", CONFIG.batch_size))
     obs = jnp.ones((16, 4))
-    params = jax.jit(fast.init)(jax.random.key(0), Hyperparams()).params
+    params = jit_fast(fast.init)(jax.random.key(0), Hyperparams()).params
 
     def custom_vjps(trainer) -> int:
         def loss(params):
@@ -118,8 +119,8 @@ def test_plain_tuning_trains_to_the_default_s_result(config):
     assert default.tuning != Tuning.plain(default.tuning.backend)  # two programs to compare
     plain = make_train(config, tuning=Tuning.plain())
     key, hp = jax.random.key(0), Hyperparams()
-    a = jax.jit(default)(key, hp)
-    b = jax.jit(plain)(key, hp)
+    a = jit_fast(default)(key, hp)
+    b = jit_fast(plain)(key, hp)
     chex.assert_trees_all_close(a.state.params, b.state.params, rtol=1e-4, atol=1e-5)
     chex.assert_trees_all_close(a.metrics, b.metrics, rtol=1e-4, atol=1e-5)
     assert np.isfinite(np.asarray(b.metrics.total_loss)).all()

@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from suite_helpers import jit_fast
 
 from purejaxppo import Hyperparams, PPOConfig, make_train
 from purejaxppo.config import stack_hyperparams
@@ -51,7 +52,7 @@ def test_schedules_follow_their_formula_per_update():
     params = {}
     for kind, factor in factors.items():
         config = CONFIG.replace(lr_schedule=kind, ent_schedule=kind)
-        out = jax.jit(make_train(config))(jax.random.key(0), hp)
+        out = jit_fast(make_train(config))(jax.random.key(0), hp)
         np.testing.assert_allclose(out.metrics.learning_rate, 0.01 * factor, rtol=1e-5)
         np.testing.assert_allclose(out.metrics.ent_coef, 0.01 + 0.04 * factor, rtol=1e-5)
         assert learning_rate_at(config, hp, config.num_updates + 3) >= 0.0
@@ -116,11 +117,11 @@ def test_gaussian_actions_clipped_for_env_log_prob_unclipped():
         PPOConfig(env="Pendulum-v1", num_envs=8, num_steps=16, total_timesteps=128)
     )
     runner = reset_envs(trainer.env, jax.random.key(0), 8)
-    params = jax.jit(trainer.init)(jax.random.key(1), Hyperparams()).params
+    params = jit_fast(trainer.init)(jax.random.key(1), Hyperparams()).params
     params["params"]["log_std"] = jnp.full_like(params["params"]["log_std"], 2.0)  # std 7.4
     actors = Actors(runner, initial_rnn_state(trainer.network, 8))
     noise = draw_update_randomness(trainer, jax.random.key(2)).rollout  # [16, 8]
-    actors, tr = collect_rollout(trainer, params, actors, noise)
+    actors, tr = jit_fast(collect_rollout, static_argnums=0)(trainer, params, actors, noise)
     runner = actors.runner
     actions = np.asarray(tr.action)
     assert np.abs(actions).max() > 2.0  # the stored action is the unclipped sample
@@ -163,14 +164,14 @@ def test_target_kl_stops_remaining_epochs_per_run_under_vmap():
     config = CONFIG.replace(update_epochs=4, target_kl_stop=True)
     hp = stack_hyperparams([Hyperparams(target_kl=1e-9), Hyperparams(target_kl=1e3)])
     keys = jnp.stack([jax.random.key(0)] * 2)
-    out = jax.jit(jax.vmap(make_train(config)))(keys, hp)
+    out = jit_fast(jax.vmap(make_train(config)))(keys, hp)
     np.testing.assert_array_equal(out.metrics.epochs[0], 1)
     np.testing.assert_array_equal(out.metrics.epochs[1], 4)
     counts = [leaf for leaf in jax.tree.leaves(out.state.opt_state) if leaf.dtype == jnp.int32]
     assert counts, "Adam keeps a step count"
     steps = config.num_updates * config.num_minibatches
     np.testing.assert_array_equal(counts[0], [steps, 4 * steps])
-    plain = jax.jit(make_train(CONFIG.replace(update_epochs=4)))(keys[0], Hyperparams())
+    plain = jit_fast(make_train(CONFIG.replace(update_epochs=4)))(keys[0], Hyperparams())
     chex.assert_trees_all_close(
         jax.tree.map(lambda x: x[1], out.state.params), plain.state.params, rtol=1e-5, atol=1e-6
     )
@@ -193,13 +194,18 @@ def test_sliced_gradient_passes_equal_one_pass_per_minibatch():
     assert gradient_slices(prime, 16) == 1  # 127 is prime: no slices of 8 to 16 samples
     trainer = make_train(config)
     hp = Hyperparams()
-    state = trainer.init(jax.random.key(0), hp)
-    noise = draw_update_randomness(trainer, jax.random.key(1)).rollout
-    _, tr = collect_rollout(trainer, state.params, Actors(state.runner, None), noise)
-    advantage, target = compute_gae(
-        tr.reward, tr.value, tr.next_value, tr.terminated, tr.truncated, hp.gamma, hp.gae_lambda
-    )
-    batch = make_batch(config, tr, advantage, target, None)
+    state = jit_fast(trainer.init)(jax.random.key(0), hp)
+
+    @jit_fast
+    def rollout_batch(state):
+        noise = draw_update_randomness(trainer, jax.random.key(1)).rollout
+        _, tr = collect_rollout(trainer, state.params, Actors(state.runner, None), noise)
+        advantage, target = compute_gae(
+            tr.reward, tr.value, tr.next_value, tr.terminated, tr.truncated, hp.gamma, hp.gae_lambda
+        )
+        return make_batch(config, tr, advantage, target, None)
+
+    batch = rollout_batch(state)
     chex.assert_shape(batch.advantage, (512,))
 
     def update(gradient_slice):
@@ -215,7 +221,7 @@ def test_sliced_gradient_passes_equal_one_pass_per_minibatch():
             Schedules(jnp.float32(hp.learning_rate), jnp.float32(hp.ent_coef)),
         )
 
-    one_pass, sliced = jax.jit(lambda: update(None))(), jax.jit(lambda: update(64))()
+    one_pass, sliced = jit_fast(lambda: update(None))(), jit_fast(lambda: update(64))()
     for a, b in zip(jax.tree.leaves(one_pass), jax.tree.leaves(sliced), strict=True):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=2e-5, atol=1e-6)
     moved = jax.tree.leaves(

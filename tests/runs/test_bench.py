@@ -4,6 +4,7 @@ import json
 
 import jax
 import pytest
+from suite_helpers import jit_fast
 
 import purejaxppo.runs.bench
 from purejaxppo import Hyperparams, PPOConfig, make_env
@@ -15,7 +16,7 @@ from purejaxppo.runs.bench import make_env_only, time_alternating
 def test_env_only_floor_takes_every_step():
     # CartPole pays reward 1 per step, so the reward sum counts the steps taken.
     config = PPOConfig(num_envs=3, num_steps=8, total_timesteps=3 * 8 * 5)
-    floor = jax.jit(jax.vmap(make_env_only(make_env("CartPole-v1"), config)))
+    floor = jit_fast(jax.vmap(make_env_only(make_env("CartPole-v1"), config)))
     totals = floor(jax.random.split(jax.random.key(0), 2))
     assert totals.tolist() == [3 * 8 * 5] * 2
 

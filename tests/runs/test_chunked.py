@@ -9,6 +9,7 @@ import chex
 import jax
 import pytest
 from small_runs import CONFIG, assert_bit_identical, run_in_chunks
+from suite_helpers import jit_fast
 
 from purejaxppo import Hyperparams
 from purejaxppo.outputs.checkpoint import (
@@ -51,8 +52,8 @@ def test_default_chunk_updates_is_the_divisor_rule_and_quick_for_huge_runs():
 
 
 @pytest.mark.slow
-def test_chunked_equals_one_chunk_and_the_fused_train(trainer, population, uninterrupted):
-    chunked = run_in_chunks(trainer, population, 3)  # chunks of 3, 3, 1
+def test_chunked_equals_one_chunk_and_the_fused_train(trainer, population, uninterrupted, program2):
+    chunked = run_chunked(program2, population)  # chunks of 2, 2, 2, 1 (compiled once)
     assert chunked.updates_done == CONFIG.num_updates and not chunked.stopped
     assert_bit_identical(
         (chunked.state.params, chunked.metrics),
@@ -61,7 +62,7 @@ def test_chunked_equals_one_chunk_and_the_fused_train(trainer, population, unint
     assert chunked.metrics.total_loss.shape == (population.num_runs, CONFIG.num_updates)
     # `jit(vmap(train))` compiles init and updates into one program, where XLA may round a
     # few results differently (layouts): equal to float32 rounding.
-    fused = jax.jit(jax.vmap(trainer))(population.keys, population.hyperparams)
+    fused = jit_fast(jax.vmap(trainer))(population.keys, population.hyperparams)
     chex.assert_trees_all_close(fused.state.params, chunked.state.params, rtol=1e-5, atol=1e-6)
     chex.assert_trees_all_close(fused.metrics, chunked.metrics, rtol=1e-5, atol=1e-6)
 
@@ -69,11 +70,12 @@ def test_chunked_equals_one_chunk_and_the_fused_train(trainer, population, unint
 @pytest.mark.slow
 def test_one_run_chunked_equals_the_vmapped_train(trainer):
     """A single run, whose init and chunk programs are traced without vmap on the CPU, trains
-    in chunks (3, 3, 1) as the vmapped single call does, to float32 rounding."""
+    in chunks (7 of 1 update: one chunk program to compile) as the vmapped single call does,
+    to float32 rounding."""
     one = build_population(Hyperparams(), seed=5, num_seeds=1)
-    chunked = run_in_chunks(trainer, one, 3)
+    chunked = run_in_chunks(trainer, one, 1)
     assert chunked.metrics.total_loss.shape == (1, CONFIG.num_updates)
-    vmapped = jax.jit(jax.vmap(trainer))(one.keys, one.hyperparams)
+    vmapped = jit_fast(jax.vmap(trainer))(one.keys, one.hyperparams)
     # The two programs round differently, and 7 updates grow those differences to ~1e-5.
     chex.assert_trees_all_close(vmapped.state.params, chunked.state.params, rtol=1e-4, atol=3e-5)
     chex.assert_trees_all_close(vmapped.metrics, chunked.metrics, rtol=1e-4, atol=3e-5)

@@ -7,6 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from small_runs import CONFIG, assert_bit_identical
+from suite_helpers import jit_fast
 
 from purejaxppo import ConfigError, Hyperparams, LoopOptions, RunSpec, TrainSession
 from purejaxppo.runs.pbt_settings import PBTConfig
@@ -18,6 +19,8 @@ PBT = PBTConfig(every=2, fraction=0.25, perturb=(0.8, 1.25))
 LR_RANGE = SearchRange("log", 1e-5, 3e-2)
 BOUNDS = (("learning_rate", 1e-5, 3e-2),)
 FITNESS = jnp.asarray([5.0, 1.0, 7.0, 3.0, 0.0, 6.0, 2.0, 4.0])  # top 2: runs 2, 5; bottom: 4, 1
+# Jitted once, as the chunks run it (called eagerly, each of its ops would compile on its own).
+exploit = jit_fast(exploit_and_explore, static_argnums=(0, 1), static_argnames="num_runs")
 
 
 @pytest.fixture(scope="module")
@@ -28,11 +31,11 @@ def population8():
 @pytest.fixture(scope="module")
 def state8(trainer, population8):
     """Eight runs' states after init, their params made distinct per run."""
-    return jax.jit(jax.vmap(trainer.init))(population8.keys, population8.hyperparams)
+    return jit_fast(jax.vmap(trainer.init))(population8.keys, population8.hyperparams)
 
 
 def run_leaves(tree, run):
-    return [np.asarray(leaf[run]) for leaf in jax.tree.leaves(jax.tree.map(_data, tree))]
+    return [np.asarray(leaf)[run] for leaf in jax.tree.leaves(jax.tree.map(_data, tree))]
 
 
 def _data(x):
@@ -41,7 +44,7 @@ def _data(x):
 
 def test_exactly_the_bottom_fraction_copies_the_top(state8, population8):
     hps = jax.tree.map(jnp.asarray, population8.hyperparams)
-    out = exploit_and_explore(PBT, BOUNDS, FITNESS, state8, hps, jax.random.key(1))
+    out = exploit(PBT, BOUNDS, FITNESS, state8, hps, jax.random.key(1))
     replaced = np.asarray(out.replaced)
     parents = np.asarray(out.parents)
     assert replaced.tolist() == [r in (1, 4) for r in range(8)]
@@ -83,8 +86,8 @@ def test_padding_rows_continue_themselves_and_change_nothing(state8, population8
     rows, the first 6 come out as a step on those 6 alone; rows 6 and 7 stay as they were."""
     hps, key = population8.hyperparams, jax.random.key(4)
     first6 = jax.tree.map(lambda leaf: leaf[:6], (state8, hps))
-    alone = exploit_and_explore(PBT, BOUNDS, FITNESS[:6], *first6, key)
-    padded = exploit_and_explore(PBT, BOUNDS, FITNESS, state8, hps, key, num_runs=6)
+    alone = exploit(PBT, BOUNDS, FITNESS[:6], *first6, key)
+    padded = exploit(PBT, BOUNDS, FITNESS, state8, hps, key, num_runs=6)
     assert np.asarray(padded.parents).tolist() == [*np.asarray(alone.parents).tolist(), 6, 7]
     assert np.asarray(padded.replaced).tolist() == [*np.asarray(alone.replaced).tolist(), 0, 0]
     assert_bit_identical(
@@ -100,7 +103,7 @@ def test_padding_rows_continue_themselves_and_change_nothing(state8, population8
 def test_perturbations_are_clipped_to_the_search_range(state8, population8):
     hps = population8.hyperparams.replace(learning_rate=jnp.full(8, 2e-2, jnp.float32))
     pbt = PBTConfig(every=2, fraction=0.5, perturb=(1.5, 2.0))  # 3e-2 or 4e-2: over the top
-    out = exploit_and_explore(pbt, BOUNDS, FITNESS, state8, hps, jax.random.key(2))
+    out = exploit(pbt, BOUNDS, FITNESS, state8, hps, jax.random.key(2))
     lr, replaced = np.asarray(out.hyperparams.learning_rate), np.asarray(out.replaced)
     np.testing.assert_array_equal(lr[replaced], np.float32(3e-2))  # perturbed, then clipped
     np.testing.assert_array_equal(lr[~replaced], np.float32(2e-2))
@@ -119,12 +122,12 @@ def test_ties_and_nan_are_ranked_deterministically():
 
 def test_same_key_same_bits_and_keys_matter(state8, population8):
     hps = population8.hyperparams
-    first = exploit_and_explore(PBT, BOUNDS, FITNESS, state8, hps, jax.random.key(3))
-    again = exploit_and_explore(PBT, BOUNDS, FITNESS, state8, hps, jax.random.key(3))
+    first = exploit(PBT, BOUNDS, FITNESS, state8, hps, jax.random.key(3))
+    again = exploit(PBT, BOUNDS, FITNESS, state8, hps, jax.random.key(3))
     assert_bit_identical(first, again)
     draws = set()
     for k in range(6):
-        out = exploit_and_explore(PBT, BOUNDS, FITNESS, state8, hps, jax.random.key(k))
+        out = exploit(PBT, BOUNDS, FITNESS, state8, hps, jax.random.key(k))
         draws.add(tuple(np.asarray(out.hyperparams.learning_rate).tolist()))
     assert len(draws) > 1
 

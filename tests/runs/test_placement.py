@@ -18,6 +18,7 @@ from pathlib import Path
 import jax
 import numpy as np
 import pytest
+from fast_compile import fast_tuning
 
 # Only modules that leave the XLA backend alone (no gymnax) at the top: a worker process
 # must call initialize_distributed first (`make_train` and the population come later).
@@ -55,9 +56,11 @@ def population(num_seeds: int):
 
 
 def tiny_trainer():
+    """`TINY`'s trainer, its programs compiled fast: what is compared here is placement, and
+    every side of each comparison compiles with the same options."""
     from purejaxppo import make_train
 
-    return make_train(TINY)
+    return make_train(TINY, tuning=fast_tuning(TINY))
 
 
 def flatten(tree) -> dict[str, np.ndarray]:
@@ -78,7 +81,8 @@ def worker_devices(out_dir: Path) -> None:
     """4 local devices: 4 runs and 6 runs (padded to 8) sharded, plus checks on the way."""
     trainer = tiny_trainer()
     mesh = run_mesh()
-    sharded = jax.jit(shard_over_runs(trainer, mesh))
+    options = trainer.tuning.compiler_options_dict()
+    sharded = jax.jit(shard_over_runs(trainer, mesh), compiler_options=options)
     four = population(2)
     inputs = put_runs((four.keys, four.hyperparams), mesh)
     hlo = sharded.lower(*inputs).compile().as_text()
@@ -188,7 +192,9 @@ def worker_env(num_devices: int) -> dict[str, str]:
         env.pop(name, None)
     env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={num_devices}"
     env["JAX_PLATFORMS"] = "cpu"
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
+    # The checkout's package, and tests/ for the helpers this file imports.
+    path = [str(ROOT), str(ROOT / "tests"), env.get("PYTHONPATH", "")]
+    env["PYTHONPATH"] = os.pathsep.join(path)
     return env
 
 
@@ -219,8 +225,9 @@ def finish_workers(procs: list[subprocess.Popen]) -> None:
 
 
 def unsharded(num_seeds: int) -> dict[str, np.ndarray]:
-    runs = population(num_seeds)
-    return flatten(jax.jit(jax.vmap(tiny_trainer()))(runs.keys, runs.hyperparams))
+    runs, trainer = population(num_seeds), tiny_trainer()
+    train = jax.jit(jax.vmap(trainer), compiler_options=trainer.tuning.compiler_options_dict())
+    return flatten(train(runs.keys, runs.hyperparams))
 
 
 @pytest.fixture(scope="module")
@@ -317,7 +324,12 @@ def test_initialize_distributed_reads_environment(monkeypatch):
     assert not jax.distributed.is_initialized()
 
 
+# On the tests that compare with the module's references: one xdist worker computes them once.
+shares_references = pytest.mark.xdist_group("placement_references")
+
+
 @pytest.mark.slow
+@shares_references
 def test_sharded_over_four_devices_equals_unsharded(tmp_path, request):
     proc = start_worker(4, "devices", tmp_path)
     reference6 = request.getfixturevalue("reference6")  # compiled while the worker runs
@@ -356,6 +368,7 @@ def pbt_reference() -> dict[str, np.ndarray]:
 
 
 @pytest.mark.slow
+@shares_references
 def test_two_processes_equal_unsharded(tmp_path, reference4, request):
     port = free_port()
     procs = [start_worker(2, "process", tmp_path, port, i) for i in range(2)]
